@@ -1,0 +1,67 @@
+"""Does ``decode(encode(s))`` reproduce ``s``? A fast exact check with a StructureMatcher fallback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Structure
+from scipy.optimize import linear_sum_assignment
+
+from pccd_hpc.data.codec import CodecConfig, EncodedStructure, decode_tensor, periodic_distances
+
+# The tolerances the issue and the field use for "the same structure".
+MATCHER_KWARGS = {"ltol": 0.3, "stol": 0.5, "angle_tol": 10.0}
+
+
+def structure_matcher() -> StructureMatcher:
+    """Return the StructureMatcher used for every match rate in this package."""
+    return StructureMatcher(**MATCHER_KWARGS)
+
+
+@dataclass
+class RoundtripResult:
+    """Outcome of one round trip."""
+
+    matched: bool
+    atom_count_matched: bool
+    reason: str = ""
+
+
+def _sites_identical(encoded: EncodedStructure, decoded: Structure, tol_ang: float) -> bool:
+    """True when decoded has the encoded lattice and every site within ``tol_ang`` (same species)."""
+    if len(decoded) != encoded.n_sites:
+        return False
+    d_params = np.concatenate([decoded.lattice.abc, decoded.lattice.angles])
+    if not np.allclose(d_params, encoded.lattice_params, rtol=1e-4, atol=1e-3):
+        return False
+    decoded_z = np.array([site.specie.Z for site in decoded])
+    encoded_z = encoded.element_z[encoded.slot_index]
+    if sorted(decoded_z.tolist()) != sorted(encoded_z.tolist()):
+        return False
+    dist = periodic_distances(encoded.frac_coords, decoded.frac_coords, decoded.lattice.matrix)
+    dist[encoded_z[:, None] != decoded_z[None, :]] = 1e6
+    rows, cols = linear_sum_assignment(dist)
+    return bool(dist[rows, cols].max() <= tol_ang)
+
+
+def check_roundtrip(
+    original: Structure, encoded: EncodedStructure, config: CodecConfig, matcher: StructureMatcher | None = None
+) -> RoundtripResult:
+    """Decode ``encoded`` and compare it with ``original``.
+
+    The fast path proves identity site by site (which implies a StructureMatcher match); only
+    when it fails is pymatgen's StructureMatcher(ltol=0.3, stol=0.5, angle_tol=10) asked.
+    """
+    result = decode_tensor(encoded.tensor, encoded.element_z, config)
+    if result.structure is None:
+        return RoundtripResult(False, False, f"decode rejected: {result.reason} ({result.detail})")
+    decoded = result.structure
+    count_ok = len(decoded) == len(original)
+    if _sites_identical(encoded, decoded, tol_ang=1e-3):
+        return RoundtripResult(True, count_ok)
+    matcher = matcher or structure_matcher()
+    if matcher.fit(original, decoded):
+        return RoundtripResult(True, count_ok)
+    return RoundtripResult(False, count_ok, f"StructureMatcher found no match ({len(decoded)} vs {len(original)} sites)")
