@@ -21,6 +21,7 @@ x ~ 1 is one atom; cluster centres are periodic means. Nothing is rounded.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import asdict, dataclass
@@ -154,8 +155,11 @@ class EncodedStructure:
         return int(self.frac_coords.shape[0])
 
 
+@functools.lru_cache(maxsize=None)
 def _electronegativity_key(z: int) -> tuple[float, int]:
-    x = Element.from_Z(z).X
+    with warnings.catch_warnings():  # noble gases have no Pauling value: sorted last
+        warnings.simplefilter("ignore")
+        x = Element.from_Z(z).X
     return (x if x is not None and math.isfinite(x) else math.inf, z)
 
 
