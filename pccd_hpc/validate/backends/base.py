@@ -1,0 +1,81 @@
+"""The backend interface: what validate needs from an energy/force model.
+
+A new ML potential is a small subclass of ``AseBackend`` that builds an ASE calculator
+(see ``chgnet.py``); register it in ``BACKENDS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from pymatgen.core import Structure
+
+from pccd_hpc.validate.config import RelaxConfig
+from pccd_hpc.validate.relax import RelaxResult, relax_structure
+
+# name -> "module:Class", imported lazily so optional extras are only needed when used.
+BACKENDS: dict[str, str] = {
+    "chgnet": "pccd_hpc.validate.backends.chgnet:CHGNetBackend",
+    "vasp": "pccd_hpc.validate.backends.vasp:VaspBackend",
+}
+
+
+class Backend(ABC):
+    """An energy model that validate can relax structures with."""
+
+    name: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]] = {}
+    runs_in_process: ClassVar[bool] = True
+    """False for backends whose calculations run as separate cluster jobs (VASP)."""
+
+    def __init__(self, **options: Any) -> None:
+        unknown = set(options) - set(self.defaults)
+        if unknown:
+            raise ValueError(f"backend {self.name!r}: unknown options {sorted(unknown)}; known: {sorted(self.defaults)}")
+        self.options: dict[str, Any] = {**self.defaults, **options}
+
+    @abstractmethod
+    def relax(self, structure: Structure, config: RelaxConfig, record_id: str) -> RelaxResult:
+        """Relax ``structure`` and return its final structure and energy per atom."""
+
+
+class AseBackend(Backend):
+    """A backend defined by an ASE calculator; relaxation is shared (``relax.relax_structure``)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._calculator = None
+
+    @abstractmethod
+    def make_calculator(self):
+        """Build the ASE calculator (called once per process, then reused)."""
+
+    @property
+    def calculator(self):
+        """The process's ASE calculator, built on first use."""
+        if self._calculator is None:
+            self._calculator = self.make_calculator()
+        return self._calculator
+
+    def relax(self, structure: Structure, config: RelaxConfig, record_id: str) -> RelaxResult:
+        """Relax with the shared guarded ASE loop."""
+        return relax_structure(structure, self.calculator, config, record_id)
+
+
+def get_backend(name: str, **options: Any) -> Backend:
+    """Instantiate the backend registered as ``name`` with ``options`` over its defaults."""
+    return get_backend_class(name)(**options)
+
+
+def get_backend_class(name: str) -> type[Backend]:
+    """The backend class registered as ``name`` (imports its module, which may need an extra)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; known: {sorted(BACKENDS)}")
+    module_name, class_name = BACKENDS[name].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"backend {name!r} needs an optional dependency ({err}); try `pip install .[mlip]`") from err
+    return getattr(module, class_name)

@@ -1,0 +1,88 @@
+"""``validate`` subcommand: relax candidates, E_hull, phonons, metrics (locally or as a SLURM array)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from pccd_hpc.validate.config import PhononConfig, RelaxConfig, ValidateConfig
+from pccd_hpc.validate.stage import ValidatePaths, run_validate
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``validate`` subcommand."""
+    p = subparsers.add_parser("validate", help="relax candidates, energy above hull, phonons, metrics",
+                              description=__doc__)
+    p.add_argument("--input", required=True, type=Path, help="candidates: CIF folder, shard folder or CSV with a cif column")
+    p.add_argument("--out", required=True, type=Path, help="validation folder VDIR")
+    p.add_argument("--backend", default="chgnet", help="energy backend: chgnet (default, offline) or vasp")
+    p.add_argument("--reference", type=Path, help="hull reference: shards/CIF folder/CSV, or ComputedStructureEntry JSON")
+    p.add_argument("--train", type=Path, help="training set (novelty; default hull reference)")
+    p.add_argument("--reference-cache", type=Path, help="shared cache of reference energies (default VDIR/reference_cache)")
+    p.add_argument("--phonons", action="store_true", help="phonopy phonons for every relaxed candidate")
+    p.add_argument("--band-structure", default="", help="comma-separated candidate ids to plot phonon bands for")
+    p.add_argument("--optimizer", default="BFGS", help="ASE optimizer (BFGS, FIRE, LBFGS)")
+    p.add_argument("--fmax", type=float, default=0.05, help="force threshold, eV/Å")
+    p.add_argument("--max-steps", type=int, default=500, help="relaxation step cap")
+    p.add_argument("--timeout-s", type=float, default=600.0, help="per-structure relaxation wall-clock limit")
+    p.add_argument("--phonon-min-length", type=float, default=10.0, help="minimum supercell width, Å")
+    p.add_argument("--workers", type=int, default=int(os.environ.get("SLURM_CPUS_PER_TASK", "1")),
+                   help="worker processes in this task (default: SLURM_CPUS_PER_TASK or 1)")
+    p.add_argument("--cluster", choices=["local", "slurm"], default="local", help="run here or submit a SLURM array")
+    p.add_argument("--array-size", type=int, default=1, help="number of array tasks (chunks)")
+    p.add_argument("--task-index", type=int, default=None,
+                   help="compute only this chunk (default: SLURM_ARRAY_TASK_ID if set, else all)")
+    p.add_argument("--no-finalize", action="store_true", help="skip the merge step (array tasks)")
+    p.add_argument("--finalize-only", action="store_true", help="only merge records into results.csv/metrics.json")
+    p.add_argument("--partition", default=None, help="SLURM partition (with --cluster slurm)")
+    p.add_argument("--time", default="02:00:00", help="SLURM time limit per array task")
+    p.set_defaults(func=main)
+
+
+def config_from_args(args: argparse.Namespace) -> ValidateConfig:
+    """Build the validated config from parsed arguments."""
+    return ValidateConfig(
+        backend=args.backend,
+        relax=RelaxConfig(optimizer=args.optimizer, fmax_ev_per_ang=args.fmax, max_steps=args.max_steps, timeout_s=args.timeout_s),
+        phonons=args.phonons,
+        phonon=PhononConfig(min_length_ang=args.phonon_min_length),
+        band_structure_ids=tuple(i for i in args.band_structure.split(",") if i),
+        workers=args.workers,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the validate subcommand; return an exit code."""
+    config = config_from_args(args)
+    paths = ValidatePaths(input=args.input, out_dir=args.out, reference=args.reference, train=args.train,
+                          reference_cache=args.reference_cache)
+    if args.cluster == "slurm":
+        from pccd_hpc.validate.submit import submit_validate_array
+
+        job_ids = submit_validate_array(args, array_size=args.array_size)
+        log.info("submitted validate array %s and finalize job %s", job_ids["array"], job_ids["finalize"])
+        print(f"array={job_ids['array']} finalize={job_ids['finalize']}")  # machine-readable for scripts
+        return 0
+    if args.array_size < 1:
+        raise ValueError(f"--array-size must be >= 1, got {args.array_size}")
+    task_index = args.task_index
+    if task_index is None and "SLURM_ARRAY_TASK_ID" in os.environ and args.array_size > 1:
+        task_index = int(os.environ["SLURM_ARRAY_TASK_ID"]) - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
+    if args.finalize_only:
+        from pccd_hpc.validate.finalize import finalize_validation
+        from pccd_hpc.validate.stage import plan, stores_for
+
+        finalize_validation(config, paths, plan(paths), stores_for(config, paths))
+        return 0
+    if task_index is None:
+        summary = run_validate(config, paths, 0, 1, finalize=not args.no_finalize)
+    else:
+        summary = run_validate(config, paths, task_index, args.array_size, finalize=not args.no_finalize)
+    log.info("validate summary: %s", {k: v for k, v in summary.items() if k != "metrics"})
+    if summary.get("pending_external"):
+        log.info("%d VASP runs pending; run jobs/vasp_array.sh (or --cluster slurm), then re-run validate", summary["pending_external"])
+    return 0

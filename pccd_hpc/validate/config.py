@@ -1,0 +1,121 @@
+"""Configuration dataclasses of the validate stage, validated on construction."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+OPTIMIZERS = ("BFGS", "FIRE", "LBFGS")
+
+
+@dataclass(frozen=True)
+class RelaxConfig:
+    """How an ASE-driven backend relaxes one structure."""
+
+    optimizer: str = "BFGS"
+    """ASE optimizer; BFGS relaxed our cells about 2x faster than FIRE with CHGNet."""
+    fmax_ev_per_ang: float = 0.05
+    """Force convergence threshold (eV/Å) on atoms and the FrechetCellFilter cell DOFs."""
+    max_steps: int = 500
+    """Step cap; a run that hits it is recorded as not converged."""
+    relax_cell: bool = True
+    """Relax the cell as well as positions (FrechetCellFilter)."""
+    fix_symmetry: bool = False
+    """Constrain to the symmetry found at ``symprec`` (ASE FixSymmetry)."""
+    symprec: float = 0.01
+    """Symmetry tolerance (Å) for ``fix_symmetry``."""
+    timeout_s: float = 600.0
+    """Wall-clock limit of one relaxation; past it the record fails as a timeout."""
+    max_force_abort_ev_per_ang: float = 1.0e3
+    """A force above this (or non-finite) means the potential exploded: the record fails."""
+    max_volume_ratio: float = 5.0
+    """The relaxation fails if the volume grows or shrinks by more than this factor."""
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"RelaxConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        _positive(self, "fmax_ev_per_ang", "timeout_s", "max_force_abort_ev_per_ang", "symprec")
+        if self.max_steps < 1:
+            raise ValueError(f"RelaxConfig.max_steps must be >= 1, got {self.max_steps}")
+        if self.max_volume_ratio <= 1.0:
+            raise ValueError(f"RelaxConfig.max_volume_ratio must be > 1, got {self.max_volume_ratio}")
+
+
+@dataclass(frozen=True)
+class PhononConfig:
+    """Finite-displacement phonons with phonopy and the backend's forces."""
+
+    min_length_ang: float = 10.0
+    """Each supercell vector is repeated until the cell's perpendicular width is at least this."""
+    displacement_ang: float = 0.01
+    """Finite-displacement amplitude (phonopy default)."""
+    mesh_length_ang: float = 20.0
+    """q-mesh density as phonopy's length parameter (larger = denser)."""
+    imaginary_tol_thz: float = 0.1
+    """A mode counts as imaginary when its frequency is below ``-imaginary_tol_thz`` (phonopy
+    reports imaginary frequencies as negative numbers). 0.1 THz (3.3 cm^-1) absorbs the
+    numerical noise of the acoustic branches near Gamma."""
+    fmax_ev_per_ang: float = 0.01
+    """Tighter force threshold of the symmetry-constrained re-relaxation before phonons."""
+    symprec: float = 0.01
+    """Symmetry tolerance for FixSymmetry and phonopy."""
+    max_supercell_atoms: int = 400
+    """Refuse supercells above this size (the record's phonon result says why)."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "min_length_ang", "displacement_ang", "mesh_length_ang", "fmax_ev_per_ang", "symprec")
+        if self.imaginary_tol_thz < 0:
+            raise ValueError(f"PhononConfig.imaginary_tol_thz must be >= 0, got {self.imaginary_tol_thz}")
+        if self.max_supercell_atoms < 1:
+            raise ValueError(f"PhononConfig.max_supercell_atoms must be >= 1, got {self.max_supercell_atoms}")
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    """Everything one validate task needs besides its input and output paths."""
+
+    backend: str = "chgnet"
+    """Energy/force backend name (see ``pccd_hpc.validate.backends.BACKENDS``)."""
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    """Backend-specific options merged over its defaults (e.g. ``{"device": "cpu"}``)."""
+    relax: RelaxConfig = field(default_factory=RelaxConfig)
+    phonons: bool = False
+    """Run phonopy on every relaxed candidate."""
+    phonon: PhononConfig = field(default_factory=PhononConfig)
+    band_structure_ids: tuple[str, ...] = ()
+    """Candidates whose phonon band structure is plotted (PNG beside the records)."""
+    workers: int = 1
+    """Worker processes in this task (one torch thread each)."""
+    stable_threshold_ev_per_atom: float = 0.1
+    """E_hull below this counts as stable for the S.U.N. rate (MatterGen's convention)."""
+    metastable_thresholds_ev_per_atom: tuple[float, ...] = (0.25, 0.08)
+    """Extra E_hull fractions reported beside the paper (62.68 % < 0.25, 16.35 % < 0.08)."""
+
+    def __post_init__(self) -> None:
+        if not self.backend:
+            raise ValueError("ValidateConfig.backend must be a backend name")
+        if self.workers < 1:
+            raise ValueError(f"ValidateConfig.workers must be >= 1, got {self.workers}")
+        if not isinstance(self.relax, RelaxConfig):
+            object.__setattr__(self, "relax", RelaxConfig(**self.relax))
+        if not isinstance(self.phonon, PhononConfig):
+            object.__setattr__(self, "phonon", PhononConfig(**self.phonon))
+        object.__setattr__(self, "band_structure_ids", tuple(self.band_structure_ids))
+        object.__setattr__(self, "metastable_thresholds_ev_per_atom", tuple(self.metastable_thresholds_ev_per_atom))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (round-trips through ``ValidateConfig.from_dict``)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ValidateConfig":
+        """Build a config from ``to_dict`` output."""
+        return cls(**data)
+
+
+def _positive(cfg: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if not value > 0:
+            raise ValueError(f"{type(cfg).__name__}.{name} must be > 0, got {value}")

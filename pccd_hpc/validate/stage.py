@@ -1,0 +1,139 @@
+"""The validate stage entry point: plan jobs, compute this task's chunk, finalize.
+
+``run_validate`` is a module-level function taking a config and paths, so submitit can pickle it
+and a SLURM array task is just ``run_validate(..., task_index=i, num_tasks=K, finalize=False)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+from pccd_hpc.io_utils import atomic_write_json
+from pccd_hpc.validate.backends.base import get_backend, get_backend_class
+from pccd_hpc.validate.config import ValidateConfig
+from pccd_hpc.validate.hull import ELEMENT_FALLBACK_PREFIX, chemsys, elemental_fallback_structures, select_references
+from pccd_hpc.validate.inputs import iter_input_structures, load_reference
+from pccd_hpc.validate.runner import Job, compute_jobs, pending_jobs
+from pccd_hpc.validate.store import RecordStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ValidatePaths:
+    """Where validate reads and writes."""
+
+    input: Path
+    """Candidates: a CIF folder, a shard folder, or a CSV with a ``cif`` column."""
+    out_dir: Path
+    """VDIR: records/, results.csv, metrics.json, config.json."""
+    reference: Path | None = None
+    """Hull reference: structures (relaxed with the backend, cached) or a ComputedStructureEntry JSON."""
+    train: Path | None = None
+    """Training set for novelty; also the default hull reference when ``reference`` is None."""
+    reference_cache: Path | None = None
+    """Folder of cached reference records (default ``VDIR/reference_cache``); share it between runs."""
+
+    def __post_init__(self) -> None:
+        for name in ("input", "out_dir", "reference", "train", "reference_cache"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value))
+
+    @property
+    def hull_reference(self) -> Path | None:
+        """The reference set used for the hull."""
+        return self.reference if self.reference is not None else self.train
+
+    def cache_dir(self, backend: str) -> Path:
+        """Reference-cache folder for ``backend`` (energies are only comparable within one backend)."""
+        root = self.reference_cache if self.reference_cache is not None else self.out_dir / "reference_cache"
+        return root / backend
+
+
+@dataclass
+class Plan:
+    """Every job of the whole run (all tasks), plus reference entries supplied ready-made."""
+
+    candidates: list[Job]
+    references: list[Job]
+    ready_entries: list[ComputedStructureEntry]
+    reference_structures: list[Any]
+
+
+def plan(paths: ValidatePaths) -> Plan:
+    """Read candidates and the reference set; pick references in the candidates' chemical systems,
+    adding ASE elemental reference states for elements with no elemental phase."""
+    candidates = [Job(rid, "candidate", s) for rid, s in iter_input_structures(paths.input)]
+    seen: set[str] = set()
+    for job in candidates:
+        if job.record_id in seen:
+            raise ValueError(f"duplicate record id {job.record_id!r} in {paths.input}")
+        seen.add(job.record_id)
+    structures, entries = ([], [])
+    if paths.hull_reference is not None:
+        structures, entries = load_reference(paths.hull_reference)
+    systems = {chemsys(job.structure.composition.elements) for job in candidates}
+    selected = select_references(systems, structures)
+    references = [Job(rid, "reference", s) for rid, s in _dedupe(selected)]
+    have_elements = {str(j.structure.composition.elements[0]) for j in references if len(j.structure.composition.elements) == 1}
+    have_elements |= {str(e.composition.elements[0]) for e in entries if len(e.composition.elements) == 1}
+    needed = set().union(*systems) if systems else set()
+    for symbol, (structure, note) in elemental_fallback_structures(needed - have_elements).items():
+        log.warning("hull reference: %s", note)
+        references.append(Job(f"{ELEMENT_FALLBACK_PREFIX}{symbol}", "reference", structure, note))
+    log.info("validate plan: %d candidates, %d reference structures to compute, %d ready reference entries",
+             len(candidates), len(references), len(entries))
+    return Plan(candidates, references, entries, [s for _, s in structures])
+
+
+def run_validate(
+    config: ValidateConfig, paths: ValidatePaths, task_index: int = 0, num_tasks: int = 1, finalize: bool = True
+) -> dict[str, Any]:
+    """Compute this task's chunk (every ``num_tasks``-th candidate and reference from ``task_index``),
+    then, if ``finalize``, merge all records into results.csv and metrics.json. Returns a summary."""
+    if not 0 <= task_index < num_tasks:
+        raise ValueError(f"task_index must be in [0, {num_tasks}), got {task_index}")
+    out_dir = paths.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "config.json", {"validate": config.to_dict(), "paths": {k: str(v) for k, v in vars(paths).items()}})
+    the_plan = plan(paths)
+    stores = stores_for(config, paths)
+    my_candidates = the_plan.candidates[task_index::num_tasks]
+    my_references = the_plan.references[task_index::num_tasks]
+    mine = my_candidates + my_references
+    todo = pending_jobs(my_candidates, stores["candidate"]) + pending_jobs(my_references, stores["reference"])
+    log.info("task %d/%d: %d jobs, %d already done", task_index, num_tasks, len(mine), len(mine) - len(todo))
+    summary: dict[str, Any] = {"task_index": task_index, "jobs": len(mine), "computed": 0, "pending_external": 0}
+    if get_backend_class(config.backend).runs_in_process:
+        summary["computed"] = compute_jobs(todo, stores, config, out_dir)
+    else:
+        from pccd_hpc.validate.backends.vasp import sync_vasp_jobs
+
+        backend = get_backend(config.backend, **config.backend_options)
+        summary.update(sync_vasp_jobs(todo, stores, backend, out_dir / "vasp"))
+    if finalize:
+        from pccd_hpc.validate.finalize import finalize_validation
+
+        summary["metrics"] = finalize_validation(config, paths, the_plan, stores)
+    return summary
+
+
+def stores_for(config: ValidateConfig, paths: ValidatePaths) -> dict[str, RecordStore]:
+    """The candidate record store (VDIR/records) and the backend's reference cache."""
+    return {"candidate": RecordStore(paths.out_dir / "records"), "reference": RecordStore(paths.cache_dir(config.backend))}
+
+
+def _dedupe(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    seen: set[str] = set()
+    out = []
+    for rid, s in items:
+        if rid not in seen:
+            seen.add(rid)
+            out.append((rid, s))
+    return out

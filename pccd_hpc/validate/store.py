@@ -1,0 +1,108 @@
+"""Per-structure result records: one JSON file each, written atomically, merged into a CSV.
+
+A re-run skips records already on disk; a killed task loses at most the structures in flight.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+from pccd_hpc.io_utils import atomic_write_json, atomic_write_text
+
+# Columns of results.csv, in order (records may carry more keys; those stay in the JSON).
+CSV_COLUMNS = (
+    "id", "formula", "n_sites", "backend", "energy_ev_per_atom", "e_above_hull_ev_per_atom",
+    "hull_note", "converged", "n_steps", "max_force_ev_per_ang", "wall_s", "imaginary_modes",
+    "min_frequency_thz", "is_unique", "is_novel", "error", "relaxed_cif",
+)
+
+_TEXT_COLUMNS = frozenset({"id", "formula", "backend", "hull_note", "error", "relaxed_cif"})
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def record_filename(record_id: str) -> str:
+    """File name for ``record_id``: the id made path-safe, plus a short hash when that changed it."""
+    safe = _UNSAFE.sub("_", record_id)[:120]
+    if safe != record_id:
+        safe += "-" + hashlib.sha1(record_id.encode()).hexdigest()[:8]
+    return safe + ".json"
+
+
+class RecordStore:
+    """A folder of ``<id>.json`` records (``VDIR/records`` or a reference cache)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, record_id: str) -> Path:
+        """Where ``record_id``'s record lives."""
+        return self.folder / record_filename(record_id)
+
+    def has(self, record_id: str) -> bool:
+        """True when a finished record for ``record_id`` exists."""
+        return self.path(record_id).exists()
+
+    def get(self, record_id: str) -> dict[str, Any] | None:
+        """Return the record for ``record_id`` or None."""
+        path = self.path(record_id)
+        if not path.exists():
+            return None
+        with open(path) as fh:
+            return json.load(fh)
+
+    def put(self, record: dict[str, Any]) -> None:
+        """Write ``record`` (must carry ``id``) atomically, replacing any earlier version."""
+        atomic_write_json(self.path(record["id"]), record)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for path in sorted(self.folder.glob("*.json")):
+            with open(path) as fh:
+                yield json.load(fh)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.folder.glob("*.json"))
+
+
+def write_results_csv(records: list[dict[str, Any]], target: str | Path) -> None:
+    """Write ``records`` as ``results.csv`` (``CSV_COLUMNS``) atomically, sorted by id."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for record in sorted(records, key=lambda r: r["id"]):
+        writer.writerow({key: _csv_value(record.get(key)) for key in CSV_COLUMNS})
+    atomic_write_text(target, buffer.getvalue())
+
+
+def read_results_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Read ``results.csv`` back into dicts with numbers and booleans restored."""
+    with open(path, newline="") as fh:
+        return [
+            {key: value if key in _TEXT_COLUMNS else _parse_value(value) for key, value in row.items()}
+            for row in csv.DictReader(fh)
+        ]
+
+
+def _csv_value(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _parse_value(value: str) -> Any:
+    if value == "":
+        return None
+    if value in ("True", "False"):
+        return value == "True"
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        return value
