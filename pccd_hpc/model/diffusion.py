@@ -1,0 +1,110 @@
+"""The DDPM forward process (paper eq. 1-3), the epsilon-prediction loss and the data scaling.
+
+The network is any callable ``model(x_t, t, cond) -> eps`` (see :class:`pccd_hpc.model.unet.UNet`);
+this module knows the schedule, not the network. Samplers live in :mod:`pccd_hpc.model.samplers`.
+
+Data scaling (the codec stays in its natural units; the diffusion works in "model space"): the whole
+codec tensor is mapped by ``y = 2 x - 1``. Channels 0 (fractional coordinates in [0, 1)) and 1
+(element one-hot, 0/1) and the angle rows of channel 2 ((alpha, beta, gamma)/pi in (0, 1)) land in
+[-1, 1]; the normalised lattice lengths (rows 64-127 of channel 2, about 0.2-1.3) land in about
+[-0.6, 1.6]. When sampling, the predicted clean tensor is clipped to [-1, 1] everywhere except
+the length rows, which are clipped to [-1, 3] (normalised length <= 2) so long cells stay reachable
+(the paper's "divide by 15, clip to 1" capped cells at 15 A).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from pccd_hpc.config import DiffusionConfig
+from pccd_hpc.model.conditioning import Conditions
+
+LENGTH_ROWS = slice(64, 128)
+"""Rows of channel 2 holding normalised lattice lengths (rows 0-63 hold angles / pi)."""
+
+
+def to_model_space(x: torch.Tensor) -> torch.Tensor:
+    """Codec tensor (B, 3, 128, 3) in natural units -> model space (``2 x - 1``)."""
+    return x * 2.0 - 1.0
+
+
+def from_model_space(y: torch.Tensor) -> torch.Tensor:
+    """Model-space tensor (B, 3, 128, 3) -> codec units (``(y + 1) / 2``)."""
+    return (y + 1.0) * 0.5
+
+
+def x0_clip_bounds(shape: tuple[int, ...] = (3, 128, 3)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lower and upper bounds (each of ``shape``) of a clean tensor in model space, used to clip x0 estimates."""
+    low = torch.full(shape, -1.0)
+    high = torch.full(shape, 1.0)
+    high[2, LENGTH_ROWS, :] = 3.0
+    return low, high
+
+
+def make_betas(config: DiffusionConfig) -> torch.Tensor:
+    """The beta schedule (T,) float64: linear (paper) or cosine (Nichol & Dhariwal 2021, s = 0.008)."""
+    steps = config.timesteps
+    if config.schedule == "linear":
+        return torch.linspace(config.beta_start, config.beta_end, steps, dtype=torch.float64)
+    s = 0.008
+    grid = torch.linspace(0, steps, steps + 1, dtype=torch.float64) / steps
+    f = torch.cos((grid + s) / (1 + s) * math.pi / 2) ** 2
+    alphas_bar = f / f[0]
+    return (1 - alphas_bar[1:] / alphas_bar[:-1]).clamp(max=0.999)
+
+
+class NoiseSchedule:
+    """Precomputed DDPM quantities: beta_t, alpha_t = 1 - beta_t, alpha_bar_t = prod alpha_s (index t = 0..T-1)."""
+
+    def __init__(self, config: DiffusionConfig) -> None:
+        self.config = config
+        self.timesteps = config.timesteps
+        self.betas = make_betas(config)
+        self.alphas = 1.0 - self.betas
+        self.alphas_bar = torch.cumprod(self.alphas, dim=0)
+        self.alphas_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_bar[:-1]])
+        self.posterior_variance = self.betas * (1 - self.alphas_bar_prev) / (1 - self.alphas_bar)
+
+    def gather(self, values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``values[t]`` as float32 on ``like``'s device, shaped (B, 1, 1, 1) to broadcast over samples."""
+        out = values.to(like.device)[t].to(like.dtype)
+        return out.reshape(-1, *([1] * (like.dim() - 1)))
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Eq. 3: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, for x0, noise (B, ...) and t (B,)."""
+        a = self.gather(self.alphas_bar.sqrt(), t, x0)
+        s = self.gather((1 - self.alphas_bar).sqrt(), t, x0)
+        return a * x0 + s * noise
+
+    def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Invert eq. 3 for x0 given the predicted noise."""
+        a = self.gather(self.alphas_bar.sqrt(), t, x_t)
+        s = self.gather((1 - self.alphas_bar).sqrt(), t, x_t)
+        return (x_t - s * eps) / a
+
+
+def sample_training_noise(batch_size: int, timesteps: int, cond_drop_prob: float, generator: torch.Generator,
+                          shape: tuple[int, ...] = (3, 128, 3)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw (t (B,), noise (B, *shape), drop mask (B,) bool) for one global batch from ``generator``.
+
+    Drawing the whole global batch on every process and slicing it keeps the randomness of each
+    sample independent of how many processes share the batch.
+    """
+    t = torch.randint(0, timesteps, (batch_size,), generator=generator)
+    noise = torch.randn((batch_size, *shape), generator=generator)
+    drop = torch.rand(batch_size, generator=generator) < cond_drop_prob
+    return t, noise, drop
+
+
+def diffusion_loss(model: torch.nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, cond: Conditions,
+                   t: torch.Tensor, noise: torch.Tensor, drop: torch.Tensor, loss_type: str = "l2",
+                   magnetic_null: int = 0) -> torch.Tensor:
+    """Epsilon-prediction loss for clean model-space tensors x0 (B, 3, 128, 3) with conditions dropped where ``drop``."""
+    x_t = schedule.q_sample(x0, t, noise)
+    eps = model(x_t, t, cond.dropped(drop, magnetic_null)).float()
+    if loss_type == "l1":
+        return F.l1_loss(eps, noise)
+    return F.mse_loss(eps, noise)
