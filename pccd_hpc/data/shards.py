@@ -61,8 +61,19 @@ class ShardRecord:
     properties: dict[str, float | str] = field(default_factory=dict)
 
 
-def write_shard(path: str | Path, records: Sequence[ShardRecord], codec: dict, max_sites: int = 16) -> None:
-    """Write ``records`` to an HDF5 shard atomically (temp name, then rename)."""
+def write_shard(
+    path: str | Path,
+    records: Sequence[ShardRecord],
+    codec: dict,
+    max_sites: int = 16,
+    extra: dict[str, np.ndarray | list[str]] | None = None,
+    attrs: dict[str, str | int | float] | None = None,
+) -> None:
+    """Write ``records`` to an HDF5 shard atomically (temp name, then rename).
+
+    ``extra`` adds per-record datasets (arrays, or lists of str), ``attrs`` file attributes
+    (the generate stage stores ``valid``/``reason`` and its provenance this way).
+    """
     n = len(records)
     n_points = records[0].tensor.shape[1] if records else 128
     atomic_numbers = np.zeros((n, max_sites), dtype=np.int16)
@@ -84,6 +95,13 @@ def write_shard(path: str | Path, records: Sequence[ShardRecord], codec: dict, m
         h5.create_dataset("record_id", data=[r.record_id for r in records], dtype=_STR)
         h5.create_dataset("source", data=[r.source for r in records], dtype=_STR)
         h5.create_dataset("input_index", data=np.array([r.input_index for r in records], dtype=np.int64))
+        for name, values in (extra or {}).items():
+            if isinstance(values, list):
+                h5.create_dataset(name, data=[str(v) for v in values], dtype=_STR)
+            else:
+                h5.create_dataset(name, data=np.asarray(values))
+        for key, value in (attrs or {}).items():
+            h5.attrs[key] = value
         group = h5.create_group("properties")
         for name in sorted({key for r in records for key in r.properties}):
             values = [r.properties.get(name, math.nan) for r in records]
@@ -105,11 +123,15 @@ def structure_from_arrays(atomic_numbers: np.ndarray, frac_coords: np.ndarray, l
 
 
 def read_structures(shard: str | Path) -> list[tuple[str, Structure]]:
-    """Return (record id, Structure) for every record of one shard."""
+    """Return (record id, Structure) for every record of one shard that holds a structure.
+
+    Rows flagged ``valid = False`` (generated tensors that did not decode) are skipped.
+    """
     with h5py.File(shard, "r") as h5:
         ids = [v.decode() if isinstance(v, bytes) else str(v) for v in h5["record_id"][:]]
         z, frac, params = h5["atomic_numbers"][:], h5["frac_coords"][:], h5["lattice_params"][:]
-    return [(ids[i], structure_from_arrays(z[i], frac[i], params[i])) for i in range(len(ids))]
+        valid = h5["valid"][:] if "valid" in h5 else np.ones(len(ids), dtype=bool)
+    return [(ids[i], structure_from_arrays(z[i], frac[i], params[i])) for i in range(len(ids)) if valid[i]]
 
 
 def iter_structures(folder: str | Path) -> Iterator[tuple[str, Structure]]:

@@ -1,0 +1,110 @@
+"""The generation plan: what to sample, split into tasks, fixed once in ``DIR/plan.json``.
+
+Every task (a local loop iteration, a SLURM array task or a submitit job) reads the same plan,
+so re-running or requeueing a task reproduces exactly its share of the N samples.
+Sample ``i`` of ``n`` belongs to task ``i // chunk`` and asks for system ``i % n_systems``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pccd_hpc.io_utils import atomic_write_json
+
+PLAN_NAME = "plan.json"
+SAMPLERS = ("ddim", "ddpm")
+
+
+@dataclass
+class GeneratePlan:
+    """Settings of one generation run (written to ``plan.json``)."""
+
+    n: int
+    """Number of samples requested (exactly this many are generated)."""
+    systems: list[tuple[int, ...]]
+    """Element slots (atomic numbers, canonical order) of each chemical system, used round-robin."""
+    checkpoint: str
+    """Checkpoint file the samples come from."""
+    checkpoint_sha256: str
+    """Its hash, recorded as provenance and checked by every task."""
+    sampler: str = "ddim"
+    """``ddim`` (few steps) or ``ddpm`` (ancestral, all T steps)."""
+    steps: int = 50
+    """DDIM steps (ignored by ddpm)."""
+    guidance: float = 3.0
+    """Classifier-free guidance scale (1 = conditional only)."""
+    band_gap_class: int | None = None
+    """Band-gap condition (0 metal, 1 < 1.5 eV, 2 >= 1.5 eV) or None for unconditioned."""
+    batch_size: int = 256
+    """Samples per batch (the unit of work a killed task may lose)."""
+    seed: int = 0
+    """Base seed; batch ``b`` of task ``k`` uses seed (seed, k, b)."""
+    n_tasks: int = 1
+    """Number of tasks (SLURM array size)."""
+    codec: dict = field(default_factory=dict)
+    """Codec settings of the checkpoint (used to decode)."""
+
+    def __post_init__(self) -> None:
+        self.systems = [tuple(int(z) for z in s) for s in self.systems]
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if not self.systems or any(len(s) != 3 for s in self.systems):
+            raise ValueError("systems must be a non-empty list of 3 element slots")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 1 <= self.n_tasks <= self.n:
+            raise ValueError(f"n_tasks must be in [1, n], got {self.n_tasks}")
+        if self.band_gap_class not in (None, 0, 1, 2):
+            raise ValueError(f"band_gap_class must be 0, 1, 2 or None, got {self.band_gap_class}")
+
+    @property
+    def chunk(self) -> int:
+        """Samples per task (the last task may have fewer)."""
+        return -(-self.n // self.n_tasks)
+
+    def task_range(self, task: int) -> range:
+        """Sample indices of ``task``."""
+        if not 0 <= task < self.n_tasks:
+            raise ValueError(f"task {task} out of range [0, {self.n_tasks})")
+        return range(task * self.chunk, min(self.n, (task + 1) * self.chunk))
+
+    def batches(self, task: int) -> list[range]:
+        """The task's sample indices cut into batches."""
+        indices = self.task_range(task)
+        return [indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
+
+    def system_of(self, sample: int) -> tuple[int, ...]:
+        """Element slots requested for sample ``sample``."""
+        return self.systems[sample % len(self.systems)]
+
+    def to_dict(self) -> dict:
+        """Plain dict for JSON."""
+        data = asdict(self)
+        data["systems"] = [list(s) for s in self.systems]
+        return data
+
+
+def write_plan(out_dir: Path, plan: GeneratePlan) -> None:
+    """Write ``plan.json``, refusing to overwrite a different plan (that would mix two runs)."""
+    path = out_dir / PLAN_NAME
+    if path.exists():
+        existing = read_plan(out_dir)
+        if existing.to_dict() != plan.to_dict():
+            changed = sorted(k for k, v in plan.to_dict().items() if existing.to_dict().get(k) != v)
+            raise ValueError(f"{path} holds a different plan (changed: {', '.join(changed)}); use a new --out folder")
+        return
+    atomic_write_json(path, plan.to_dict())
+
+
+def read_plan(out_dir: str | Path) -> GeneratePlan:
+    """Load ``plan.json`` from a generation folder."""
+    path = Path(out_dir) / PLAN_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"{out_dir} has no {PLAN_NAME}: run `generate` to create it")
+    return GeneratePlan(**json.loads(path.read_text()))
