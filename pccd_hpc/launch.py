@@ -19,6 +19,8 @@ from pccd_hpc import __version__
 # exit code.
 CLI_MODULES: tuple[str, ...] = (
     "pccd_hpc.data.cli",
+    "pccd_hpc.validate.cli",
+    "pccd_hpc.report.cli",
 )
 
 

@@ -100,21 +100,26 @@ def _compute(job: Job) -> dict[str, Any]:
     return compute_record(job, backend, config, _WORKER["out_dir"])
 
 
-def compute_record(job: Job, backend: Backend, config: ValidateConfig, out_dir: Path) -> dict[str, Any]:
-    """Relax one job (and run phonons for candidates when asked); never raises for a bad structure."""
+def new_record(job: Job, backend_name: str) -> dict[str, Any]:
+    """A record for ``job`` with every result field empty (filled by a backend)."""
     s = job.structure
-    record: dict[str, Any] = {
+    return {
         "id": job.record_id, "kind": job.kind, "formula": s.composition.reduced_formula,
-        "composition": s.composition.formula, "n_sites": len(s), "backend": backend.name,
+        "composition": s.composition.formula, "n_sites": len(s), "backend": backend_name,
         "structure_sha": structure_fingerprint(s), "initial_cif": s.to(fmt="cif"), "note": job.note,
         "energy_ev_per_atom": None, "converged": False, "n_steps": None, "max_force_ev_per_ang": None,
         "wall_s": None, "relaxed_cif": None, "error": None, "error_kind": None,
         "imaginary_modes": None, "min_frequency_thz": None, "phonon_error": None,
     }
+
+
+def compute_record(job: Job, backend: Backend, config: ValidateConfig, out_dir: Path) -> dict[str, Any]:
+    """Relax one job (and run phonons for candidates when asked); never raises for a bad structure."""
+    record = new_record(job, backend.name)
     start = time.perf_counter()
     try:
         with _hard_timeout(config.relax.timeout_s * 1.5 + 30, job.record_id):
-            result = backend.relax(s, config.relax, job.record_id)
+            result = backend.relax(job.structure, config.relax, job.record_id)
         record.update(
             energy_ev_per_atom=float(result.energy_ev_per_atom), converged=bool(result.converged),
             n_steps=int(result.n_steps), max_force_ev_per_ang=float(result.max_force_ev_per_ang),

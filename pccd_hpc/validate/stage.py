@@ -83,7 +83,8 @@ def plan(paths: ValidatePaths) -> Plan:
     references = [Job(rid, "reference", s) for rid, s in _dedupe(selected)]
     have_elements = {str(j.structure.composition.elements[0]) for j in references if len(j.structure.composition.elements) == 1}
     have_elements |= {str(e.composition.elements[0]) for e in entries if len(e.composition.elements) == 1}
-    needed = set().union(*systems) if systems else set()
+    # Without any reference set there is no hull (records say so); with one, fill elemental gaps.
+    needed = set().union(*systems) if systems and paths.hull_reference is not None else set()
     for symbol, (structure, note) in elemental_fallback_structures(needed - have_elements).items():
         log.warning("hull reference: %s", note)
         references.append(Job(f"{ELEMENT_FALLBACK_PREFIX}{symbol}", "reference", structure, note))

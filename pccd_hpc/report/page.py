@@ -1,0 +1,142 @@
+"""Build the one-page Markdown report of a validation run (figures + metric table)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pymatgen.core import Structure
+
+from pccd_hpc.io_utils import atomic_write_json, atomic_write_text
+from pccd_hpc.report.figures import PAPER_SPLIT_EV_PER_ATOM, PAPER_STABLE_EV_PER_ATOM, distribution_plot, e_hull_histogram
+from pccd_hpc.validate import metrics as M
+from pccd_hpc.validate.inputs import iter_input_structures
+from pccd_hpc.validate.store import read_results_csv
+
+log = logging.getLogger(__name__)
+
+# The paper's screened set: 746 VASP-relaxed generated structures (Fig. 3).
+PAPER_FRACTIONS = {PAPER_SPLIT_EV_PER_ATOM: 0.6268, PAPER_STABLE_EV_PER_ATOM: 0.1635}
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Inputs and output of the report."""
+
+    val_dir: Path
+    out_dir: Path
+    gen_dir: Path | None = None
+    reference: Path | None = None
+
+
+def build_report(paths: ReportPaths) -> Path:
+    """Write ``report.md``, its figures and ``summary.json`` into ``paths.out_dir``; return the page path."""
+    results_csv = paths.val_dir / "results.csv"
+    if not results_csv.exists():
+        raise FileNotFoundError(f"no results.csv in {paths.val_dir}: run `validate` (and its finalize step) first")
+    rows = read_results_csv(results_csv)
+    metrics_path = paths.val_dir / "metrics.json"
+    metrics: dict[str, Any] = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    out = paths.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    e_hull = [r.get("e_above_hull_ev_per_atom") for r in rows]
+
+    generated = [s for _, s in iter_input_structures(paths.gen_dir)] if paths.gen_dir else []
+    as_generated = _as_generated_metrics(generated)
+    relaxed = [Structure.from_str(r["relaxed_cif"], fmt="cif") for r in rows if r.get("relaxed_cif")]
+    reference = [s for _, s in iter_input_structures(paths.reference)] if paths.reference else []
+
+    e_hull_histogram(e_hull, out / "e_hull_hist.png")
+    density = {"relaxed": list(M.density_g_cm3(relaxed))}
+    n_el = {"relaxed": list(M.n_elements(relaxed))}
+    if generated:
+        density["generated"], n_el["generated"] = list(M.density_g_cm3(generated)), list(M.n_elements(generated))
+    if reference:
+        density["reference"], n_el["reference"] = list(M.density_g_cm3(reference)), list(M.n_elements(reference))
+        as_generated.update({f"{k}_vs_reference": v for k, v in M.wasserstein_distances(generated or relaxed, reference).items()})
+    distribution_plot(density, out / "density.png", "density (g/cm³)")
+    distribution_plot(n_el, out / "n_elements.png", "number of elements", discrete=True)
+    bands = _copy_band_plots(paths.val_dir / "phonons", out / "phonons")
+
+    fractions = {thr: M.fraction_below(e_hull, thr) for thr in PAPER_FRACTIONS}
+    summary = {"n_results": len(rows), "fractions_below": {str(k): v for k, v in fractions.items()},
+               "as_generated": as_generated, "validation_metrics": metrics}
+    atomic_write_json(out / "summary.json", summary)
+    page = _render(rows, metrics, as_generated, fractions, bands, paths)
+    atomic_write_text(out / "report.md", page)
+    log.info("report: wrote %s", out / "report.md")
+    return out / "report.md"
+
+
+def _as_generated_metrics(generated: list[Structure]) -> dict[str, Any]:
+    if not generated:
+        return {}
+    return {
+        "n_generated": len(generated),
+        "structural_validity": sum(map(M.structural_validity, generated)) / len(generated),
+        "compositional_validity": sum(map(M.compositional_validity, generated)) / len(generated),
+        "uniqueness": sum(M.uniqueness_flags(generated)) / len(generated),
+    }
+
+
+def _copy_band_plots(src: Path, dst: Path) -> list[Path]:
+    copied = []
+    for png in sorted(src.glob("*_bands.png")) if src.is_dir() else []:
+        dst.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(png, dst / png.name)
+        copied.append(Path("phonons") / png.name)
+    return copied
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f} %"
+
+
+def _num(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
+
+
+def _render(rows, metrics, as_generated, fractions, bands, paths: ReportPaths) -> str:
+    lines = [f"# Validation report: {paths.val_dir.name}", "",
+             f"{len(rows)} structures validated with backend `{metrics.get('backend', '?')}`"
+             f" (val: `{paths.val_dir}`{f', gen: `{paths.gen_dir}`' if paths.gen_dir else ''}).", "",
+             "## Energy above hull (paper Fig. 3)", "", "![E_hull histogram](e_hull_hist.png)", "",
+             "| E_hull below | this run | paper (746 VASP-screened structures) |", "| --- | --- | --- |"]
+    for thr, frac in fractions.items():
+        lines.append(f"| {thr} eV/atom | {_pct(frac)} | {100 * PAPER_FRACTIONS[thr]:.2f} % |")
+    lines += ["", "Fractions are over all validated structures; failed relaxations count as not below.", "",
+              "## Metrics", "", "| metric | value |", "| --- | --- |"]
+    for key, label, fmt in [
+        ("structural_validity", "structural validity (as generated)", _pct),
+        ("compositional_validity", "compositional validity, SMACT (as generated)", _pct),
+        ("uniqueness", "uniqueness (as generated)", _pct),
+    ]:
+        if key in as_generated:
+            lines.append(f"| {label} | {fmt(as_generated[key])} |")
+    for key, value in sorted(metrics.items()):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            fmt = _pct if 0 <= value <= 1 and isinstance(value, float) and not key.startswith("wdist") else _num
+            lines.append(f"| {key} | {fmt(value)} |")
+    for key in ("wdist_density_vs_reference", "wdist_n_elements_vs_reference"):
+        if key in as_generated:
+            lines.append(f"| {key} | {_num(as_generated[key])} |")
+    if metrics.get("hull_notes"):
+        lines += ["", "Hull notes: " + "; ".join(metrics["hull_notes"])]
+    lines += ["", "## Distributions", "", "![density](density.png) ![number of elements](n_elements.png)", "",
+              "## Lowest E_hull", "", "| id | formula | sites | E_hull (eV/atom) | converged | imaginary modes |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    ranked = sorted((r for r in rows if r.get("e_above_hull_ev_per_atom") is not None), key=lambda r: r["e_above_hull_ev_per_atom"])
+    for r in ranked[:15]:
+        lines.append(f"| {r['id']} | {r['formula']} | {r['n_sites']} | {r['e_above_hull_ev_per_atom']:.3f} | "
+                     f"{r['converged']} | {'n/a' if r.get('imaginary_modes') is None else r['imaginary_modes']} |")
+    failures = [r for r in rows if r.get("error")]
+    if failures:
+        lines += ["", f"## Failures ({len(failures)})", ""] + [f"- `{r['id']}`: {r['error']}" for r in failures[:30]]
+    if bands:
+        lines += ["", "## Phonon band structures", ""] + [f"![{b.stem}]({b.as_posix()})" for b in bands]
+    return "\n".join(lines) + "\n"

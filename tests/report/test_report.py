@@ -1,0 +1,48 @@
+"""The report page from a small hand-made validation folder (no model needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from pccd_hpc.launch import main
+from pccd_hpc.validate.store import write_results_csv
+
+
+def _vdir(tmp_path):
+    vdir = tmp_path / "vdir"
+    mgo = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.21), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    e_hull = [-0.05, 0.02, 0.07, 0.1, 0.3, 0.6, 1.2, None]
+    rows = [
+        {"id": f"c{i}", "formula": "MgO", "n_sites": 8, "e_above_hull_ev_per_atom": e, "converged": e is not None,
+         "relaxed_cif": mgo.to(fmt="cif"), "error": None if e is not None else f"c{i}: forces exploded"}
+        for i, e in enumerate(e_hull)
+    ]
+    write_results_csv(rows, vdir / "results.csv")
+    (vdir / "metrics.json").write_text(json.dumps({"backend": "chgnet", "sun_rate": 0.25, "n_candidates": 8}))
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    mgo.to(filename=str(gen / "a.cif"))
+    Structure(Lattice.cubic(3.0), ["Mg", "O"], [[0, 0, 0], [0.1, 0, 0]]).to(filename=str(gen / "b.cif"))
+    return vdir, gen
+
+
+def test_report_page_has_paper_comparison_and_figures(tmp_path):
+    vdir, gen = _vdir(tmp_path)
+    out = tmp_path / "report"
+    assert main(["report", "--val", str(vdir), "--gen", str(gen), "--out", str(out)]) == 0
+    page = (out / "report.md").read_text()
+    assert "| 0.25 eV/atom | 50.00 % | 62.68 % |" in page  # 4 of 8 below 0.25
+    assert "| 0.08 eV/atom | 37.50 % | 16.35 % |" in page  # 3 of 8 below 0.08
+    assert "| structural validity (as generated) | 50.00 % |" in page
+    assert "c7: forces exploded" in page
+    for png in ("e_hull_hist.png", "density.png", "n_elements.png"):
+        assert (out / png).stat().st_size > 5_000
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["fractions_below"]["0.25"] == pytest.approx(0.5)
+
+
+def test_report_without_results_names_the_folder(tmp_path):
+    assert main(["report", "--val", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2

@@ -1,0 +1,55 @@
+"""Config validation and round trips; record store and results.csv round trips."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pccd_hpc.validate.config import PhononConfig, RelaxConfig, ValidateConfig
+from pccd_hpc.validate.store import RecordStore, read_results_csv, record_filename, write_results_csv
+
+
+@pytest.mark.parametrize(
+    "factory, field",
+    [
+        (lambda: RelaxConfig(optimizer="SD"), "optimizer"),
+        (lambda: RelaxConfig(fmax_ev_per_ang=0), "fmax_ev_per_ang"),
+        (lambda: RelaxConfig(max_steps=0), "max_steps"),
+        (lambda: PhononConfig(min_length_ang=-1), "min_length_ang"),
+        (lambda: PhononConfig(imaginary_tol_thz=-0.1), "imaginary_tol_thz"),
+        (lambda: ValidateConfig(workers=0), "workers"),
+    ],
+)
+def test_invalid_values_name_the_field(factory, field):
+    with pytest.raises(ValueError, match=field):
+        factory()
+
+
+def test_config_round_trips_through_json():
+    config = ValidateConfig(relax=RelaxConfig(optimizer="FIRE"), phonons=True, band_structure_ids=("a", "b"), workers=2)
+    again = ValidateConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+
+
+def test_record_names_are_safe_and_distinct():
+    assert record_filename("mp-149") == "mp-149.json"
+    a, b = record_filename("shard-0001/7"), record_filename("shard-0001_7")
+    assert "/" not in a and a != b
+
+
+def test_store_and_csv_round_trip(tmp_path):
+    store = RecordStore(tmp_path / "records")
+    records = [
+        {"id": "b/2", "formula": "MgO", "n_sites": 2, "energy_ev_per_atom": -6.3, "converged": True, "error": None},
+        {"id": "007", "formula": "Si", "n_sites": 2, "energy_ev_per_atom": None, "converged": False, "error": "007: diverged"},
+    ]
+    for r in records:
+        store.put(r)
+    assert store.has("b/2") and store.get("007")["error"] == "007: diverged" and len(store) == 2
+    write_results_csv(list(store), tmp_path / "results.csv")
+    rows = read_results_csv(tmp_path / "results.csv")
+    assert [r["id"] for r in rows] == ["007", "b/2"]  # ids stay strings
+    assert rows[1]["energy_ev_per_atom"] == -6.3 and rows[1]["converged"] is True
+    assert rows[0]["energy_ev_per_atom"] is None
+    assert not list((tmp_path / "records").glob(".*.tmp"))

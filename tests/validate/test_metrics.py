@@ -1,0 +1,68 @@
+"""Metrics against hand-checked cases and independent computations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+from scipy.stats import wasserstein_distance
+
+from pccd_hpc.validate import metrics as M
+from _structures import diamond_si, rocksalt_mgo, zincblende_mgo
+
+
+def test_structural_validity_rejects_close_atoms_and_tiny_cells():
+    assert M.structural_validity(rocksalt_mgo())
+    close = Structure(Lattice.cubic(4.0), ["Mg", "O"], [[0, 0, 0], [0.1, 0, 0]])  # 0.4 Å apart
+    assert not M.structural_validity(close)
+    assert M.structural_validity(close, min_distance_ang=0.3)
+    tiny = Structure(Lattice.cubic(0.4), ["Mg"], [[0, 0, 0]])  # 0.064 Å^3
+    assert not M.structural_validity(tiny)
+
+
+def test_compositional_validity_follows_smact_rules():
+    pytest.importorskip("smact")
+    nacl = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    nacl2 = Structure(Lattice.cubic(5.0), ["Na", "Cl", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]])
+    alloy = Structure(Lattice.cubic(3.0), ["Cu", "Zn"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert M.compositional_validity(nacl)
+    assert not M.compositional_validity(nacl2)  # Na+ cannot balance two chlorines
+    assert M.compositional_validity(alloy)  # all-metal: valid by convention
+    assert M.compositional_validity(diamond_si())  # one element
+
+
+def test_uniqueness_and_novelty_use_structure_matcher():
+    rs = rocksalt_mgo()
+    rs_super = rs.copy()
+    rs_super.make_supercell([2, 1, 1])
+    rs_super.perturb(0.01)
+    zb = zincblende_mgo()
+    assert M.uniqueness_flags([rs, zb, rs_super]) == [True, True, False]
+    assert M.novelty_flags([rs, zb], training=[rs_super]) == [False, True]
+
+
+def test_stability_fractions_and_sun_rate():
+    e_hull = [-0.01, 0.0, 0.05, 0.2, None]
+    assert M.fraction_below(e_hull, 0.1) == pytest.approx(3 / 5)
+    assert M.fraction_below(e_hull, 0.0, strict=False) == pytest.approx(2 / 5)
+    assert M.fraction_below(e_hull, 0.25) == pytest.approx(4 / 5)  # the failure (None) counts as not below
+    unique = [True, False, True, True, True]
+    novel = [True, True, False, True, True]
+    assert M.sun_rate(e_hull, unique, novel, 0.1) == pytest.approx(1 / 5)
+    with pytest.raises(ValueError):
+        M.sun_rate(e_hull, unique[:2], novel, 0.1)
+    assert math.isnan(M.fraction_below([], 0.1))
+
+
+def test_wasserstein_matches_scipy_on_densities():
+    gen = [rocksalt_mgo(4.21), rocksalt_mgo(4.5), diamond_si()]
+    ref = [rocksalt_mgo(4.0), zincblende_mgo()]
+    out = M.wasserstein_distances(gen, ref)
+    expected = wasserstein_distance([s.density for s in gen], [s.density for s in ref])
+    assert out["wdist_density"] == pytest.approx(expected)
+    assert out["wdist_n_elements"] == pytest.approx(wasserstein_distance([2, 2, 1], [2, 2]))
+    assert out["wdist_density"] > 0
+    assert M.wasserstein_distances(ref, ref)["wdist_density"] == pytest.approx(0.0)
+    assert np.array_equal(M.n_elements(gen), [2, 2, 1])
