@@ -21,6 +21,7 @@ CLI_MODULES: tuple[str, ...] = (
     "pccd_hpc.data.cli",
     "pccd_hpc.validate.cli",
     "pccd_hpc.report.cli",
+    "pccd_hpc.train.cli",
 )
 
 

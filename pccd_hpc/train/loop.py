@@ -1,0 +1,208 @@
+"""The training loop: set up, resume, loop (loss, step, EMA), log, checkpoint. Reads top to bottom.
+
+Run it through ``python -m pccd_hpc.launch train`` (one process, ``--nproc K`` local processes,
+``sbatch slurm/train.sh`` or ``--cluster slurm``); every process calls :func:`train` with its
+:class:`~pccd_hpc.train.distributed.DistEnv`. Only the main process writes files.
+
+Reproducibility: the data order comes from (seed, epoch), augmentation from (seed, epoch, item),
+and the timesteps / noise / condition dropout of a global batch from (seed, batch number), so a
+resumed run repeats exactly what an uninterrupted one does, and K processes see what one sees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from pccd_hpc.config import RunConfig, save_toml
+from pccd_hpc.data.dataset import ShardDataset
+from pccd_hpc.io_utils import atomic_write_text
+from pccd_hpc.model.conditioning import conditions_from_batch
+from pccd_hpc.model.diffusion import NoiseSchedule, diffusion_loss, sample_training_noise, to_model_space
+from pccd_hpc.model.unet import UNet, count_parameters
+from pccd_hpc.train import checkpoint as ckpt
+from pccd_hpc.train import distributed as dist_utils
+from pccd_hpc.train.data import RankBatchSampler, epoch_loader, steps_per_epoch
+from pccd_hpc.train.distributed import DistEnv
+from pccd_hpc.train.ema import EMA
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised after ``max_nonfinite_steps`` consecutive NaN/inf losses or gradients (no checkpoint is written)."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or already finished) run reports."""
+
+    step: int
+    loss: float
+    skipped_nonfinite: int
+    run_dir: Path
+
+
+def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: DistEnv | None = None) -> TrainResult:
+    """Train (or resume training) into ``run_dir`` until ``config.train.max_steps`` optimizer steps."""
+    # ---- set-up -------------------------------------------------------------------------------
+    env = env or dist_utils.env_from_environment()
+    device = dist_utils.pick_device(env)
+    dist_utils.set_cpu_threads(env, config.train.threads_per_process)
+    dist_utils.init_process_group(env, device)
+    run_dir = Path(run_dir).resolve()
+    state = ckpt.load_latest(run_dir, map_location=device)
+    if state is not None:  # the architecture comes from the checkpoint; training settings from the command
+        saved = RunConfig.from_dict(state["config"])
+        config = RunConfig(model=saved.model, diffusion=saved.diffusion, train=config.train, preset=saved.preset)
+    tc = config.train
+    if env.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_toml(config, run_dir / "config.toml")
+
+    torch.manual_seed(tc.seed)
+    model = UNet(config.model).to(device)
+    ema = EMA(model, tc.ema_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup(tc.warmup_steps))
+    step, batches_seen, skipped_total = 0, 0, 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        ckpt.set_rng_state(state["rng"])
+        step, batches_seen, skipped_total = int(state["step"]), int(state["batches_seen"]), int(state["skipped_nonfinite"])
+    net: torch.nn.Module = DistributedDataParallel(model) if env.distributed else model
+    if tc.compile:
+        net = torch.compile(net)
+    schedule = NoiseSchedule(config.diffusion)
+    magnetic_null = config.model.num_magnetic_classes
+    dataset = ShardDataset(data_dir, augment=tc.augment, seed=tc.seed)
+    n_batches = steps_per_epoch(len(dataset), tc.batch_size)
+    metrics = _MetricsLog(run_dir / "metrics.jsonl", step) if env.is_main else None
+    if env.is_main:
+        log.info("model %s: %d parameters; %d records, %d steps/epoch, %d processes, device %s",
+                 config.preset, count_parameters(model), len(dataset), n_batches, env.world_size, device)
+
+    # ---- loop ---------------------------------------------------------------------------------
+    consecutive_bad, loss_sum, loss_count, grad_norm = 0, 0.0, 0, 0.0
+    last_loss, t_log, batches_at_log = math.nan, time.perf_counter(), batches_seen
+    while step < tc.max_steps:
+        epoch, start = divmod(batches_seen, n_batches)
+        dataset.set_epoch(epoch)
+        sampler = RankBatchSampler(len(dataset), tc.batch_size, epoch, tc.seed, env.rank, env.world_size, start)
+        for batch in epoch_loader(dataset, sampler, tc.num_workers, pin_memory=device.type == "cuda"):
+            gen = torch.Generator().manual_seed((tc.seed * 1_000_000_007 + batches_seen) % 2**63)
+            t, noise, drop = (v[env.rank::env.world_size] for v in sample_training_noise(
+                tc.batch_size, schedule.timesteps, config.diffusion.cond_drop_prob, gen))
+            batches_seen += 1
+            x0 = to_model_space(batch["x"].to(device, non_blocking=True))
+            cond = conditions_from_batch(batch, magnetic_null).to(device)
+            with _autocast(tc.precision, device):
+                loss = diffusion_loss(net, schedule, x0, cond, t.to(device), noise.to(device), drop.to(device),
+                                      config.diffusion.loss, magnetic_null)
+            mean_loss = dist_utils.mean_over_processes(loss.detach().float()).item()
+            ok = math.isfinite(mean_loss)
+            if ok:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip or math.inf))
+                ok = math.isfinite(grad_norm)
+            if not ok:  # skip the step, keep the weights; give up after repeated failures
+                skipped_total, consecutive_bad = skipped_total + 1, consecutive_bad + 1
+                log.warning("non-finite loss/gradient at step %d (batch %d): skipped (%d in a row)",
+                            step, batches_seen, consecutive_bad)
+                if consecutive_bad >= tc.max_nonfinite_steps:
+                    raise TrainingDiverged(f"{consecutive_bad} consecutive non-finite steps at step {step}; "
+                                           f"last checkpoint left untouched in {ckpt.checkpoint_dir(run_dir)}")
+                optimizer.zero_grad(set_to_none=True)
+                continue
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            scheduler.step()
+            ema.update(model)
+            step, consecutive_bad = step + 1, 0
+            loss_sum, loss_count, last_loss = loss_sum + mean_loss, loss_count + 1, mean_loss
+
+            # ---- log --------------------------------------------------------------------------
+            if step % tc.log_every == 0 or step == tc.max_steps:
+                now = time.perf_counter()
+                row = {"step": step, "loss": loss_sum / loss_count, "lr": lr,
+                       "samples_per_s": (batches_seen - batches_at_log) * tc.batch_size / max(now - t_log, 1e-9),
+                       "grad_norm": grad_norm, "epoch": epoch, "skipped_nonfinite": skipped_total}
+                if metrics is not None:
+                    metrics.write(row)
+                    log.info("step %d loss %.5f lr %.2e %.1f samples/s", step, row["loss"], row["lr"],
+                             row["samples_per_s"])
+                loss_sum, loss_count, t_log, batches_at_log = 0.0, 0, now, batches_seen
+
+            # ---- checkpoint -------------------------------------------------------------------
+            if step % tc.checkpoint_every == 0 or step == tc.max_steps:
+                if env.is_main:
+                    _check_finite(model, step)
+                    ckpt.save_checkpoint(run_dir, {
+                        "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "rng": ckpt.rng_state(), "step": step,
+                        "batches_seen": batches_seen, "epoch": epoch, "skipped_nonfinite": skipped_total,
+                        "loss": last_loss, "world_size": env.world_size, "config": config.to_dict(),
+                        "codec": dataset.codec.to_dict() if hasattr(dataset.codec, "to_dict") else {},
+                        "code_version": ckpt.code_version(),
+                    }, step, keep=tc.keep_checkpoints)
+                dist_utils.barrier()
+            if step >= tc.max_steps:
+                break
+    if state is not None and math.isnan(last_loss):
+        last_loss = float(state.get("loss", math.nan))
+    return TrainResult(step=step, loss=last_loss, skipped_nonfinite=skipped_total, run_dir=run_dir)
+
+
+def _warmup(warmup_steps: int) -> Any:
+    """Linear warm-up from lr / warmup_steps to lr, constant afterwards."""
+    return _Warmup(warmup_steps)
+
+
+class _Warmup:
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def __call__(self, step: int) -> float:
+        return 1.0 if self.steps == 0 else min(1.0, (step + 1) / self.steps)
+
+
+def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+
+
+def _check_finite(model: torch.nn.Module, step: int) -> None:
+    for name, param in model.named_parameters():
+        if not torch.isfinite(param).all():
+            raise TrainingDiverged(f"parameter {name} is not finite at step {step}; refusing to write a checkpoint")
+
+
+class _MetricsLog:
+    """Append-only ``metrics.jsonl``; on resume, rows after the checkpoint's step are dropped first."""
+
+    def __init__(self, path: Path, resume_step: int) -> None:
+        self.path = path
+        if path.exists():
+            kept = []
+            for line in path.read_text().splitlines():
+                with contextlib.suppress(json.JSONDecodeError):
+                    if json.loads(line)["step"] <= resume_step:
+                        kept.append(line)
+            atomic_write_text(path, "".join(k + "\n" for k in kept))
+
+    def write(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")

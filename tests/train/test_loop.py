@@ -1,0 +1,83 @@
+"""The training loop on real shards: run folder contents, exact resume, NaN handling, overfitting."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+
+from pccd_hpc.config import RunConfig, load_toml
+from pccd_hpc.train import loop
+from pccd_hpc.train.checkpoint import load_checkpoint, periodic_checkpoints
+from pccd_hpc.train.loop import TrainingDiverged, train
+
+
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_run_folder_contents(fast_config: Callable[..., RunConfig], sample_shards: Path, tmp_path: Path) -> None:
+    config = fast_config()
+    result = train(config, sample_shards, tmp_path / "run")
+    run = tmp_path / "run"
+    assert result.step == 6 and math.isfinite(result.loss)
+    assert RunConfig.from_dict(load_toml(run / "config.toml")) == config
+    rows = _rows(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert {"step", "loss", "lr", "samples_per_s"} <= set(rows[0])
+    assert rows[0]["lr"] < rows[-1]["lr"]  # warm-up
+    state = load_checkpoint(run / "checkpoints" / "last.pt")  # weights_only=True
+    assert state["step"] == 6 and state["batches_seen"] == 6
+    assert {"model", "ema", "optimizer", "scheduler", "rng", "config", "code_version"} <= set(state)
+    assert [s for s, _ in periodic_checkpoints(run)] == [3, 6]
+    assert not torch.equal(state["ema"]["final_conv.weight"], state["model"]["final_conv.weight"])
+
+
+def test_resume_continues_identically(fast_config: Callable[..., RunConfig], sample_shards: Path, tmp_path: Path) -> None:
+    straight = train(fast_config(max_steps=6), sample_shards, tmp_path / "a")
+    train(fast_config(max_steps=3), sample_shards, tmp_path / "b")
+    resumed = train(fast_config(max_steps=6), sample_shards, tmp_path / "b")
+    assert resumed.step == 6
+    losses_a = [r["loss"] for r in _rows(tmp_path / "a")]
+    losses_b = [r["loss"] for r in _rows(tmp_path / "b")]
+    assert losses_a == losses_b  # bit-identical, including steps 4-6 after the resume
+    assert resumed.loss == straight.loss
+    wa = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["model"]
+    wb = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_single_nonfinite_loss_is_skipped(fast_config: Callable[..., RunConfig], sample_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real, calls = loop.diffusion_loss, []
+
+    def sometimes_nan(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(1)
+        value = real(*args, **kwargs)
+        return value * math.nan if len(calls) == 2 else value
+
+    monkeypatch.setattr(loop, "diffusion_loss", sometimes_nan)
+    result = train(fast_config(max_steps=4), sample_shards, tmp_path / "run")
+    assert result.step == 4 and result.skipped_nonfinite == 1 and len(calls) == 5
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_repeated_nonfinite_loss_stops_without_checkpoint(fast_config: Callable[..., RunConfig], sample_shards: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loop, "diffusion_loss", lambda *a, **k: torch.tensor(math.inf, requires_grad=True))
+    with pytest.raises(TrainingDiverged, match="3 consecutive non-finite"):
+        train(fast_config(max_nonfinite_steps=3), sample_shards, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_overfits_a_handful_of_structures(fast_config: Callable[..., RunConfig], few_shards: Path, tmp_path: Path) -> None:
+    config = fast_config(max_steps=200, lr=3e-3, warmup_steps=10, augment=False, checkpoint_every=200)
+    train(config, few_shards, tmp_path / "run")
+    losses = [r["loss"] for r in _rows(tmp_path / "run")]
+    start, end = sum(losses[:10]) / 10, sum(losses[-20:]) / 20
+    assert end < 0.4 * start, (start, end)
