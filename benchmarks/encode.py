@@ -63,7 +63,8 @@ def stage_seconds(paths: list[Path], ranks: int) -> float:
         mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
         cmd = [mpiexec, "-n", str(ranks), *cmd]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}  # one core per rank
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
     elapsed = time.perf_counter() - t0
     shutil.rmtree(out)
     return elapsed

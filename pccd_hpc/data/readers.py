@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from pymatgen.core import Structure
+from pymatgen.core import Lattice, Structure
 
 from pccd_hpc.data.codec import RecordError
 
@@ -123,6 +123,66 @@ def _csv_records(path: Path, start: int) -> list[RawRecord]:
     return out
 
 
+_P1_OPERATIONS = {"x, y, z", "x,y,z", "+x,+y,+z"}
+_ATOM_COLUMNS = ("_atom_site_type_symbol", "_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z")
+
+
+def parse_p1_cif(text: str) -> Structure | None:
+    """Parse a simple P1 CIF (one block, identity symmetry, full occupancy) fast; None if not simple.
+
+    pymatgen's CifParser takes ~2-4 ms per structure, most of it for symmetry handling that a P1
+    file does not need; data sets such as MP-20 are stored this way. Anything unusual
+    (several blocks, symmetry operations, partial occupancy, charged symbols, missing fields)
+    returns None and the caller falls back to pymatgen.
+    """
+    if text.count("data_") != 1:
+        return None
+    cell: dict[str, float] = {}
+    lines = text.splitlines()
+    operations: list[str] = []
+    atoms: list[list[str]] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        if line.startswith("_cell_length_") or line.startswith("_cell_angle_"):
+            key, _, value = line.partition(" ")
+            try:
+                cell[key] = float(value.strip().split("(")[0])
+            except ValueError:
+                return None
+        elif line == "loop_":
+            header = []
+            i += 1
+            while i < len(lines) and lines[i].strip().startswith("_"):
+                header.append(lines[i].strip())
+                i += 1
+            rows = []
+            while i < len(lines) and lines[i].strip() and not lines[i].strip().startswith(("_", "loop_", "data_")):
+                rows.append(lines[i].strip())
+                i += 1
+            if "_symmetry_equiv_pos_as_xyz" in header or "_space_group_symop_operation_xyz" in header:
+                operations = [row.split(None, 1)[-1].strip("'\"") for row in rows]
+            elif all(col in header for col in _ATOM_COLUMNS):
+                cols = [header.index(c) for c in _ATOM_COLUMNS]
+                occ = header.index("_atom_site_occupancy") if "_atom_site_occupancy" in header else None
+                for row in rows:
+                    fields = row.split()
+                    if len(fields) != len(header) or (occ is not None and float(fields[occ]) != 1.0):
+                        return None
+                    atoms.append([fields[c] for c in cols])
+            continue
+        i += 1
+    names = ("a", "b", "c", "alpha", "beta", "gamma")
+    keys = [f"_cell_length_{n}" for n in names[:3]] + [f"_cell_angle_{n}" for n in names[3:]]
+    if not atoms or any(k not in cell for k in keys) or (operations and set(operations) - _P1_OPERATIONS):
+        return None
+    symbols = [a[0] for a in atoms]
+    if not all(sym.isalpha() and sym[0].isupper() and len(sym) <= 2 for sym in symbols):
+        return None
+    coords = [[float(x) for x in a[1:]] for a in atoms]
+    return Structure(Lattice.from_parameters(*(cell[k] for k in keys)), symbols, coords, to_unit_cell=True)
+
+
 def parse_record(record: RawRecord) -> Structure:
     """Parse a record into a ``Structure``; raise ``RecordError('bad_structure_file', ...)`` naming it."""
     try:
@@ -131,7 +191,7 @@ def parse_record(record: RawRecord) -> Structure:
             if record.cif is not None:
                 if not record.cif.strip():
                     raise ValueError("empty CIF")
-                structure = Structure.from_str(record.cif, fmt="cif")
+                structure = parse_p1_cif(record.cif) or Structure.from_str(record.cif, fmt="cif")
             else:
                 assert record.path is not None
                 structure = Structure.from_file(record.path)
