@@ -116,7 +116,8 @@ def init_process_group(env: DistEnv, device: torch.device, timeout_s: float = 60
     if not env.distributed or dist.is_initialized():
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
-    log.info("rank %d/%d joining %s process group at %s:%d", env.rank, env.world_size, backend,
+    node = os.environ.get("SLURMD_NODENAME", socket.gethostname())
+    log.info("rank %d/%d on %s joining %s process group at %s:%d", env.rank, env.world_size, node, backend,
              env.master_addr, env.master_port)
     dist.init_process_group(backend, init_method=f"tcp://{env.master_addr}:{env.master_port}", rank=env.rank,
                             world_size=env.world_size, timeout=datetime.timedelta(seconds=timeout_s))
