@@ -19,9 +19,10 @@ from pccd_hpc import __version__
 # exit code.
 CLI_MODULES: tuple[str, ...] = (
     "pccd_hpc.data.cli",
+    "pccd_hpc.train.cli",
+    "pccd_hpc.generate.cli",
     "pccd_hpc.validate.cli",
     "pccd_hpc.report.cli",
-    "pccd_hpc.train.cli",
 )
 
 

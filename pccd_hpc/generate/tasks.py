@@ -1,0 +1,131 @@
+"""One generation task: sample its batches (each saved atomically), decode, write its shard.
+
+Layout inside the run folder ``DIR``::
+
+    plan.json                      the plan every task reads
+    parts/task-KKKKK/batch-BBBBB.npz  raw tensors of finished batches (removed once the shard exists)
+    shard-KKKKK.h5                 the task's samples: tensors, decoded structures, valid/reason
+    shard-KKKKK.cif                every valid structure of the task, one CIF data block each
+
+A task whose shard exists is done; a killed task resumes at its first missing batch, so it
+loses at most the batch it was sampling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+from pymatgen.io.cif import CifWriter
+
+from pccd_hpc.data.codec import CodecConfig, decode_tensor
+from pccd_hpc.data.shards import ShardRecord, shard_name, write_shard
+from pccd_hpc.generate.plan import GeneratePlan, read_plan
+from pccd_hpc.generate.systems import system_label
+from pccd_hpc.io_utils import atomic_path, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+class TensorSampler(Protocol):
+    """What a task needs from a model: tensors in codec space for requested element slots."""
+
+    def sample(self, element_z: torch.Tensor, band_gap_class: int | None, generator: torch.Generator) -> torch.Tensor:
+        """Return (B, 3, 128, 3) float tensors for ``element_z`` (B, 3)."""
+        ...
+
+
+SamplerFactory = Callable[[GeneratePlan], TensorSampler]
+
+
+def _part_path(out_dir: Path, task: int, batch: int) -> Path:
+    return out_dir / "parts" / f"task-{task:05d}" / f"batch-{batch:05d}.npz"
+
+
+def task_done(out_dir: Path, task: int) -> bool:
+    """True when the task's shard has been written."""
+    return (out_dir / shard_name(task)).exists()
+
+
+def sample_id(index: int) -> str:
+    """Record id of generated sample ``index``."""
+    return f"gen-{index:07d}"
+
+
+def run_task(out_dir: str | Path, task: int, sampler_factory: SamplerFactory | None = None, progress: Callable[[int], None] | None = None) -> Path:
+    """Run task ``task`` of the plan in ``out_dir`` (idempotent, resumable); return its shard path."""
+    out_dir = Path(out_dir)
+    plan = read_plan(out_dir)
+    shard_path = out_dir / shard_name(task)
+    if shard_path.exists():
+        log.info("task %d: %s already written, nothing to do", task, shard_path.name)
+        return shard_path
+    if sampler_factory is None:
+        from pccd_hpc.generate.sampling import load_sampler as sampler_factory
+    sampler = None
+    started = time.time()
+    for b, indices in enumerate(plan.batches(task)):
+        part = _part_path(out_dir, task, b)
+        if part.exists():
+            if progress:
+                progress(len(indices))
+            continue
+        sampler = sampler or sampler_factory(plan)
+        element_z = torch.tensor([plan.system_of(i) for i in indices], dtype=torch.int64)
+        generator = torch.Generator().manual_seed(_batch_seed(plan.seed, task, b))
+        t0 = time.time()
+        tensors = sampler.sample(element_z, plan.band_gap_class, generator).detach().cpu().numpy().astype(np.float32)
+        part.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(part) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, tensors=tensors, element_z=element_z.numpy(), indices=np.asarray(indices))
+        log.info("task %d: batch %d/%d (%d samples) in %.1f s", task, b + 1, len(plan.batches(task)), len(indices), time.time() - t0)
+        if progress:
+            progress(len(indices))
+    _write_task_shard(out_dir, plan, task)
+    part_dir = out_dir / "parts" / f"task-{task:05d}"
+    for part in sorted(part_dir.glob("batch-*.npz")):
+        part.unlink()
+    for folder in (part_dir, part_dir.parent):
+        with contextlib.suppress(OSError):  # another task may still be using parts/
+            folder.rmdir()
+    log.info("task %d: done in %.1f s", task, time.time() - started)
+    return shard_path
+
+
+def _batch_seed(seed: int, task: int, batch: int) -> int:
+    return int(np.random.SeedSequence([seed, task, batch]).generate_state(1, dtype=np.uint64)[0] % (2**63))
+
+
+def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int) -> None:
+    codec = CodecConfig.from_dict(plan.codec)
+    records: list[ShardRecord] = []
+    valid, reasons, systems = [], [], []
+    cif_blocks = []
+    for b in range(len(plan.batches(task))):
+        with np.load(_part_path(out_dir, task, b)) as part:
+            tensors, element_z, indices = part["tensors"], part["element_z"], part["indices"]
+        for tensor, slots, index in zip(tensors, element_z, indices):
+            result = decode_tensor(tensor, slots, codec, require_all_elements=True)
+            rid = sample_id(int(index))
+            if result.structure is not None:
+                s = result.structure
+                z = np.array([site.specie.Z for site in s], dtype=np.int64)
+                params = np.concatenate([s.lattice.abc, s.lattice.angles])
+                records.append(ShardRecord(rid, f"task-{task}", int(index), tensor, slots, z, s.frac_coords, params))
+                cif_blocks.append(str(CifWriter(s)).replace("data_", f"data_{rid}_", 1))
+            else:
+                records.append(ShardRecord(rid, f"task-{task}", int(index), tensor, slots, np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros(6)))
+            valid.append(result.valid)
+            reasons.append(result.reason or "")
+            systems.append(system_label(tuple(int(z) for z in slots)))
+    attrs = {"task": task, "checkpoint": plan.checkpoint, "checkpoint_sha256": plan.checkpoint_sha256,
+             "sampler": plan.sampler, "steps": plan.steps, "guidance": plan.guidance, "seed": plan.seed}
+    extra = {"valid": np.array(valid, dtype=bool), "reason": reasons, "system": systems}
+    atomic_write_text(out_dir / shard_name(task).replace(".h5", ".cif"), "\n".join(cif_blocks))
+    write_shard(out_dir / shard_name(task), records, codec.to_dict(), codec.max_sites, extra=extra, attrs=attrs)

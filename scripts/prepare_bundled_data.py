@@ -1,0 +1,55 @@
+"""Assemble the training and held-out CSVs for the bundled model from ../shared/data.
+
+Training: MP-20 sample (train split), MP-20 validation split, MPTS-52 validation split and Perov-5,
+deduplicated by material_id, without any structure of the held-out set.
+Held-out: the MP-20 sample's validation rows (never seen in training; used for reconstruction).
+The encode stage then filters both to PCCD's limits (<= 16 sites, <= 3 elements).
+
+Usage: python scripts/prepare_bundled_data.py ../shared/data OUT_DIR
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import sys
+from pathlib import Path
+
+csv.field_size_limit(sys.maxsize)
+TRAIN_SETS = ("mp_20_sample/train.csv", "mp_20/val.csv.gz", "mpts_52/val.csv.gz", "perov_5/train.csv")
+HELD_OUT = "mp_20_sample/val.csv"
+COLUMNS = ["material_id", "source_set", "band_gap", "cif"]
+
+
+def _rows(path: Path) -> list[dict]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _row(row: dict, name: str) -> dict:
+    mid = row["material_id"] if not name.startswith("perov") else f"perov_5-{row['material_id']}"
+    return {"material_id": mid, "source_set": name, "band_gap": row.get("band_gap", row.get("ind_gap", "")), "cif": row["cif"]}
+
+
+def main(shared: Path, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    held = [_row(r, HELD_OUT) for r in _rows(shared / HELD_OUT)]
+    held_ids = {r["material_id"] for r in held}
+    seen, train = set(held_ids), []
+    for name in TRAIN_SETS:
+        for raw in _rows(shared / name):
+            row = _row(raw, name)
+            if row["material_id"] not in seen:
+                seen.add(row["material_id"])
+                train.append(row)
+    for rows, fname in ((train, "train.csv"), (held, "heldout.csv")):
+        with open(out / fname, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"{out / fname}: {len(rows)} rows")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))
