@@ -55,8 +55,9 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, preset: 
     local = batch // world
     x0 = (torch.rand(local, 3, 128, 3) * 2 - 1).to(device)
     cond = _conditions(local).to(device)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if args.precision == "bf16"
-                else contextlib.nullcontext())
+    precision = config.train.precision if args.precision == "preset" else args.precision
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
     gen = torch.Generator().manual_seed(rank)
 
     def step() -> None:
@@ -82,7 +83,7 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, preset: 
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     if rank == 0:
         queue.put({"preset": preset, "params": count_parameters(model), "batch": batch, "nproc": world,
-                   "threads_per_process": torch.get_num_threads(), "device": args.device, "precision": args.precision,
+                   "threads_per_process": torch.get_num_threads(), "device": args.device, "precision": "bf16" if use_bf16 else "fp32",
                    "train_samples_per_s": batch / train_s, "guided_step_samples_per_s": batch / sample_s,
                    "peak_memory_mib_per_process": peak / 2**20})
     if world > 1:
@@ -127,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="CPU threads in total")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--precision", choices=["preset", "fp32", "bf16"], default="preset",
+                        help="autocast precision (default: the preset's; auto resolves to fp32 on CPU)")
     parser.add_argument("--data", help="also measure the augmenting ShardDataset's items/s on this shard folder")
     parser.add_argument("--json", help="append results to this JSON-lines file")
     args = parser.parse_args(argv)

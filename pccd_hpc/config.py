@@ -260,20 +260,26 @@ def paper_preset() -> RunConfig:
 
 
 def cpu_preset() -> RunConfig:
-    """A few-million-parameter model sized to train on a 2-core CPU box (>= 500 samples/s)."""
+    """A ~2M-parameter model sized for a 2-core CPU box (>= 500 samples/s with bf16 autocast on AVX512-BF16).
+
+    Width 16 at full resolution, attention only at the two lowest-resolution levels (linear) and
+    one full-attention layer in the middle; bf16 autocast (weights, loss and optimizer stay fp32)
+    roughly doubles CPU convolution speed on CPUs with AVX512-BF16/AMX; set ``precision = "fp32"``
+    elsewhere.
+    """
     model = UNetConfig(
         base_width=16,
-        width_mults=(1, 2, 4, 8, 8),
+        width_mults=(1, 2, 2, 4, 8),
         blocks_per_level=1,
-        linear_attention=(False, False, True, True, True),
+        linear_attention=(False, False, False, True, True),
         mid_attention_blocks=1,
         attn_heads=4,
         attn_dim_head=16,
         cond_dim=128,
         element_emb_dim=32,
     )
-    train = TrainConfig(batch_size=128, lr=5e-4, warmup_steps=200, max_steps=20_000, ema_decay=0.995,
-                        checkpoint_every=250, log_every=10)
+    train = TrainConfig(batch_size=256, lr=5e-4, warmup_steps=200, max_steps=20_000, ema_decay=0.995,
+                        checkpoint_every=250, log_every=10, precision="bf16")
     return RunConfig(model=model, train=train, preset="cpu")
 
 
