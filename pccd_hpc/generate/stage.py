@@ -67,13 +67,13 @@ def _run_local(out: Path, plan: GeneratePlan, todo: list[int]) -> None:
 
 
 def _run_slurm(out: Path, todo: list[int], cluster: ClusterOptions) -> bool:
-    from pccd_hpc.cluster.slurm import SlurmResources, make_submitit_executor
+    from pccd_hpc.cluster.slurm import make_submitit_executor
 
-    resources = SlurmResources(
-        partition=cluster.partition, nodes=1, tasks_per_node=1, gpus_per_node=cluster.gpus_per_task,
+    executor = make_submitit_executor(
+        out / "slurm", partition=cluster.partition, nodes=1, tasks_per_node=1, gpus_per_node=cluster.gpus_per_task,
         cpus_per_task=cluster.cpus_per_task, time_min=cluster.time_min, array_parallelism=cluster.array_parallelism,
+        extra={"name": "pccd-generate", **cluster.extra},
     )
-    executor = make_submitit_executor(out / "slurm", resources, name="pccd-generate")
     jobs = executor.map_array(run_task, [str(out)] * len(todo), todo)
     log.info("submitted %d array tasks: %s", len(jobs), jobs[0].job_id.split("_")[0] if jobs else "-")
     if not cluster.wait:
