@@ -1,0 +1,256 @@
+"""Every SLURM interaction of pccd_hpc: sbatch, sacct/squeue job states, submitit executors.
+
+Commands are run with argument lists (never a shell) and the submitting environment, so a job
+inherits PATH and finds the same Python (sbatch's default ``--export=ALL``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import submitit
+
+log = logging.getLogger(__name__)
+
+#: States after which a job (or array task) will not run again without a user action.
+TERMINAL_STATES = frozenset(
+    {
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "OUT_OF_MEMORY",
+        "NODE_FAIL",
+        "PREEMPTED",
+        "BOOT_FAIL",
+        "DEADLINE",
+    }
+)
+
+
+class SlurmError(RuntimeError):
+    """A SLURM command failed; the message carries the command and its stderr."""
+
+
+@dataclass
+class SlurmResources:
+    """What one job (or each array task) asks SLURM for."""
+
+    partition: str | None = None
+    """Partition name; None lets SLURM pick the default partition."""
+    nodes: int = 1
+    """Number of nodes."""
+    tasks_per_node: int = 1
+    """Tasks (processes, e.g. one per GPU) started on each node."""
+    gpus_per_node: int = 0
+    """GPUs per node; 0 requests none."""
+    cpus_per_task: int = 1
+    """CPUs per task."""
+    time_min: int = 60
+    """Wall-clock limit in minutes."""
+    signal_delay_s: int = 120
+    """Seconds before the time limit at which SLURM sends USR2 so the job can checkpoint."""
+    array_parallelism: int = 256
+    """Most array tasks running at once."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Further submitit parameters (e.g. ``{"slurm_mem_per_cpu": "1G"}``), passed through."""
+
+    def __post_init__(self) -> None:
+        if self.partition is not None and not self.partition.strip():
+            raise ValueError("partition must be None or a non-empty name")
+        for name in ("nodes", "tasks_per_node", "cpus_per_task", "time_min", "array_parallelism"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("gpus_per_node", "signal_delay_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.signal_delay_s >= self.time_min * 60:
+            raise ValueError(
+                f"signal_delay_s ({self.signal_delay_s}) must be shorter than time_min ({self.time_min} min)"
+            )
+
+    def sbatch_options(self) -> list[str]:
+        """These resources as sbatch command-line options."""
+        options = [
+            f"--nodes={self.nodes}",
+            f"--ntasks-per-node={self.tasks_per_node}",
+            f"--cpus-per-task={self.cpus_per_task}",
+            f"--time={self.time_min}",
+            f"--signal=USR2@{self.signal_delay_s}",
+        ]
+        if self.partition is not None:
+            options.append(f"--partition={self.partition}")
+        if self.gpus_per_node:
+            options.append(f"--gpus-per-node={self.gpus_per_node}")
+        return options
+
+
+def _run(cmd: Sequence[str], env: Mapping[str, str] | None = None, timeout_s: float = 60.0) -> str:
+    """Run a SLURM client command and return its stdout; raise SlurmError when it fails."""
+    try:
+        proc = subprocess.run(
+            list(cmd), capture_output=True, text=True, env=None if env is None else dict(env), timeout=timeout_s
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SlurmError(f"{cmd[0]} could not run: {exc}") from exc
+    if proc.returncode != 0:
+        raise SlurmError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def slurm_available() -> bool:
+    """True when sbatch exists and the controller answers ``sinfo``."""
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return False
+    try:
+        _run(["sinfo", "-h", "-o", "%P"], timeout_s=15.0)
+    except SlurmError:
+        return False
+    return True
+
+
+def sbatch(
+    script: Path,
+    args: Sequence[str] = (),
+    sbatch_options: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Submit ``script`` with ``args`` and return the job id.
+
+    ``env`` is merged over ``os.environ`` for the sbatch process; with sbatch's default
+    ``--export=ALL`` the job sees the same variables.
+    """
+    cmd = ["sbatch", "--parsable", *sbatch_options, str(script), *args]
+    full_env = None if env is None else {**os.environ, **env}
+    out = _run(cmd, env=full_env).strip()
+    # --parsable prints "jobid" or "jobid;cluster".
+    job_id = int(out.splitlines()[-1].split(";")[0])
+    log.info("submitted %s as job %d", script, job_id)
+    return job_id
+
+
+def _parse_states(text: str) -> dict[str, str]:
+    """``ID|STATE`` lines to a dict; "CANCELLED by 0" becomes "CANCELLED"."""
+    states: dict[str, str] = {}
+    for line in text.splitlines():
+        if "|" not in line:
+            continue
+        key, state = line.split("|", 1)
+        key, state = key.strip(), state.strip()
+        if key:
+            states[key] = state.split()[0] if state else "UNKNOWN"
+    return states
+
+
+def job_states(job_id: int | str) -> dict[str, str]:
+    """Accounting state of a job from sacct: ``{"123": "COMPLETED"}`` or ``{"123_0": ..., ...}``.
+
+    Array tasks appear as ``ID_K``; tasks not started yet as one ``ID_[a-b]`` entry. Empty when
+    the accounting database has not heard of the job yet (it lags submission slightly).
+    """
+    out = _run(["sacct", "-X", "-n", "-P", "-j", str(job_id), "--format=JobID,State"])
+    return _parse_states(out)
+
+
+def _live_states(job_id: int | str) -> dict[str, str]:
+    """The job's tasks as slurmctld holds them now, finished ones included (squeue); empty once
+    slurmctld has forgotten the job (MinJobAge after it ended)."""
+    try:
+        out = _run(["squeue", "-h", "-r", "--states=all", "-j", str(job_id), "-o", "%i|%T"])
+    except SlurmError:  # "Invalid job id" once the job has left slurmctld's memory
+        return {}
+    return _parse_states(out)
+
+
+def _finished(live: Mapping[str, str], recorded: Mapping[str, str]) -> bool:
+    """Whether slurmctld (``live``) and the accounting database (``recorded``) agree it is over."""
+    if any(state not in TERMINAL_STATES for state in live.values()):
+        return False  # running, pending, or being requeued after preemption/node failure
+    if not recorded or any(state not in TERMINAL_STATES for state in recorded.values()):
+        return False
+    # sacct lags slurmctld: a finished array may first appear as one bare "ID" record, or with
+    # only some of its tasks. Tasks never started are one "ID_[a-b]" record there.
+    if any("_" in key for key in live) and any("_" not in key for key in recorded):
+        return False
+    has_range = any("_[" in key for key in recorded)
+    return all(key in recorded or has_range for key in live)
+
+
+def wait_for_job(job_id: int | str, timeout_s: float = 600.0, poll_s: float = 1.0) -> dict[str, str]:
+    """Wait until every task of ``job_id`` is in a terminal state; return ``job_states(job_id)``.
+
+    slurmctld (squeue) is asked first, because sacct lags it and may show a task as PREEMPTED or
+    REQUEUED just before it is requeued; the job counts as finished once both agree. Raises
+    TimeoutError after ``timeout_s`` seconds.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        live = _live_states(job_id)
+        recorded = job_states(job_id)
+        if _finished(live, recorded):
+            log.info("job %s finished: %s", job_id, recorded)
+            return recorded
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {job_id} not finished after {timeout_s} s: squeue {live}, sacct {recorded}")
+        time.sleep(poll_s)
+
+
+def make_submitit_executor(
+    folder: Path,
+    *,
+    partition: str | None = None,
+    nodes: int = 1,
+    tasks_per_node: int = 1,
+    gpus_per_node: int = 0,
+    cpus_per_task: int = 1,
+    time_min: int = 60,
+    signal_delay_s: int = 120,
+    array_parallelism: int = 256,
+    extra: Mapping[str, Any] | None = None,
+) -> submitit.AutoExecutor:
+    """A submitit executor for SLURM with these resources (validated by SlurmResources).
+
+    ``folder`` holds submitit's pickles and logs (may contain ``%j``); ``extra`` passes further
+    submitit parameters through unchanged (e.g. ``slurm_setup``, ``slurm_mem_per_cpu``).
+    """
+    resources = SlurmResources(
+        partition=partition,
+        nodes=nodes,
+        tasks_per_node=tasks_per_node,
+        gpus_per_node=gpus_per_node,
+        cpus_per_task=cpus_per_task,
+        time_min=time_min,
+        signal_delay_s=signal_delay_s,
+        array_parallelism=array_parallelism,
+        extra=dict(extra or {}),
+    )
+    return executor_for(folder, resources)
+
+
+def executor_for(folder: Path, resources: SlurmResources) -> submitit.AutoExecutor:
+    """A submitit executor (cluster="slurm") asking for ``resources``."""
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    params: dict[str, Any] = {
+        "nodes": resources.nodes,
+        "tasks_per_node": resources.tasks_per_node,
+        "cpus_per_task": resources.cpus_per_task,
+        "timeout_min": resources.time_min,
+        "slurm_signal_delay_s": resources.signal_delay_s,
+        "slurm_array_parallelism": resources.array_parallelism,
+    }
+    if resources.partition is not None:
+        params["slurm_partition"] = resources.partition
+    if resources.gpus_per_node:
+        params["gpus_per_node"] = resources.gpus_per_node
+    params.update(resources.extra)
+    executor.update_parameters(**params)
+    return executor

@@ -1,0 +1,372 @@
+#!/usr/bin/env bash
+# Start a real, self-contained SLURM cluster on this host for tests and CI (idempotent).
+#
+#   eval "$(tests/slurm/start-local-slurm.sh)"        # or: source "$PCCD_SLURM_DIR/env.sh"
+#   tests/slurm/start-local-slurm.sh --nodes 1         # a single slurmd instead of two
+#   tests/slurm/stop-local-slurm.sh [--purge]          # stop it (and delete all state)
+#
+# What runs (all state, configs, logs and pid files in one folder, $PCCD_SLURM_DIR, default
+# /tmp/pccd-slurm): munged with its own key and socket, mariadbd (datadir, socket and port of
+# its own, 127.0.0.1 only), slurmdbd (real accounting: sacct works), slurmctld, and one slurmd
+# per simulated node ("slurmd -N nodeK", each on its own port; node names are added to
+# /etc/hosts as 127.0.0.1 when they do not resolve).
+#
+# The cluster "pccd" (Slurm 22.05 on Debian 12):
+#   nodes       node1..nodeN (default N=2, --nodes N or PCCD_SLURM_NODES), each CPUs=4 by
+#               overcommit (PCCD_SLURM_CPUS), RealMemory=4096 MB and Gres=gpu:2 fake GPUs
+#               (symlinks to /dev/null and /dev/zero; --gpus requests work and set
+#               CUDA_VISIBLE_DEVICES), select/cons_tres with CR_CPU so several jobs share the cores.
+#   partitions  debug (default, all nodes, PriorityTier=1, GraceTime=20 s) and urgent (all
+#               nodes, PriorityTier=10): a job in urgent preempts debug jobs by REQUEUE and
+#               the victims first get their --signal (preempt_send_user_signal), which is what
+#               submitit's checkpoint/requeue needs. JobRequeue=1.
+#   launch      MpiDefault=pmi2 (the PyPI mpich wheel works under srun --mpi=pmi2),
+#               ProctrackType=proctrack/linuxproc, TaskPlugin=task/none, no cgroups.
+# Both variants (one node, two nodes) are the same cluster with a different node count; asking
+# for another count than the running one restarts the daemons (state and accounting are kept).
+# Jobs inherit the submitting environment (sbatch --export=ALL), so a job finds the venv's python
+# through PATH. Stdout carries only "export K=V" lines (also written to $PCCD_SLURM_DIR/env.sh);
+# progress and, on failure, log tails go to stderr.
+#
+# Environment: PCCD_SLURM_DIR, PCCD_SLURM_NODES, PCCD_SLURM_CPUS, PCCD_SLURM_PORT_BASE (default
+# 26817: slurmctld +0, slurmdbd +2, mariadb +3, slurmd of nodeK +10+K).
+set -Eeuo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+STATE="${PCCD_SLURM_DIR:-/tmp/pccd-slurm}"
+NODES="${PCCD_SLURM_NODES:-2}"
+CPUS="${PCCD_SLURM_CPUS:-4}"
+PORT_BASE="${PCCD_SLURM_PORT_BASE:-26817}"
+CLUSTER=pccd
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --nodes) NODES="$2"; shift 2 ;;
+        --nodes=*) NODES="${1#*=}"; shift ;;
+        --dir) STATE="$2"; shift 2 ;;
+        --dir=*) STATE="${1#*=}"; shift ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+        *) echo "start-local-slurm: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+[[ "$NODES" =~ ^[1-9][0-9]?$ ]] || { echo "start-local-slurm: --nodes must be 1..99" >&2; exit 2; }
+
+log() { echo "[start-local-slurm +${SECONDS}s] $*" >&2; }
+
+ensure_packages() {
+    local missing=0 cmd
+    for cmd in slurmctld slurmd slurmdbd sacct sacctmgr munged mungekey mariadbd mariadb-install-db; do
+        command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin" command -v "$cmd" >/dev/null 2>&1 || missing=1
+    done
+    [[ $missing == 0 ]] && return 0
+    if [[ $(id -u) != 0 ]]; then
+        echo "start-local-slurm: slurm-wlm/slurmdbd/munge/mariadb-server are missing and we are not root" >&2
+        exit 1
+    fi
+    log "installing slurm-wlm slurmdbd munge mariadb-server (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq slurm-wlm slurmdbd munge mariadb-server >&2
+}
+
+ensure_packages
+export PATH="$PATH:/usr/sbin:/sbin"
+
+ME="$(id -un)"
+ETC="$STATE/etc"; RUN="$STATE/run"; LOG="$STATE/log"; VAR="$STATE/var"
+MUNGE_SOCK="$RUN/munge.sock"
+MYSQL_SOCK="$RUN/mysqld.sock"
+CTLD_PORT=$PORT_BASE; DBD_PORT=$((PORT_BASE + 2)); MYSQL_PORT=$((PORT_BASE + 3))
+export SLURM_CONF="$ETC/slurm.conf"
+
+mkdir -p "$STATE" "$ETC" "$RUN" "$LOG" "$VAR/ctld" "$STATE/munge"
+chmod 700 "$STATE/munge"
+# One starter at a time (pytest workers, CI steps); the lock is held until this script exits.
+exec 9>"$STATE/.lock"
+flock 9
+
+on_error() {
+    local rc=$?
+    echo "start-local-slurm: FAILED (exit $rc); log tails from $LOG:" >&2
+    local f
+    for f in "$LOG"/*; do
+        [[ -s "$f" && "$f" != */mariadb-install.log ]] || continue
+        echo "----- $f" >&2
+        tail -n 15 "$f" >&2
+    done
+    exit "$rc"
+}
+trap on_error ERR
+
+node_names() { local k; for ((k = 1; k <= NODES; k++)); do echo "node$k"; done; }
+
+render_configs() {
+    # Writes the configs to folder $1; the running cluster is reused only when they are unchanged.
+    local out="$1" k dbpass
+    mkdir -p "$out"
+    dbpass="$(cat "$STATE/munge/dbpass")"
+    cat > "$out/slurm.conf" <<EOF
+# Generated by tests/slurm/start-local-slurm.sh; edits are overwritten.
+ClusterName=$CLUSTER
+SlurmctldHost=$(hostname -s)(127.0.0.1)
+SlurmUser=$ME
+SlurmdUser=$ME
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$((PORT_BASE + 10))
+AuthType=auth/munge
+AuthInfo=socket=$MUNGE_SOCK
+CredType=cred/munge
+StateSaveLocation=$VAR/ctld
+SlurmdSpoolDir=$VAR/slurmd-%n
+SlurmctldPidFile=$RUN/slurmctld.self.pid
+SlurmdPidFile=$RUN/slurmd-%n.self.pid
+SlurmctldLogFile=$LOG/slurmctld.log
+SlurmdLogFile=$LOG/slurmd-%n.log
+SlurmctldDebug=info
+SlurmdDebug=info
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+SlurmdParameters=config_overrides
+MpiDefault=pmi2
+JobRequeue=1
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+SlurmctldParameters=preempt_send_user_signal
+SchedulerType=sched/backfill
+SchedulerParameters=bf_interval=2
+MinJobAge=60
+KillWait=5
+InactiveLimit=0
+MessageTimeout=10
+SlurmctldTimeout=30
+SlurmdTimeout=60
+ReturnToService=2
+PropagateResourceLimits=NONE
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=30
+JobCompType=jobcomp/none
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=127.0.0.1
+AccountingStoragePort=$DBD_PORT
+# Slurm 22.05 takes the munge socket for slurmdbd connections from here.
+AccountingStoragePass=$MUNGE_SOCK
+AccountingStorageTRES=gres/gpu
+GresTypes=gpu
+EOF
+    for ((k = 1; k <= NODES; k++)); do
+        echo "NodeName=node$k NodeAddr=127.0.0.1 Port=$((PORT_BASE + 10 + k)) CPUs=$CPUS RealMemory=4096 Gres=gpu:2 State=UNKNOWN" >> "$out/slurm.conf"
+    done
+    cat >> "$out/slurm.conf" <<EOF
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP PriorityTier=1 GraceTime=20
+PartitionName=urgent Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=10
+EOF
+    # Fake GPUs: gres/gpu drops file-less GPUs and wants device files, so each "GPU" is a
+    # symlink to a harmless character device. Jobs asking --gpus get CUDA_VISIBLE_DEVICES.
+    cat > "$out/gres.conf" <<EOF
+AutoDetect=off
+Name=gpu File=$STATE/dev/gpu[0-1]
+EOF
+    cat > "$out/cgroup.conf" <<EOF
+# Not used (proctrack/linuxproc, task/none); present so no system cgroup.conf is read.
+CgroupAutomount=no
+ConstrainCores=no
+ConstrainRAMSpace=no
+ConstrainDevices=no
+EOF
+    cat > "$out/slurmdbd.conf" <<EOF
+# Generated by tests/slurm/start-local-slurm.sh; must stay mode 0600.
+AuthType=auth/munge
+AuthInfo=socket=$MUNGE_SOCK
+DbdHost=localhost
+DbdAddr=127.0.0.1
+DbdPort=$DBD_PORT
+SlurmUser=$ME
+DebugLevel=info
+LogFile=$LOG/slurmdbd.log
+PidFile=$RUN/slurmdbd.self.pid
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort=$MYSQL_PORT
+StorageUser=slurm
+StoragePass=$dbpass
+StorageLoc=slurm_acct_db
+EOF
+    chmod 600 "$out/slurmdbd.conf"
+}
+
+pid_alive() {
+    # pid_alive NAME: the pid in $RUN/NAME.pid is running the expected program.
+    local f="$RUN/$1.pid" pid
+    [[ -s "$f" ]] || return 1
+    pid="$(cat "$f")"
+    [[ -r "/proc/$pid/cmdline" ]] || return 1
+    tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$2"
+}
+
+all_daemons_alive() {
+    pid_alive munged munged && pid_alive mariadbd mariadbd && pid_alive slurmdbd slurmdbd &&
+        pid_alive slurmctld slurmctld || return 1
+    local n
+    for n in $(node_names); do pid_alive "slurmd-$n" "slurmd -D -N $n " || return 1; done
+}
+
+nodes_ready() {
+    # All nodeK are known to slurmctld and none is down, drained or not responding.
+    local out
+    out="$(timeout 5 sinfo -h -N -p debug -o '%N %t' 2>/dev/null | sort -u)" || return 1
+    [[ "$(wc -l <<< "$out")" == "$NODES" ]] || return 1
+    ! grep -Evq ' (idle|mix|alloc|comp)$' <<< "$out"
+}
+
+wait_for() {
+    # wait_for SECONDS WHAT COMMAND...: poll until COMMAND succeeds; give up early when WHAT is a
+    # daemon we spawned and it has exited.
+    local limit=$1 what=$2 t=0
+    shift 2
+    until "$@" >/dev/null 2>&1; do
+        if [[ -s "$RUN/$what.pid" ]] && ! pid_alive "$what" "$what"; then
+            log "$what exited during start-up"; return 1
+        fi
+        if ((t >= limit * 10)); then log "timed out after ${limit}s waiting for $what"; return 1; fi
+        sleep 0.1
+        t=$((t + 1))
+    done
+}
+
+check_ports_free() {
+    local port
+    for port in $CTLD_PORT $DBD_PORT $MYSQL_PORT $(seq $((PORT_BASE + 11)) $((PORT_BASE + 10 + NODES))); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            log "port $port is in use by another program; choose other ports with PCCD_SLURM_PORT_BASE"
+            return 1
+        fi
+    done
+}
+
+spawn() {
+    # spawn NAME CMD...: start CMD in its own session, detached from our stdio; record its pid.
+    local name=$1
+    shift
+    setsid "$@" </dev/null >>"$LOG/$name.out" 2>&1 9>&- &
+    echo $! > "$RUN/$name.pid"
+}
+
+write_env() {
+    {
+        echo "export SLURM_CONF=$SLURM_CONF"
+        echo "export PCCD_SLURM_DIR=$STATE"
+        echo "export PCCD_SLURM_NODES=$NODES"
+    } > "$STATE/env.sh.tmp"
+    mv "$STATE/env.sh.tmp" "$STATE/env.sh"
+    cat "$STATE/env.sh"
+}
+
+ensure_hosts() {
+    local n
+    for n in $(node_names); do
+        getent hosts "$n" >/dev/null && continue
+        if [[ -w /etc/hosts ]]; then
+            echo "127.0.0.1 $n" >> /etc/hosts
+        else
+            log "node name $n does not resolve and /etc/hosts is not writable"; return 1
+        fi
+    done
+}
+
+start_munge() {
+    [[ -s "$STATE/munge/munge.key" ]] || mungekey -c -k "$STATE/munge/munge.key" >&2
+    chmod 600 "$STATE/munge/munge.key"
+    rm -f "$MUNGE_SOCK" "$MUNGE_SOCK.lock"
+    spawn munged munged -F --force --key-file="$STATE/munge/munge.key" --socket="$MUNGE_SOCK" \
+        --pid-file="$RUN/munged.self.pid" --log-file="$LOG/munged.log" --seed-file="$STATE/munge/munged.seed"
+    wait_for 10 munged bash -c "munge -n -S '$MUNGE_SOCK' | unmunge -S '$MUNGE_SOCK'"
+}
+
+mysql_root() { mariadb --no-defaults --socket="$MYSQL_SOCK" -u root "$@"; }
+
+start_mariadb() {
+    local db="$VAR/mysql"
+    if [[ ! -d "$db/mysql" ]]; then
+        log "initialising mariadb datadir $db"
+        rm -rf "$db"
+        mariadb-install-db --no-defaults --datadir="$db" --user="$ME" --auth-root-authentication-method=normal \
+            --skip-test-db >"$LOG/mariadb-install.log" 2>&1
+    fi
+    rm -f "$MYSQL_SOCK"
+    spawn mariadbd mariadbd --no-defaults --datadir="$db" --socket="$MYSQL_SOCK" --port="$MYSQL_PORT" \
+        --bind-address=127.0.0.1 --skip-name-resolve --user="$ME" --pid-file="$RUN/mariadbd.self.pid" \
+        --log-error="$LOG/mariadb.log" --innodb-use-native-aio=0 --innodb-buffer-pool-size=64M \
+        --innodb-lock-wait-timeout=900 --innodb-log-file-size=64M --skip-log-bin
+    wait_for 60 mariadb mysql_root -e 'SELECT 1'
+    mysql_root <<EOF
+CREATE DATABASE IF NOT EXISTS slurm_acct_db;
+CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$(cat "$STATE/munge/dbpass")';
+GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';
+FLUSH PRIVILEGES;
+EOF
+}
+
+start_slurmdbd() {
+    spawn slurmdbd slurmdbd -D
+    wait_for 60 slurmdbd sacctmgr -n list cluster
+    if [[ -z "$(sacctmgr -n -P list cluster "$CLUSTER" format=Cluster 2>/dev/null)" ]]; then
+        sacctmgr -i add cluster "$CLUSTER" >&2
+        sacctmgr -i add account pccd Cluster="$CLUSTER" Description=tests Organization=pccd >&2
+        sacctmgr -i add user "$ME" Account=pccd Cluster="$CLUSTER" >&2
+    fi
+}
+
+start_slurm() {
+    spawn slurmctld slurmctld -D -f "$SLURM_CONF"
+    wait_for 30 slurmctld scontrol ping
+    log "slurmctld up"
+    local n
+    for n in $(node_names); do
+        mkdir -p "$VAR/slurmd-$n"
+        spawn "slurmd-$n" slurmd -D -N "$n" -f "$SLURM_CONF"
+    done
+    # Nodes drained by an earlier incarnation (e.g. a kill that timed out) are put back in service.
+    sleep 0.5
+    local drained
+    drained="$(sinfo -h -N -o '%N %t' | awk '$2 ~ /drain|drng|down/ {print $1}' | sort -u | paste -sd, -)"
+    [[ -z "$drained" ]] || scontrol update NodeName="$drained" State=RESUME >&2 || true
+    wait_for 60 "nodes idle" nodes_ready
+}
+
+started=$SECONDS
+[[ -s "$STATE/munge/dbpass" ]] || { head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' > "$STATE/munge/dbpass"; chmod 600 "$STATE/munge/dbpass"; }
+render_configs "$STATE/etc.new"
+same_config=1
+for f in slurm.conf gres.conf cgroup.conf slurmdbd.conf; do
+    cmp -s "$STATE/etc.new/$f" "$ETC/$f" || same_config=0
+done
+
+if [[ $same_config == 1 ]] && all_daemons_alive && nodes_ready; then
+    rm -rf "$STATE/etc.new"
+    log "already running ($NODES node(s), $STATE)"
+    write_env
+    exit 0
+fi
+
+log "starting cluster $CLUSTER with $NODES node(s) in $STATE"
+"$HERE/stop-local-slurm.sh" --dir "$STATE" --quiet
+log "old daemons stopped"
+for f in slurm.conf gres.conf cgroup.conf slurmdbd.conf; do mv -f "$STATE/etc.new/$f" "$ETC/$f"; done
+rmdir "$STATE/etc.new"
+chmod 600 "$ETC/slurmdbd.conf"
+check_ports_free
+ensure_hosts
+mkdir -p "$STATE/dev"
+ln -sfn /dev/null "$STATE/dev/gpu0"
+ln -sfn /dev/zero "$STATE/dev/gpu1"
+start_munge
+log "munged up"
+start_mariadb
+log "mariadb up"
+start_slurmdbd
+log "slurmdbd up"
+start_slurm
+log "ready in $((SECONDS - started)) s: $(sinfo -h -N -o '%N:%t' | sort -u | paste -sd' ' -)"
+write_env
