@@ -26,8 +26,9 @@ class ShardDataset(Dataset):
     Keys: ``x`` float32 (3, 128, 3); ``element_z`` int64 (3,); ``n_sites`` int64 ();
     ``band_gap_ev`` float32 () (NaN when unknown); ``index`` int64 () (the dataset index).
 
-    HDF5 files are opened on first access in each process (h5py handles must not cross a
-    ``fork``), so the dataset works with DataLoader workers and a DistributedSampler.
+    A shard is read on first access in each process and kept in memory (its arrays are a few
+    MB; h5py handles must not cross a ``fork``), so the dataset works with DataLoader workers and
+    a DistributedSampler, and only the shards a rank touches are ever read.
     With ``augment`` every access re-encodes the record with a random origin shift and a random
     order of the atoms within each species; the representation is neither translation- nor
     permutation-invariant, so the model must see both.
@@ -45,7 +46,7 @@ class ShardDataset(Dataset):
         self.augment = augment
         self.seed = seed
         self.epoch = 0
-        self._handles: dict[int, h5py.File] = {}
+        self._cache: dict[int, _ShardArrays] = {}
         self._pid = -1
 
     def __len__(self) -> int:
@@ -55,12 +56,12 @@ class ShardDataset(Dataset):
         """Make augmentation differ per epoch (deterministically, given the seed)."""
         self.epoch = epoch
 
-    def _file(self, shard: int) -> h5py.File:
-        if self._pid != os.getpid():  # a forked worker must not reuse the parent's handles
-            self._handles, self._pid = {}, os.getpid()
-        if shard not in self._handles:
-            self._handles[shard] = h5py.File(self.shards[shard], "r")
-        return self._handles[shard]
+    def _shard(self, shard: int) -> "_ShardArrays":
+        if self._pid != os.getpid():  # a forked worker must not reuse the parent's arrays or handles
+            self._cache, self._pid = {}, os.getpid()
+        if shard not in self._cache:
+            self._cache[shard] = _ShardArrays.load(self.shards[shard], with_tensors=not self.augment)
+        return self._cache[shard]
 
     def locate(self, index: int) -> tuple[int, int]:
         """(shard number, row) of dataset item ``index``."""
@@ -71,37 +72,57 @@ class ShardDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         shard, row = self.locate(int(index))
-        h5 = self._file(shard)
-        element_z = h5["element_z"][row].astype(np.int64)
-        n_sites = int(h5["n_sites"][row])
+        arrays = self._shard(shard)
         if self.augment:
-            x = self._augmented(h5, row, element_z, n_sites, index)
+            x = self._augmented(arrays, row, index)
         else:
-            x = h5["tensors"][row]
+            x = arrays.tensors[row]
         return {
             "x": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
-            "element_z": torch.from_numpy(element_z),
-            "n_sites": torch.tensor(n_sites, dtype=torch.int64),
-            "band_gap_ev": torch.tensor(_band_gap(h5, row), dtype=torch.float32),
+            "element_z": torch.from_numpy(arrays.element_z[row].copy()),
+            "n_sites": torch.tensor(int(arrays.n_sites[row]), dtype=torch.int64),
+            "band_gap_ev": torch.tensor(float(arrays.band_gap[row]), dtype=torch.float32),
             "index": torch.tensor(int(index), dtype=torch.int64),
         }
 
-    def _augmented(self, h5: h5py.File, row: int, element_z: np.ndarray, n_sites: int, index: int) -> np.ndarray:
+    def _augmented(self, arrays: "_ShardArrays", row: int, index: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
-        z = h5["atomic_numbers"][row, :n_sites].astype(np.int64)
-        frac = h5["frac_coords"][row, :n_sites]
-        params = h5["lattice_params"][row]
-        slots = np.array([int(np.argmax(element_z == zi)) for zi in z], dtype=np.int64)
+        n_sites = int(arrays.n_sites[row])
+        slots = arrays.slot_index[row, :n_sites]
         order = np.lexsort((rng.random(n_sites), slots))  # shuffle within each species, keep slot order
-        shifted = np.mod(frac[order] + rng.random(3), 1.0)
-        return encode_arrays(shifted, slots[order], params, self.codec)
+        shifted = np.mod(arrays.frac_coords[row, order] + rng.random(3), 1.0)
+        return encode_arrays(shifted, slots[order], arrays.lattice_params[row], self.codec)
 
 
-def _band_gap(h5: h5py.File, row: int) -> float:
+class _ShardArrays:
+    """One shard's per-record arrays, read once per process (a shard is a few MB)."""
+
+    def __init__(self, **arrays: np.ndarray) -> None:
+        self.__dict__.update(arrays)
+
+    @classmethod
+    def load(cls, path: Path, with_tensors: bool) -> "_ShardArrays":
+        with h5py.File(path, "r") as h5:
+            element_z = h5["element_z"][:].astype(np.int64)
+            atomic_numbers = h5["atomic_numbers"][:].astype(np.int64)
+            # slot of each site: index of the first slot holding its element (padding -> 0, unused)
+            slot_index = np.argmax(atomic_numbers[:, :, None] == element_z[:, None, :], axis=2)
+            return cls(
+                element_z=element_z,
+                n_sites=h5["n_sites"][:].astype(np.int64),
+                frac_coords=h5["frac_coords"][:],
+                lattice_params=h5["lattice_params"][:],
+                slot_index=slot_index,
+                band_gap=_band_gaps(h5),
+                tensors=h5["tensors"][:] if with_tensors else None,
+            )
+
+
+def _band_gaps(h5: h5py.File) -> np.ndarray:
+    """Band gaps (eV) of every record, NaN where unknown, from the first known property column."""
+    n = h5["n_sites"].shape[0]
     group = h5.get("properties")
-    if group is None:
-        return math.nan
     for name in BAND_GAP_COLUMNS:
-        if name in group and group[name].dtype.kind == "f":
-            return float(group[name][row])
-    return math.nan
+        if group is not None and name in group and group[name].dtype.kind == "f":
+            return group[name][:].astype(np.float64)
+    return np.full(n, math.nan)
