@@ -1,6 +1,7 @@
 #!/bin/bash
 # Train PCCD with torch.distributed under plain sbatch: one process per task (per GPU on GPU nodes).
 #
+#   sbatch slurm/train.sh                      # bundled sample -> runs/sample-shards, run in runs/train
 #   sbatch slurm/train.sh DATA_DIR RUN_DIR [extra `train` options, e.g. --max-steps 20000]
 #   PRESET=paper sbatch --nodes=4 --ntasks-per-node=4 --gpus-per-node=4 slurm/train.sh data/ runs/paper
 #
@@ -19,11 +20,19 @@
 #SBATCH --output=%x-%j.out
 set -euo pipefail
 
-DATA="${1:?usage: sbatch slurm/train.sh DATA_DIR RUN_DIR [train options]}"
-RUN="${2:?usage: sbatch slurm/train.sh DATA_DIR RUN_DIR [train options]}"
-shift 2
 PRESET="${PRESET:-cpu}"
 PYTHON="${PYTHON:-python}"
+if [ "$#" -ge 2 ]; then
+    DATA="$1"; RUN="$2"; shift 2
+elif [ "$#" -eq 0 ]; then
+    # No arguments: the embedded default, the structure sample bundled with the package
+    # (encoding is idempotent: a re-run or requeue keeps the finished shards).
+    DATA=runs/sample-shards; RUN=runs/train
+    "$PYTHON" -m pccd_hpc.launch encode --out "$DATA"
+else
+    echo "usage: sbatch slurm/train.sh [DATA_DIR RUN_DIR [train options]]" >&2
+    exit 2
+fi
 
 MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"
 MASTER_PORT="${MASTER_PORT:-$((20000 + SLURM_JOB_ID % 20000))}"
