@@ -64,7 +64,7 @@ def compute_jobs(jobs: list[Job], stores: dict[str, RecordStore], config: Valida
         return 0
     done = 0
     start = time.perf_counter()
-    for record in _iter_results(jobs, config, out_dir):
+    for record in iter_results(jobs, config, out_dir):
         stores[record["kind"]].put(record)
         done += 1
         if done % 10 == 0 or done == len(jobs):
@@ -73,7 +73,8 @@ def compute_jobs(jobs: list[Job], stores: dict[str, RecordStore], config: Valida
     return done
 
 
-def _iter_results(jobs: list[Job], config: ValidateConfig, out_dir: Path) -> Iterator[dict[str, Any]]:
+def iter_results(jobs: list[Job], config: ValidateConfig, out_dir: Path) -> Iterator[dict[str, Any]]:
+    """Yield one record per job, in completion order, from ``config.workers`` processes."""
     if config.workers == 1:
         _worker_init(config, out_dir)
         yield from map(_compute, jobs)
