@@ -32,8 +32,9 @@ def validate_args(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def _options(args: argparse.Namespace, log_dir: Path, name: str) -> list[str]:
-    options = [f"--time={args.time}", f"--output={log_dir}/{name}-%A_%a.out", f"--job-name=pccd-{name}"]
+def _options(args: argparse.Namespace, log_dir: Path, name: str, array: bool = False) -> list[str]:
+    pattern = "%A_%a" if array else "%j"
+    options = [f"--time={args.time}", f"--output={log_dir}/{name}-{pattern}.out", f"--job-name=pccd-{name}"]
     if args.partition:
         options.append(f"--partition={args.partition}")
     return options
@@ -51,7 +52,7 @@ def submit_validate_array(args: argparse.Namespace, array_size: int) -> dict[str
     array_id = sbatch(
         JOBS_DIR / "validate_array.sh",
         [*common, "--array-size", str(array_size), "--no-finalize"],
-        [f"--array=0-{array_size - 1}", f"--cpus-per-task={args.workers}", *_options(args, log_dir, "validate")],
+        [f"--array=0-{array_size - 1}", f"--cpus-per-task={args.workers}", *_options(args, log_dir, "validate", array=True)],
     )
     finalize_id = sbatch(
         JOBS_DIR / "validate_array.sh",
@@ -74,7 +75,7 @@ def _submit_vasp(args: argparse.Namespace, array_size: int, common: list[str], l
         raise ValueError(f"no pending VASP runs under {args.out}/vasp: run validate --backend vasp without --cluster to finalize")
     tasks = min(array_size, n_pending)
     array_id = sbatch(JOBS_DIR / "vasp_array.sh", [summary["pending_list"]],
-                      [f"--array=0-{tasks - 1}", *_options(args, log_dir, "vasp")])
+                      [f"--array=0-{tasks - 1}", *_options(args, log_dir, "vasp", array=True)])
     finalize_id = sbatch(JOBS_DIR / "validate_array.sh", [*common],
                          [f"--dependency=afterany:{array_id}", "--cpus-per-task=1", *_options(args, log_dir, "vasp-collect")])
     return {"array": array_id, "finalize": finalize_id}

@@ -39,7 +39,8 @@ def test_validate_array_and_finalize_on_slurm(local_slurm, tmp_path, capsys):
     rows = {r["id"]: r for r in read_results_csv(vdir / "results.csv")}
     assert set(rows) == {"mgo", "si"}
     assert rows["mgo"]["e_above_hull_ev_per_atom"] < 0.0  # rock salt below the wurtzite-like reference
-    logs = list((vdir / "slurm-logs").glob("validate-*.out"))
+    assert len(list((vdir / "slurm-logs").glob("validate-finalize-*.out"))) == 1
+    logs = list((vdir / "slurm-logs").glob("validate-[0-9]*_*.out"))
     assert len(logs) == 2  # two array tasks, each with its own log
 
 

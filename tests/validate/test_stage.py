@@ -71,3 +71,22 @@ def test_array_tasks_split_the_work(candidates, tmp_path):
     assert second["metrics"]["n_missing_records"] == 0
     with pytest.raises(ValueError, match="task_index"):
         run_validate(config, paths, task_index=2, num_tasks=2)
+
+
+@pytest.mark.slow
+def test_cli_with_phonons_and_band_plot(tmp_path):
+    from pccd_hpc.launch import main
+
+    cands = tmp_path / "cands"
+    cands.mkdir()
+    diamond_si().to(filename=str(cands / "si.cif"))
+    out = tmp_path / "vdir"
+    assert main(["validate", "--input", str(cands), "--out", str(out), "--phonons", "--band-structure", "si",
+                 "--phonon-min-length", "7"]) == 0
+    row = read_results_csv(out / "results.csv")[0]
+    assert row["imaginary_modes"] is False and row["min_frequency_thz"] > -0.1
+    assert row["hull_note"] == "no reference set" and row["e_above_hull_ev_per_atom"] is None
+    assert (out / "phonons" / "si_bands.png").stat().st_size > 10_000
+    assert json.loads((out / "config.json").read_text())["validate"]["phonons"] is True
+    assert main(["report", "--val", str(out), "--out", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report" / "phonons" / "si_bands.png").exists()
