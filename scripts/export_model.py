@@ -1,0 +1,38 @@
+"""Export a training checkpoint as the slim bundled model (EMA weights + config + codec) with its card data.
+
+Usage: python scripts/export_model.py RUN_DIR OUT.pt
+Writes OUT.pt atomically and OUT.json (sha256, step, final loss, parameter count, config).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from pccd_hpc.generate.sampling import export_slim_checkpoint, load_model
+from pccd_hpc.io_utils import atomic_write_json
+from pccd_hpc.model.unet import count_parameters
+
+
+def main(run_dir: Path, out: Path) -> None:
+    """Export and describe."""
+    export_slim_checkpoint(run_dir / "checkpoints" / "last.pt", out)
+    loaded = load_model(str(out))
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    card = {
+        "file": out.name,
+        "sha256": loaded.sha256,
+        "size_bytes": out.stat().st_size,
+        "step": loaded.step,
+        "parameters": count_parameters(loaded.model),
+        "final_loss_mean_last_10_logs": sum(m["loss"] for m in metrics[-10:]) / max(1, len(metrics[-10:])),
+        "config": loaded.config.to_dict(),
+        "codec": loaded.codec.to_dict(),
+    }
+    atomic_write_json(out.with_suffix(".json"), card)
+    print(json.dumps({k: v for k, v in card.items() if k not in ("config", "codec")}, indent=2))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))
