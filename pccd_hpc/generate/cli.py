@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+from pccd_hpc.data.codec import CodecConfig
 from pccd_hpc.generate.plan import GeneratePlan, read_plan
 from pccd_hpc.generate.sampling import default_checkpoint, load_model
 from pccd_hpc.generate.stage import ClusterOptions, run_generate
@@ -15,6 +16,8 @@ from pccd_hpc.generate.tasks import run_task
 from pccd_hpc.io_utils import checked_input_path
 
 log = logging.getLogger(__name__)
+
+GENERATE_MIN_POINTS = 4
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim")
     gen.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
     gen.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
+    gen.add_argument("--cluster-eps", type=float, default=None,
+                     help="decode: DBSCAN radius in Angstrom (default: the checkpoint's codec, 0.5)")
+    gen.add_argument("--cluster-min-points", type=int, default=GENERATE_MIN_POINTS,
+                     help=f"decode: points an atom needs (default {GENERATE_MIN_POINTS}: half of the 8 points "
+                     "each atom of a 16-site crystal owns; sparser clusters are noise)")
     gen.add_argument("--batch-size", type=int, default=256)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", required=True, help="output folder")
@@ -65,7 +73,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     plan = GeneratePlan(
         n=args.n, systems=systems, checkpoint=str(checkpoint), checkpoint_sha256=loaded.sha256,
         sampler=args.sampler, steps=args.steps, guidance=args.guidance, band_gap_class=args.band_gap_class,
-        batch_size=args.batch_size, seed=args.seed, n_tasks=min(n_tasks, args.n), codec=loaded.codec.to_dict(),
+        batch_size=args.batch_size, seed=args.seed, n_tasks=min(n_tasks, args.n),
+        codec=decode_codec(loaded.codec, args.cluster_eps, args.cluster_min_points).to_dict(),
     )
     if args.plan_only:
         from pccd_hpc.generate.plan import write_plan
@@ -80,6 +89,16 @@ def _run_generate(args: argparse.Namespace) -> int:
     if summary is not None:
         print(json.dumps(summary, indent=2))
     return 0
+
+
+def decode_codec(codec: CodecConfig, eps_ang: float | None, min_points: int | None) -> CodecConfig:
+    """The checkpoint's codec with the decode-time clustering settings overridden where given."""
+    overrides = {}
+    if eps_ang is not None:
+        overrides["cluster_eps_ang"] = eps_ang
+    if min_points is not None:
+        overrides["cluster_min_points"] = min_points
+    return CodecConfig.from_dict({**codec.to_dict(), **overrides})
 
 
 def _run_task(args: argparse.Namespace) -> int:
@@ -106,6 +125,8 @@ def register_reconstruct(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--seed", type=int, default=0)
     rec.add_argument("--label", default="", help="e.g. held-out or training (written into the results)")
     rec.add_argument("--checkpoint", default=None, help="checkpoint (default: the bundled model)")
+    rec.add_argument("--cluster-eps", type=float, default=None, help="decode: DBSCAN radius in Angstrom")
+    rec.add_argument("--cluster-min-points", type=int, default=GENERATE_MIN_POINTS, help="decode: points an atom needs")
     rec.add_argument("--out", required=True)
     rec.set_defaults(func=_run_reconstruct)
 
@@ -117,6 +138,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
     loaded = load_model(str(checkpoint))
     config = ReconstructConfig(n=args.n, t=min(args.t, loaded.config.diffusion.timesteps - 1), steps=args.steps,
                                guidance=args.guidance, batch_size=args.batch_size, seed=args.seed)
-    metrics = run_reconstruct(loaded, checked_input_path(args.data, "--data"), args.out, config, args.label)
+    codec = decode_codec(loaded.codec, args.cluster_eps, args.cluster_min_points)
+    metrics = run_reconstruct(loaded, checked_input_path(args.data, "--data"), args.out, config, args.label, codec)
     print(json.dumps({k: v for k, v in metrics.items() if k != "paper"}, indent=2))
     return 0

@@ -26,7 +26,7 @@ import torch
 from pymatgen.core import Structure
 from scipy.optimize import linear_sum_assignment
 
-from pccd_hpc.data.codec import decode_tensor
+from pccd_hpc.data.codec import CodecConfig, decode_tensor
 from pccd_hpc.data.dataset import ShardDataset
 from pccd_hpc.data.roundtrip import structure_matcher
 from pccd_hpc.data.shards import read_structures
@@ -97,8 +97,12 @@ def _coordinate_errors(true: Structure, pred: Structure) -> np.ndarray | None:
 
 
 def run_reconstruct(loaded: LoadedModel, data_dir: str | Path, out_dir: str | Path, config: ReconstructConfig,
-                    label: str = "") -> dict:
-    """Reconstruct ``config.n`` records of ``data_dir`` from noise level ``t``; write metrics and figures."""
+                    label: str = "", codec: CodecConfig | None = None) -> dict:
+    """Reconstruct ``config.n`` records of ``data_dir`` from noise level ``t``; write metrics and figures.
+
+    ``codec`` sets the decode-time clustering (default: the checkpoint's codec).
+    """
+    codec = codec or loaded.codec
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dataset = ShardDataset(data_dir)
@@ -122,9 +126,10 @@ def run_reconstruct(loaded: LoadedModel, data_dir: str | Path, out_dir: str | Pa
         x_t = schedule.q_sample(x0, torch.full((len(idx),), t, dtype=torch.long), noise)
         x_hat = from_model_space(denoise_from(sampler, x_t, t, cond, config.steps)).numpy()
         for k, i in enumerate(idx):
-            rows.append(_compare(originals[int(i)][1], x_hat[k], element_z[k].numpy(), loaded, matcher))
+            rows.append(_compare(originals[int(i)][1], x_hat[k], element_z[k].numpy(), codec, matcher))
         log.info("reconstructed %d/%d", len(rows), len(order))
     metrics = _aggregate(rows, t, schedule.timesteps, label, config)
+    metrics["decode"] = {"cluster_eps_ang": codec.cluster_eps_ang, "cluster_min_points": codec.cluster_min_points}
     atomic_write_json(out / "reconstruct.json", metrics)
     from pccd_hpc.generate.figures import plot_reconstruction
 
@@ -132,8 +137,8 @@ def run_reconstruct(loaded: LoadedModel, data_dir: str | Path, out_dir: str | Pa
     return metrics
 
 
-def _compare(true: Structure, tensor: np.ndarray, element_z: np.ndarray, loaded: LoadedModel, matcher) -> dict:
-    result = decode_tensor(tensor, element_z, loaded.codec)
+def _compare(true: Structure, tensor: np.ndarray, element_z: np.ndarray, codec: CodecConfig, matcher) -> dict:
+    result = decode_tensor(tensor, element_z, codec)
     row: dict = {"n_true": len(true), "valid": result.valid, "reason": result.reason or "",
                  "abc_true": list(true.lattice.abc)}
     if result.structure is None:
