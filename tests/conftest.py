@@ -73,3 +73,22 @@ def local_slurm_2nodes(local_slurm: LocalSlurm) -> LocalSlurm:
     """The local cluster with (at least) two nodes, node1 and node2, for ``-N 2`` jobs."""
     assert len(local_slurm.node_names) >= 2, local_slurm
     return local_slurm
+
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def sample_csv() -> Path:
+    """The structure sample bundled with the package."""
+    from pccd_hpc.data.sample import sample_csv_path
+
+    return sample_csv_path()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data beside the checkout; tests using it skip on machines without it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA

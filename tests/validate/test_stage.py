@@ -90,3 +90,18 @@ def test_cli_with_phonons_and_band_plot(tmp_path):
     assert json.loads((out / "config.json").read_text())["validate"]["phonons"] is True
     assert main(["report", "--val", str(out), "--out", str(tmp_path / "report")]) == 0
     assert (tmp_path / "report" / "phonons" / "si_bands.png").exists()
+
+
+def test_shard_folder_input_from_the_encode_stage(candidates, tmp_path):
+    """validate reads the structures stored in HDF5 shards (encode or generate output)."""
+    from pccd_hpc.data.encode import EncodeConfig, run_encode
+
+    shards = tmp_path / "shards"
+    manifest = run_encode(EncodeConfig([str(candidates)], str(shards)))
+    out = tmp_path / "vdir"
+    config = ValidateConfig(relax=RelaxConfig(max_steps=3, max_force_abort_ev_per_ang=200.0))
+    run_validate(config, ValidatePaths(input=shards, out_dir=out))
+    rows = {r["id"]: r for r in read_results_csv(out / "results.csv")}
+    assert len(rows) == manifest["n_encoded"] == 4
+    assert {"mgo-rocksalt.cif", "si-diamond.cif"} <= set(rows)
+    assert rows["si-diamond.cif"]["formula"] == "Si"
