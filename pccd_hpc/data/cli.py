@@ -67,9 +67,14 @@ def _run_info(args: argparse.Namespace) -> int:
     if args.path is None:
         import torch
 
+        from pccd_hpc.generate.sampling import BUNDLED_CHECKPOINT
+
+        card = BUNDLED_CHECKPOINT.with_suffix(".json")
         print(json.dumps({
             "pccd_hpc": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "cuda_available": torch.cuda.is_available(), "bundled_sample": str(sample_csv_path()),
+            "bundled_model": str(BUNDLED_CHECKPOINT) if BUNDLED_CHECKPOINT.exists() else None,
+            "bundled_model_step": json.loads(card.read_text())["step"] if card.exists() else None,
         }, indent=2))
         return 0
     manifest = load_manifest(Path(args.path))
