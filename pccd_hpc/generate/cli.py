@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    checkpoint = checked_input_path(args.checkpoint, "checkpoint") if args.checkpoint else default_checkpoint()
+    checkpoint = _checkpoint_path(args.checkpoint)
     loaded = load_model(str(checkpoint))
     systems = read_systems(args.elements or (None if args.systems else ["paper"]), args.systems)
     n_tasks = args.array_size or (1 if args.cluster == "local" else max(1, -(-args.n // 1000)))
@@ -89,6 +89,11 @@ def _run_generate(args: argparse.Namespace) -> int:
     if summary is not None:
         print(json.dumps(summary, indent=2))
     return 0
+
+
+def _checkpoint_path(given: str | None) -> Path:
+    """The checkpoint a user named (checked to exist), else the bundled model."""
+    return checked_input_path(given, "checkpoint") if given else default_checkpoint()
 
 
 def decode_codec(codec: CodecConfig, eps_ang: float | None, min_points: int | None) -> CodecConfig:
@@ -134,7 +139,7 @@ def register_reconstruct(subparsers: argparse._SubParsersAction) -> None:
 def _run_reconstruct(args: argparse.Namespace) -> int:
     from pccd_hpc.generate.reconstruct import ReconstructConfig, run_reconstruct
 
-    checkpoint = checked_input_path(args.checkpoint, "checkpoint") if args.checkpoint else default_checkpoint()
+    checkpoint = _checkpoint_path(args.checkpoint)
     loaded = load_model(str(checkpoint))
     config = ReconstructConfig(n=args.n, t=min(args.t, loaded.config.diffusion.timesteps - 1), steps=args.steps,
                                guidance=args.guidance, batch_size=args.batch_size, seed=args.seed)
