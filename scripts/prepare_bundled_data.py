@@ -1,8 +1,9 @@
 """Assemble the training and held-out CSVs for the bundled model from ../shared/data.
 
-Training: MP-20 sample (train split), MP-20 validation split, MPTS-52 validation split and Perov-5,
-deduplicated by material_id, without any structure of the held-out set.
-Held-out: the MP-20 sample's validation rows (never seen in training; used for reconstruction).
+Held-out: the MP-20 validation rows whose material id is in the shipped list
+``pccd_hpc/data/heldout/mp20_val_heldout_ids.txt`` (10 % of MP-20 validation by id, see
+``scripts/make_heldout_split.py``). Training: MP-20 sample (train split), MP-20 validation split,
+MPTS-52 validation split and Perov-5, deduplicated by material_id, without any held-out id.
 The encode stage then filters both to PCCD's limits (<= 16 sites, <= 3 elements).
 
 Usage: python scripts/prepare_bundled_data.py ../shared/data OUT_DIR
@@ -17,7 +18,8 @@ from pathlib import Path
 
 csv.field_size_limit(sys.maxsize)
 TRAIN_SETS = ("mp_20_sample/train.csv", "mp_20/val.csv.gz", "mpts_52/val.csv.gz", "perov_5/train.csv")
-HELD_OUT = "mp_20_sample/val.csv"
+HELD_OUT_SOURCE = "mp_20/val.csv.gz"
+HELD_OUT_IDS = Path(__file__).resolve().parents[1] / "pccd_hpc" / "data" / "heldout" / "mp20_val_heldout_ids.txt"
 COLUMNS = ["material_id", "source_set", "band_gap", "cif"]
 
 
@@ -32,10 +34,16 @@ def _row(row: dict, name: str) -> dict:
     return {"material_id": mid, "source_set": name, "band_gap": row.get("band_gap", row.get("ind_gap", "")), "cif": row["cif"]}
 
 
+def held_out_ids() -> set[str]:
+    """The shipped held-out material ids."""
+    lines = HELD_OUT_IDS.read_text().splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
 def main(shared: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    held = [_row(r, HELD_OUT) for r in _rows(shared / HELD_OUT)]
-    held_ids = {r["material_id"] for r in held}
+    held_ids = held_out_ids()
+    held = [_row(r, HELD_OUT_SOURCE) for r in _rows(shared / HELD_OUT_SOURCE) if r["material_id"] in held_ids]
     seen, train = set(held_ids), []
     for name in TRAIN_SETS:
         for raw in _rows(shared / name):
