@@ -34,7 +34,7 @@ class ShardDataset(Dataset):
     permutation-invariant, so the model must see both.
     """
 
-    def __init__(self, folder: str | Path, augment: bool = False, seed: int = 0) -> None:
+    def __init__(self, folder: str | Path, augment: bool = False, seed: int = 0, site_order: str = "random") -> None:
         self.folder = Path(folder)
         self.shards = list_shards(self.folder)
         if not self.shards:
@@ -43,7 +43,10 @@ class ShardDataset(Dataset):
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         with h5py.File(self.shards[0], "r") as h5:
             self.codec = CodecConfig.from_dict(json.loads(h5.attrs["codec"]))
+        if site_order not in ("random", "canonical"):
+            raise ValueError(f"site_order must be random or canonical, got {site_order!r}")
         self.augment = augment
+        self.site_order = site_order
         self.seed = seed
         self.epoch = 0
         self._cache: dict[int, _ShardArrays] = {}
@@ -62,6 +65,10 @@ class ShardDataset(Dataset):
         if shard not in self._cache:
             self._cache[shard] = _ShardArrays.load(self.shards[shard], with_tensors=not self.augment)
         return self._cache[shard]
+
+    def shard_arrays(self, shard: int) -> "_ShardArrays":
+        """Per-record site arrays of shard number ``shard`` (frac_coords, slot_index, n_sites, lattice_params, ...)."""
+        return self._shard(shard)
 
     def locate(self, index: int) -> tuple[int, int]:
         """(shard number, row) of dataset item ``index``."""
@@ -89,9 +96,13 @@ class ShardDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         n_sites = int(arrays.n_sites[row])
         slots = arrays.slot_index[row, :n_sites]
-        order = np.lexsort((rng.random(n_sites), slots))  # shuffle within each species, keep slot order
-        shifted = np.mod(arrays.frac_coords[row, order] + rng.random(3), 1.0)
-        return encode_arrays(shifted, slots[order], arrays.lattice_params[row], self.codec)
+        shuffle = rng.random(n_sites)
+        shifted = np.mod(arrays.frac_coords[row, :n_sites] + rng.random(3), 1.0)
+        if self.site_order == "canonical":  # within each species, sorted by the shifted coordinates
+            order = np.lexsort((shifted[:, 2], shifted[:, 1], shifted[:, 0], slots))
+        else:  # shuffle within each species, keep slot order
+            order = np.lexsort((shuffle, slots))
+        return encode_arrays(shifted[order], slots[order], arrays.lattice_params[row], self.codec)
 
 
 class _ShardArrays:

@@ -15,7 +15,7 @@ from pccd_hpc.io_utils import atomic_path, sha256_file
 from pccd_hpc.model.conditioning import BAND_GAP_NULL, Conditions
 from pccd_hpc.model.diffusion import NoiseSchedule, from_model_space
 from pccd_hpc.model.samplers import DDIMSampler, DDPMSampler
-from pccd_hpc.model.unet import UNet
+from pccd_hpc.model.factory import EpsPredictor, build_denoiser
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,9 @@ BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "pccd-cpu
 
 @dataclass
 class LoadedModel:
-    """A denoiser with the EMA weights of a checkpoint, and the settings it was trained with."""
+    """A denoiser with the EMA weights of a checkpoint (wrapped to predict noise), and its training settings."""
 
-    model: UNet
+    model: torch.nn.Module
     config: RunConfig
     codec: CodecConfig
     sha256: str
@@ -51,8 +51,9 @@ def load_model(checkpoint: str, device: str = "cpu") -> LoadedModel:
         if key not in state:
             raise ValueError(f"{checkpoint}: not a pccd_hpc checkpoint (no {key!r} entry)")
     config = RunConfig.from_dict(state["config"])
-    model = UNet(config.model).to(device)
-    model.load_state_dict(state["ema"])
+    net = build_denoiser(config)
+    net.load_state_dict({k: v.float() for k, v in state["ema"].items()})
+    model = EpsPredictor(net, NoiseSchedule(config.diffusion), config.diffusion.prediction).to(device)
     model.eval()
     codec = CodecConfig.from_dict(state["codec"]) if state.get("codec") else CodecConfig()
     return LoadedModel(model, config, codec, sha256_file(path), int(state.get("step", 0)))
