@@ -186,6 +186,9 @@ class TrainConfig:
     """Final learning rate of the cosine decay, as a fraction of ``lr``."""
     max_steps: int = 100_000
     """Optimizer steps to train for."""
+    max_minutes: float = 0.0
+    """Wall-clock budget of this invocation in minutes (0 = none): training stops at the first step past it,
+    writes a checkpoint and returns; running the command again continues."""
     grad_clip: float = 1.0
     """Gradient-norm clipping threshold (0 disables)."""
     ema_decay: float = 0.999
@@ -230,6 +233,7 @@ class TrainConfig:
         _require(self.site_order in ("random", "canonical"), "site_order",
                  f"must be random or canonical, got {self.site_order!r}")
         _require(self.max_steps >= 1, "max_steps", "must be >= 1")
+        _require(self.max_minutes >= 0, "max_minutes", "must be >= 0")
         _require(self.grad_clip >= 0, "grad_clip", "must be >= 0")
         _require(0 <= self.ema_decay < 1, "ema_decay", "must be in [0, 1)")
         _require(self.num_workers >= 0, "num_workers", "must be >= 0")
@@ -359,6 +363,18 @@ def dit_cpu_preset() -> RunConfig:
                      denoiser="dit", preset="dit-cpu")
 
 
+def dit_gpu_preset() -> RunConfig:
+    """The ``dit-cpu`` design sized for about 10 minutes of one H100: width 256, 8 blocks (~9.9M parameters,
+    19.8 MB as a float16 export), batch 1024 built and augmented on the GPU, bf16 autocast, 10-minute budget."""
+    config = dit_cpu_preset()
+    config.dit = DiTConfig(width=256, depth=8, heads=4, patch_points=4, element_emb_dim=32)
+    config.train = TrainConfig(batch_size=1024, lr=5e-4, warmup_steps=300, max_steps=8000, max_minutes=10.0,
+                               lr_decay="cosine", ema_decay=0.9995, checkpoint_every=500, log_every=50,
+                               precision="bf16", site_order="canonical", device_batches=True)
+    config.preset = "dit-gpu"
+    return config
+
+
 def tiny_preset() -> RunConfig:
     """A very small model for tests (seconds per few steps on one core)."""
     model = UNetConfig(
@@ -378,11 +394,11 @@ def tiny_preset() -> RunConfig:
 
 
 PRESETS: dict[str, Callable[[], RunConfig]] = {"paper": paper_preset, "cpu": cpu_preset, "dit-cpu": dit_cpu_preset,
-                                               "tiny": tiny_preset}
+                                               "dit-gpu": dit_gpu_preset, "tiny": tiny_preset}
 
 
 def get_preset(name: str) -> RunConfig:
-    """Return the named preset (``paper``, ``cpu``, ``dit-cpu`` or ``tiny``)."""
+    """Return the named preset (``paper``, ``cpu``, ``dit-cpu``, ``dit-gpu`` or ``tiny``)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]()

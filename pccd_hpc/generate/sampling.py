@@ -59,10 +59,18 @@ def load_model(checkpoint: str, device: str = "cpu") -> LoadedModel:
     return LoadedModel(model, config, codec, sha256_file(path), int(state.get("step", 0)))
 
 
-def export_slim_checkpoint(run_checkpoint: str | Path, out: str | Path, extra: dict | None = None) -> Path:
-    """Write a sampling-only checkpoint (EMA weights, config, codec, step) atomically."""
+def export_slim_checkpoint(run_checkpoint: str | Path, out: str | Path, extra: dict | None = None,
+                           weights_dtype: str | None = None) -> Path:
+    """Write a sampling-only checkpoint (EMA weights, config, codec, step) atomically.
+
+    ``weights_dtype="float16"`` stores floating-point weights in half precision (half the size;
+    :func:`load_model` computes in float32).
+    """
     state = torch.load(run_checkpoint, map_location="cpu", weights_only=True)
-    slim = {"ema": state["ema"], "config": state["config"], "codec": state.get("codec", {}), "step": state["step"],
+    ema = state["ema"]
+    if weights_dtype == "float16":
+        ema = {k: v.half() if v.is_floating_point() else v for k, v in ema.items()}
+    slim = {"ema": ema, "config": state["config"], "codec": state.get("codec", {}), "step": state["step"],
             "loss": state.get("loss", float("nan")), "code_version": state.get("code_version", ""), **(extra or {})}
     with atomic_path(out) as tmp:
         torch.save(slim, tmp)

@@ -102,7 +102,9 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
     # ---- loop ---------------------------------------------------------------------------------
     consecutive_bad, loss_sum, loss_count, grad_norm = 0, 0.0, 0, 0.0
     last_loss, t_log, batches_at_log = math.nan, time.perf_counter(), batches_seen
-    while step < tc.max_steps:
+    deadline = time.monotonic() + tc.max_minutes * 60 if tc.max_minutes > 0 else math.inf
+    out_of_time = False
+    while step < tc.max_steps and not out_of_time:
         epoch, start = divmod(batches_seen, n_batches)
         dataset.set_epoch(epoch)
         sampler = RankBatchSampler(len(dataset), tc.batch_size, epoch, tc.seed, env.rank, env.world_size, start)
@@ -143,7 +145,9 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
             loss_sum, loss_count, last_loss = loss_sum + mean_loss, loss_count + 1, mean_loss
 
             # ---- log --------------------------------------------------------------------------
-            if step % tc.log_every == 0 or step == tc.max_steps:
+            out_of_time = dist_utils.any_process(time.monotonic() > deadline, device) if tc.max_minutes > 0 else False
+            last_step = step == tc.max_steps or out_of_time
+            if step % tc.log_every == 0 or last_step:
                 now = time.perf_counter()
                 row = {"step": step, "loss": loss_sum / loss_count, "lr": lr,
                        "samples_per_s": (batches_seen - batches_at_log) * tc.batch_size / max(now - t_log, 1e-9),
@@ -155,7 +159,7 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
                 loss_sum, loss_count, t_log, batches_at_log = 0.0, 0, now, batches_seen
 
             # ---- checkpoint -------------------------------------------------------------------
-            if step % tc.checkpoint_every == 0 or step == tc.max_steps:
+            if step % tc.checkpoint_every == 0 or last_step:
                 if env.is_main:
                     _check_finite(model, step)
                     ckpt.save_checkpoint(run_dir, {
@@ -167,7 +171,7 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
                         "code_version": ckpt.code_version(),
                     }, step, keep=tc.keep_checkpoints)
                 dist_utils.barrier()
-            if step >= tc.max_steps:
+            if step >= tc.max_steps or out_of_time:
                 break
     if state is not None and math.isnan(last_loss):
         last_loss = float(state.get("loss", math.nan))

@@ -102,3 +102,19 @@ def test_dit_with_device_batches_is_deterministic_and_samples(fast_config: Calla
     sampler = CheckpointSampler(loaded, "ddim", steps=3, guidance=2.0)
     x = sampler.sample(torch.tensor([[8, 12, 12]]), None, torch.Generator().manual_seed(0))
     assert x.shape == (1, 3, 128, 3) and torch.isfinite(x).all()
+    from pccd_hpc.generate.sampling import export_slim_checkpoint
+
+    half = export_slim_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt", tmp_path / "half.pt", weights_dtype="float16")
+    assert half.stat().st_size < 0.75 * (tmp_path / "a" / "checkpoints" / "last.pt").stat().st_size
+    x_half = CheckpointSampler(load_model(str(half)), "ddim", steps=3, guidance=2.0).sample(
+        torch.tensor([[8, 12, 12]]), None, torch.Generator().manual_seed(0))
+    assert torch.allclose(x_half, x, atol=2e-2)  # half-precision storage, float32 compute
+
+
+def test_wall_clock_budget_stops_with_a_checkpoint_and_the_next_call_continues(
+        fast_config: Callable[..., RunConfig], sample_shards: Path, tmp_path: Path) -> None:
+    first = train(fast_config(max_steps=1000, max_minutes=1e-6), sample_shards, tmp_path / "run")
+    assert first.step == 1  # the budget ran out after the first step
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 1
+    again = train(fast_config(max_steps=3), sample_shards, tmp_path / "run")
+    assert again.step == 3
