@@ -63,7 +63,8 @@ class ShardDataset(Dataset):
         if self._pid != os.getpid():  # a forked worker must not reuse the parent's arrays or handles
             self._cache, self._pid = {}, os.getpid()
         if shard not in self._cache:
-            self._cache[shard] = _ShardArrays.load(self.shards[shard], with_tensors=not self.augment)
+            with_tensors = not self.augment and self.site_order == "random"
+            self._cache[shard] = _ShardArrays.load(self.shards[shard], with_tensors=with_tensors)
         return self._cache[shard]
 
     def shard_arrays(self, shard: int) -> "_ShardArrays":
@@ -82,6 +83,8 @@ class ShardDataset(Dataset):
         arrays = self._shard(shard)
         if self.augment:
             x = self._augmented(arrays, row, index)
+        elif self.site_order == "canonical":
+            x = self._canonical(arrays, row)
         else:
             x = arrays.tensors[row]
         return {
@@ -91,6 +94,14 @@ class ShardDataset(Dataset):
             "band_gap_ev": torch.tensor(float(arrays.band_gap[row]), dtype=torch.float32),
             "index": torch.tensor(int(index), dtype=torch.int64),
         }
+
+    def _canonical(self, arrays: "_ShardArrays", row: int) -> np.ndarray:
+        """The record without a shift, its atoms in the canonical within-species order (as a model trained so sees it)."""
+        n_sites = int(arrays.n_sites[row])
+        slots = arrays.slot_index[row, :n_sites]
+        frac = np.mod(arrays.frac_coords[row, :n_sites], 1.0)
+        order = np.lexsort((frac[:, 2], frac[:, 1], frac[:, 0], slots))
+        return encode_arrays(frac[order], slots[order], arrays.lattice_params[row], self.codec)
 
     def _augmented(self, arrays: "_ShardArrays", row: int, index: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])

@@ -54,3 +54,16 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor() -> None:
     assert sched(0) == 0.1 and sched(9) == 1.0
     assert abs(sched(10) - 1.0) < 1e-9 and abs(sched(60) - 0.55) < 1e-9 and abs(sched(110) - 0.1) < 1e-9
     assert _LRSchedule(10, 110)(100) == 1.0
+
+
+def test_canonical_dataset_items_are_the_unshifted_canonical_encoding(sample_shards: Path) -> None:
+    plain, canonical = ShardDataset(sample_shards), ShardDataset(sample_shards, site_order="canonical")
+    for i in (0, 5, 40):
+        item = canonical[i]["x"]
+        assert torch.equal(item[1], plain[i]["x"][1]) and torch.equal(item[2], plain[i]["x"][2])
+        rows = item[0].numpy()  # positions of each species block are sorted lexicographically
+        slots = item[1].argmax(-1).numpy()
+        for slot in set(slots.tolist()):
+            block = rows[slots == slot]
+            keys = [tuple(r) for r in block]
+            assert keys == sorted(keys), f"record {i}"
