@@ -193,6 +193,8 @@ class TrainConfig:
     """Gradient-norm clipping threshold (0 disables)."""
     ema_decay: float = 0.999
     """Decay of the exponential moving average of the weights."""
+    ema_warmup: bool = True
+    """Ramp the EMA decay up as min(ema_decay, (1 + step) / (10 + step)), matching the average to short runs."""
     seed: int = 0
     """Seed of model init, data order, noise and timesteps."""
     augment: bool = True

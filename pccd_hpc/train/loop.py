@@ -74,7 +74,7 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
 
     torch.manual_seed(tc.seed)
     model = build_denoiser(config).to(device)
-    ema = EMA(model, tc.ema_decay)
+    ema = EMA(model, tc.ema_decay, tc.ema_warmup)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _LRSchedule(tc.warmup_steps, tc.max_steps, tc.lr_decay,
                                                                           tc.min_lr_ratio))
@@ -140,7 +140,7 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
             lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
             scheduler.step()
-            ema.update(model)
+            ema.update(model, step + 1)
             step, consecutive_bad = step + 1, 0
             loss_sum, loss_count, last_loss = loss_sum + mean_loss, loss_count + 1, mean_loss
 

@@ -118,3 +118,17 @@ def test_wall_clock_budget_stops_with_a_checkpoint_and_the_next_call_continues(
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 1
     again = train(fast_config(max_steps=3), sample_shards, tmp_path / "run")
     assert again.step == 3
+
+
+def test_ema_warmup_follows_the_weights_early_and_the_decay_late() -> None:
+    from pccd_hpc.train.ema import EMA
+
+    net = torch.nn.Linear(2, 1)
+    ema = EMA(net, 0.999, warmup=True)
+    assert ema.decay_at(1) == 2 / 11 and ema.decay_at(100_000) == 0.999
+    start = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    ema.update(net, 1)
+    assert torch.allclose(ema.shadow["weight"], 2 / 11 * start + 9 / 11 * torch.ones_like(start))
+    assert EMA(net, 0.999).decay_at(1) == 0.999  # without warm-up: the plain decay
