@@ -41,8 +41,14 @@ def default_checkpoint() -> Path:
 
 
 @functools.lru_cache(maxsize=4)
-def load_model(checkpoint: str, device: str = "cpu") -> LoadedModel:
-    """Load a checkpoint with ``weights_only=True`` and build its model with the EMA weights."""
+def load_model(checkpoint: str, device: str = "cpu", precision: str = "auto") -> LoadedModel:
+    """Load a checkpoint with ``weights_only=True`` and build its model with the EMA weights.
+
+    ``precision``: ``auto`` runs the network in bf16 autocast where it was trained so (``train.precision
+    = "bf16"``) or on a GPU, else float32; ``bf16`` / ``fp32`` force one.
+    """
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
@@ -53,7 +59,9 @@ def load_model(checkpoint: str, device: str = "cpu") -> LoadedModel:
     config = RunConfig.from_dict(state["config"])
     net = build_denoiser(config)
     net.load_state_dict({k: v.float() for k, v in state["ema"].items()})
-    model = EpsPredictor(net, NoiseSchedule(config.diffusion), config.diffusion.prediction).to(device)
+    bf16 = precision == "bf16" or (precision == "auto" and (config.train.precision == "bf16"
+                                                             or str(device).startswith("cuda")))
+    model = EpsPredictor(net, NoiseSchedule(config.diffusion), config.diffusion.prediction, bf16).to(device)
     model.eval()
     codec = CodecConfig.from_dict(state["codec"]) if state.get("codec") else CodecConfig()
     return LoadedModel(model, config, codec, sha256_file(path), int(state.get("step", 0)))

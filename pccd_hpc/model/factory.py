@@ -28,14 +28,20 @@ class EpsPredictor(nn.Module):
     v-prediction network eps = sqrt(ab_t) v + sqrt(1 - ab_t) x_t.
     """
 
-    def __init__(self, net: nn.Module, schedule: NoiseSchedule, prediction: str) -> None:
+    def __init__(self, net: nn.Module, schedule: NoiseSchedule, prediction: str, bf16: bool = False) -> None:
         super().__init__()
         self.net = net
         self.schedule = schedule
         self.prediction = prediction
+        self.bf16 = bf16
+        """Run the network under bf16 autocast (sampler arithmetic stays float32)."""
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditions) -> torch.Tensor:
-        out = self.net(x_t, t, cond).float()
+        if self.bf16:
+            with torch.autocast(x_t.device.type, dtype=torch.bfloat16):
+                out = self.net(x_t, t, cond).float()
+        else:
+            out = self.net(x_t, t, cond).float()
         if self.prediction == "eps":
             return out
         return self.schedule.eps_from_v(x_t.float(), t, out)
