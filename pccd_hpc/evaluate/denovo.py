@@ -166,12 +166,8 @@ def denovo_metrics(samples: Sequence[DecodedSample], reference: Sequence[Structu
         elif not s.valid:
             reasons["missing_requested_element"] = reasons.get("missing_requested_element", 0) + 1
     finite = [r for r in ratios if r is not None]
-    not_computed: dict[str, str] = {}
-    if not valid:
-        for key in ("short_bond_pct_of_valid", "unique_pct_of_valid", "wdist_density", "wdist_n_elements"):
-            not_computed[key] = "no valid sample"
     wdist = wasserstein_distances(valid, list(reference)) if valid and reference else {}
-    return {
+    metrics = {
         "n_samples": n,
         "decode_valid_pct": _pct(len(decoded), n),
         "valid_pct": _pct(len(valid), n),
@@ -189,5 +185,17 @@ def denovo_metrics(samples: Sequence[DecodedSample], reference: Sequence[Structu
         "wdist_n_elements": wdist.get("wdist_n_elements"),
         "rejection_reasons": reasons,
         "min_bond_ratio": ratios,
-        "not_computed": not_computed,
     }
+    metrics["not_computed"] = {key: _why_missing(key, n, decoded, valid, finite, reference)
+                               for key, value in metrics.items() if value is None}
+    return metrics
+
+
+def _why_missing(key: str, n: int, decoded: list, valid: list, finite: list, reference: Sequence[Structure]) -> str:
+    if n == 0:
+        return "no samples"
+    if key.startswith("wdist") and not reference:
+        return "no reference structures"
+    if key == "min_bond_ratio_median":
+        return "no decoded sample" if not decoded else "no decoded sample has a pair within 64 A"
+    return "no valid sample" if not valid else "not computed"

@@ -42,6 +42,8 @@ HELDOUT_FINGERPRINTS = "heldout-fingerprints.npz"
 # Keys of part results that are per-structure arrays: kept in the part files (for the figures),
 # left out of evaluate.json.
 ARRAY_KEYS = ("min_bond_ratio",)
+METRICS_VERSION = 1
+"""Part of the de novo settings: bump it when a metric's definition or code changes, so stored parts are redone."""
 
 
 def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
@@ -65,7 +67,8 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
         with np.load(out / SAMPLES_FILE) as data:
             return decode_samples(data["tensors"], data["element_z"], codec)
 
-    denovo_settings = {**sample_settings, "codec": codec.to_dict(), "plausible_factor": PLAUSIBLE_BOND_FACTOR}
+    denovo_settings = {**sample_settings, "codec": codec.to_dict(), "plausible_factor": PLAUSIBLE_BOND_FACTOR,
+                       "metrics_version": METRICS_VERSION}
     records["denovo"] = run_part(out, "denovo", sha, denovo_settings, lambda: _denovo(decoded(), heldout))
 
     if config.skip_coverage:
@@ -87,6 +90,10 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
         def compute(protocol=protocol):
             metrics = run_protocol(loaded, protocol, out, config.steps, config.guidance, config.seed,
                                    config.batch_size, codec)
+            metrics["not_computed"] = {
+                key: reason for key, reason in (("rms_mean", "no reconstruction matched its original"),
+                                                ("coordinate_mae_frac", "no reconstruction with the right atoms"))
+                if metrics.get(key) is None or not np.isfinite(metrics[key])}
             return metrics, int(metrics["n"])
 
         records[protocol.name] = run_part(out, protocol.name, sha, settings, compute,
