@@ -23,6 +23,7 @@ CLI_MODULES: tuple[str, ...] = (
     "pccd_hpc.generate.cli",
     "pccd_hpc.validate.cli",
     "pccd_hpc.report.cli",
+    "pccd_hpc.evaluate.cli",
 )
 
 

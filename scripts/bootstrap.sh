@@ -13,7 +13,7 @@ stamp=.venv/.pccd-installed
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
   python -m pip install --quiet --upgrade pip setuptools wheel
   python -m pip install --quiet "torch==2.13.0"
-  python -m pip install --quiet -e ".[test,mpi,mlip]"
+  python -m pip install --quiet -e ".[test,mpi,mlip,eval]"
   touch "$stamp"
 fi
 python -c "import torch, pccd_hpc; print(f'pccd_hpc {pccd_hpc.__version__} with torch {torch.__version__} in .venv')"
