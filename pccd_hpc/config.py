@@ -199,6 +199,10 @@ class TrainConfig:
     """Seed of model init, data order, noise and timesteps."""
     augment: bool = True
     """Random origin shifts (and, with ``site_order = "random"``, within-species permutations) of every sample."""
+    origin: str = "random"
+    """Origin of each augmented sample: ``random`` (a uniform shift, the paper's translation augmentation) or
+    ``anchor`` (a randomly chosen atom of the first species at the cell centre: positions become positions
+    relative to an atom, removing the translation freedom the network would otherwise have to model)."""
     site_order: str = "random"
     """Order of the atoms within a species after the origin shift: ``random`` (a fresh permutation per
     sample, the model must learn permutation invariance) or ``canonical`` (sorted by shifted fractional
@@ -232,6 +236,7 @@ class TrainConfig:
         _require(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
         _require(self.lr_decay in ("none", "cosine"), "lr_decay", f"must be none or cosine, got {self.lr_decay!r}")
         _require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1]")
+        _require(self.origin in ("random", "anchor"), "origin", f"must be random or anchor, got {self.origin!r}")
         _require(self.site_order in ("random", "canonical"), "site_order",
                  f"must be random or canonical, got {self.site_order!r}")
         _require(self.max_steps >= 1, "max_steps", "must be >= 1")

@@ -23,12 +23,14 @@ class DeviceBatches:
     """All records of a :class:`ShardDataset` as device tensors; :meth:`batch` returns augmented codec tensors."""
 
     def __init__(self, dataset: ShardDataset, device: torch.device | str, augment: bool = True,
-                 site_order: str = "random") -> None:
+                 site_order: str = "random", origin: str = "random") -> None:
         if site_order not in ("random", "canonical"):
             raise ValueError(f"site_order must be random or canonical, got {site_order!r}")
         self.codec: CodecConfig = dataset.codec
         self.device = torch.device(device)
-        self.augment, self.site_order = augment, site_order
+        if origin not in ("random", "anchor"):
+            raise ValueError(f"origin must be random or anchor, got {origin!r}")
+        self.augment, self.site_order, self.origin = augment, site_order, origin
         parts = [dataset.shard_arrays(k) for k in range(len(dataset.shards))]
         cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
         n_sites = cat("n_sites")
@@ -67,6 +69,11 @@ class DeviceBatches:
         present = torch.arange(max_sites, device=self.device)[None, :] < n[:, None]
         if self.augment:
             shift = torch.rand((b, 1, 3), generator=generator).to(self.device)
+            if self.origin == "anchor":  # a random atom of the first species moves to the cell centre
+                pick = torch.rand((b, max_sites), generator=generator).to(self.device)
+                pick = torch.where(present & (slots == 0), pick, torch.full_like(pick, -1.0))
+                anchor = pick.argmax(dim=1)
+                shift = 0.5 - frac[torch.arange(b, device=self.device), anchor][:, None, :]
             frac = torch.remainder(frac + shift, 1.0)
             frac = torch.where(frac >= 1.0, torch.zeros_like(frac), frac)
             if self.site_order == "canonical":

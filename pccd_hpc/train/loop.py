@@ -91,9 +91,9 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
         net = torch.compile(net)
     schedule = NoiseSchedule(config.diffusion)
     magnetic_null = config.model.num_magnetic_classes
-    dataset = ShardDataset(data_dir, augment=tc.augment, seed=tc.seed, site_order=tc.site_order)
+    dataset = ShardDataset(data_dir, augment=tc.augment, seed=tc.seed, site_order=tc.site_order, origin=tc.origin)
     n_batches = steps_per_epoch(len(dataset), tc.batch_size)
-    on_device = DeviceBatches(dataset, device, tc.augment, tc.site_order) if tc.device_batches else None
+    on_device = DeviceBatches(dataset, device, tc.augment, tc.site_order, tc.origin) if tc.device_batches else None
     metrics = _MetricsLog(run_dir / "metrics.jsonl", step) if env.is_main else None
     if env.is_main:
         log.info("model %s: %d parameters; %d records, %d steps/epoch, %d processes, device %s",

@@ -67,3 +67,16 @@ def test_canonical_dataset_items_are_the_unshifted_canonical_encoding(sample_sha
             block = rows[slots == slot]
             keys = [tuple(r) for r in block]
             assert keys == sorted(keys), f"record {i}"
+
+
+def test_anchor_origin_puts_an_atom_of_the_first_species_at_the_centre(sample_shards: Path) -> None:
+    dataset = ShardDataset(sample_shards, augment=True, site_order="canonical", origin="anchor")
+    device = DeviceBatches(ShardDataset(sample_shards), "cpu", augment=True, site_order="canonical", origin="anchor")
+    batch = device.batch(list(range(20)), torch.Generator().manual_seed(3))["x"]
+    for i in range(20):
+        for x in (dataset[i]["x"], batch[i]):
+            first_species = x[1].argmax(-1) == 0
+            rows = x[0][first_species]
+            assert (rows - 0.5).abs().max(dim=1).values.min() < 1e-5, f"record {i}"
+    centre_free = ShardDataset(sample_shards, augment=True, site_order="canonical", origin="random")
+    assert not all(((centre_free[i]["x"][0] - 0.5).abs().max(dim=1).values.min() < 1e-5) for i in range(20))
