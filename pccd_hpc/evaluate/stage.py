@@ -183,7 +183,7 @@ def _summary(config: EvaluateConfig, loaded: LoadedModel, heldout: HeldOut, held
     denovo = _strip_arrays(records["denovo"]["result"])
     summary = {
         "checkpoint": {"path": str(config.checkpoint), "sha256": loaded.sha256, "step": loaded.step,
-                       "preset": loaded.config.preset, "network": type(loaded.model).__name__,
+                       "preset": loaded.config.preset, "network": type(getattr(loaded.model, "net", loaded.model)).__name__,
                        "parameters": int(sum(p.numel() for p in loaded.model.parameters())),
                        "config": loaded.config.to_dict()},
         "settings": config.to_dict(),
