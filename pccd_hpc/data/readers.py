@@ -320,6 +320,8 @@ def parse_record(record: RawRecord) -> Structure:
     except RecordError:
         raise
     except Exception as err:  # pymatgen raises many types (even ZeroDivisionError) on malformed files
+        if "parse Element or Species" in str(err) or "is not a valid Element" in str(err):
+            raise RecordError("unknown_element", f"{record.source}: {err}", record.record_id) from err
         raise RecordError("bad_structure_file", f"cannot parse {record.source} ({type(err).__name__}: {err})", record.record_id) from err
     if len(structure) == 0:
         raise RecordError("empty_structure", f"{record.source} has no sites", record.record_id)
@@ -365,8 +367,10 @@ def check_structure_sanity(
     """
     where = f"{source}: " if source else ""
     matrix = np.asarray(structure.lattice.matrix, dtype=float)
-    if not np.isfinite(matrix).all() or not np.isfinite(structure.frac_coords).all():
-        raise RecordError("bad_lattice", f"{where}non-finite lattice or coordinates", record_id)
+    if not np.isfinite(matrix).all():
+        raise RecordError("bad_lattice", f"{where}non-finite lattice", record_id)
+    if not np.isfinite(structure.frac_coords).all():
+        raise RecordError("bad_coordinates", f"{where}non-finite atomic coordinates", record_id)
     lengths = np.linalg.norm(matrix, axis=1)
     volume = abs(float(np.linalg.det(matrix)))
     if volume <= 1e-6 or lengths.min() <= 0:
