@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``validate`` subcommand."""
     p = subparsers.add_parser("validate", help="relax candidates, energy above hull, phonons, metrics",
                               description=__doc__)
-    p.add_argument("--input", required=True, type=Path, help="candidates: CIF folder, shard folder or CSV with a cif column")
+    p.add_argument("--input", required=True, type=Path, help="candidates: CIF (every data block) or POSCAR/*.vasp file or folder, shard folder, "
+                   "or CSV with a cif column; unusable inputs are listed in VDIR/rejected_inputs.csv")
     p.add_argument("--out", required=True, type=Path, help="validation folder VDIR")
     p.add_argument("--backend", default="chgnet", help="energy backend: chgnet (default, offline) or vasp")
     p.add_argument("--reference", type=Path, help="hull reference: shards/CIF folder/CSV, or ComputedStructureEntry JSON "

@@ -12,7 +12,7 @@ import logging
 import multiprocessing
 import signal
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterator, Sequence
 
@@ -25,7 +25,7 @@ class _Worker:
     conn: Connection
     job: Any = None
     busy: bool = False
-    started_jobs: list = field(default_factory=list)
+    n_done: int = 0
 
 
 def death_reason(exitcode: int | None) -> str:
@@ -68,13 +68,14 @@ def _worker_main(conn: Connection, compute: Callable[[Any], Any], initializer: C
 def run_pool(
     jobs: Sequence[Any], workers: int, compute: Callable[[Any], Any], initializer: Callable[..., None], initargs: tuple,
     on_death: Callable[[Any, str], Any], on_error: Callable[[Any, str], Any] | None = None,
-    pids: list[int] | None = None,
+    pids: list[int] | None = None, max_jobs_per_worker: int = 200,
 ) -> Iterator[Any]:
     """Yield ``compute(job)`` for every job (completion order) from ``workers`` spawned processes.
 
     A job whose worker dies yields ``on_death(job, reason)`` instead, and a new worker is started
     for the jobs left, so the pool never hangs on a lost task. ``pids``, when given, is kept
-    filled with the live workers' process ids (for monitoring and tests).
+    filled with the live workers' process ids (for monitoring and tests). A worker is replaced
+    after ``max_jobs_per_worker`` jobs, which bounds slow memory growth (as ``maxtasksperchild``).
     """
     # spawn: each worker starts a clean interpreter (torch and fork do not mix) and loads the model once.
     context = multiprocessing.get_context("spawn")
@@ -91,16 +92,19 @@ def run_pool(
         pool.append(worker)
         return worker
 
+    def assign_none(worker: _Worker) -> None:
+        worker.job, worker.busy = None, False
+        try:
+            worker.conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+
     def assign(worker: _Worker) -> None:
         if queue:
             worker.job, worker.busy = queue.popleft(), True
             worker.conn.send(worker.job)
         else:
-            worker.job, worker.busy = None, False
-            try:
-                worker.conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
+            assign_none(worker)
 
     def refresh_pids() -> None:
         if pids is not None:
@@ -124,8 +128,19 @@ def run_pool(
                     message = None
                 if message is not None:
                     status, payload = message
+                    worker.n_done += 1
                     yield payload if status == "ok" else on_error(worker.job, payload)
-                    assign(worker)
+                    if worker.n_done >= max_jobs_per_worker and queue:
+                        assign_none(worker)
+                        worker.process.join(timeout=30)
+                        if worker.process.is_alive():
+                            worker.process.kill()
+                        worker.conn.close()
+                        pool.remove(worker)
+                        assign(start())
+                        refresh_pids()
+                    else:
+                        assign(worker)
                     continue
                 if worker.process.is_alive() and worker.process.sentinel not in ready:
                     continue

@@ -62,3 +62,25 @@ def test_death_reason_names_the_signal() -> None:
     assert "SIGKILL" in death_reason(-9) and "out-of-memory" in death_reason(-9)
     assert "SIGSEGV" in death_reason(-11)
     assert "code 3" in death_reason(3)
+
+
+def _dead(job, reason: str) -> tuple[str, object, str]:
+    return ("dead", job, reason)
+
+
+def test_pool_survives_workers_killed_by_real_signals() -> None:
+    """Workers that raise SIGKILL/SIGTERM on themselves or exit: each job is reported, nothing hangs."""
+    import math
+    import signal as sig
+
+    from pccd_hpc.validate.pool import run_pool
+
+    results = list(run_pool([sig.SIGKILL, sig.SIGTERM, sig.SIGKILL], 2, sig.raise_signal, os.getpid, (), on_death=_dead))
+    assert sorted(r[2] for r in results) == sorted(["worker process killed by SIGKILL (SIGKILL: often the kernel's out-of-memory killer)"] * 2
+                                                    + ["worker process killed by SIGTERM"])
+    assert sorted(r[1] for r in results) == sorted([sig.SIGKILL, sig.SIGTERM, sig.SIGKILL])
+    pids: list[int] = []
+    roots = list(run_pool([1.0, 4.0, 9.0, 16.0, 25.0], 2, math.sqrt, os.getpid, (), on_death=_dead, pids=pids, max_jobs_per_worker=1))
+    assert sorted(roots) == [1.0, 2.0, 3.0, 4.0, 5.0] and not pids
+    errors = list(run_pool([-1.0], 1, math.sqrt, os.getpid, (), on_death=_dead, on_error=lambda job, msg: ("error", job, msg)))
+    assert errors == [("error", -1.0, "ValueError: math domain error")]
