@@ -131,6 +131,7 @@ def compute_metrics(
         "relax_failed": sum(1 for r in records if r.get("energy_ev_per_atom") is None),
         "n_unphysical": sum(1 for r in records if r.get("unphysical")),
         "n_unphysical_before_relaxation": sum(1 for r in records if r.get("error_kind") == "unphysical_initial"),
+        "plausible_as_generated": _mean([bool(r.get("plausible_initial")) for r in records]),
         "uniqueness": _mean(unique),
         "with_e_hull": sum(1 for s in status if s == HULL_OK),
         "n_without_hull": sum(1 for s in status if s == HULL_NONE),

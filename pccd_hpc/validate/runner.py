@@ -121,7 +121,8 @@ def new_record(job: Job, backend_name: str) -> dict[str, Any]:
         "energy_ev_per_atom": None, "converged": False, "n_steps": None, "max_force_ev_per_ang": None,
         "wall_s": None, "relaxed_cif": None, "error": None, "error_kind": None,
         "imaginary_modes": None, "min_frequency_thz": None, "phonon_error": None,
-        "unphysical": False, "unphysical_reason": None, "min_bond_ratio_initial": None, "min_bond_ratio_relaxed": None,
+        "unphysical": False, "unphysical_reason": None, "plausible_initial": None,
+        "min_bond_ratio_initial": None, "min_bond_ratio_relaxed": None,
     }
 
 
@@ -130,12 +131,13 @@ def compute_record(job: Job, backend: Backend, config: ValidateConfig, out_dir: 
     record = new_record(job, backend.name)
     start = time.perf_counter()
     try:
-        ratio, problem = geometry_problem(job.structure, config.min_bond_factor)
+        ratio, problem = geometry_problem(job.structure, config.no_relax_bond_factor)
     except Exception as err:  # noqa: BLE001 - batch boundary: a structure the check cannot read is recorded
         record.update(error=f"{job.record_id}: geometry check failed: {type(err).__name__}: {err}", error_kind="exception", wall_s=0.0)
         log.warning("%s", record["error"])
         return record
     record["min_bond_ratio_initial"] = ratio
+    record["plausible_initial"] = problem is None and (ratio is None or ratio >= config.min_bond_factor)
     if problem is not None:
         # Not relaxed: overlapping atoms give huge forces and neighbour lists (one 0.05 A cell took 22 GB).
         record.update(unphysical=True, unphysical_reason=f"before relaxation: {problem}", error_kind="unphysical_initial",

@@ -9,7 +9,7 @@ import time
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from pccd_hpc.validate.config import ValidateConfig
+from pccd_hpc.validate.config import RelaxConfig, ValidateConfig
 from pccd_hpc.validate.finalize import HULL_OK, HULL_UNPHYSICAL, compute_metrics, hull_for_record
 from pccd_hpc.validate.hull import HullCalculator, ReferenceEnergy
 from pccd_hpc.validate.runner import Job, _check_relaxed_geometry, compute_record, geometry_problem, new_record
@@ -34,6 +34,18 @@ def test_overlapping_atoms_are_not_relaxed(chgnet_backend, tmp_path) -> None:
     record = compute_record(Job("ov", "candidate", overlap), chgnet_backend, ValidateConfig(), tmp_path)
     assert record["unphysical"] and record["n_steps"] is None
     assert "0.200 A" in record["unphysical_reason"]
+
+
+def test_implausible_but_not_overlapping_candidate_is_relaxed(chgnet_backend, tmp_path) -> None:
+    """Between the no-relax bound (0.5) and the plausibility bound (0.7): flagged as generated, still relaxed."""
+    squeezed = Structure(Lattice.cubic(4.21), ["Mg", "O"], [[0, 0, 0], [0.31, 0, 0]])  # 1.31 A: 0.63 x (1.41 + 0.66)
+    record = compute_record(Job("sq", "candidate", squeezed), chgnet_backend,
+                            ValidateConfig(relax=RelaxConfig(max_steps=5)), tmp_path)
+    assert 0.5 < record["min_bond_ratio_initial"] < 0.7
+    assert record["plausible_initial"] is False and record["n_steps"] is not None  # relaxed
+    fine = compute_record(Job("rs", "candidate", rocksalt_mgo()), chgnet_backend,
+                          ValidateConfig(relax=RelaxConfig(max_steps=5)), tmp_path)
+    assert fine["plausible_initial"] is True and not fine["unphysical"]
 
 
 def test_short_bond_after_relaxation_is_unphysical() -> None:
