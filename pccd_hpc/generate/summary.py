@@ -93,7 +93,8 @@ def summarise(out_dir: str | Path, plan: GeneratePlan, elapsed_s: float | None =
         "checkpoint_sha256": plan.checkpoint_sha256,
         "n_tasks": plan.n_tasks,
     }
-    summary["tasks_elapsed_s"] = round(tasks_elapsed, 2)
+    summary["tasks_elapsed_s"] = round(tasks_elapsed, 2)  # summed over tasks (array tasks run in parallel)
+    summary["samples_per_task_s"] = round(n_generated / tasks_elapsed, 3) if tasks_elapsed > 0 else None
     if elapsed_s is not None and (n_sampled if n_sampled is not None else n_generated) > 0:
         n_run = n_sampled if n_sampled is not None else n_generated
         summary["elapsed_s"] = round(elapsed_s, 2)

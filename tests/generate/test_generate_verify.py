@@ -45,6 +45,7 @@ def test_truncated_shard_and_cif_are_redone_and_speed_figures_kept(tmp_path: Pat
     # A finished folder: nothing runs, and the figures of the run that sampled stay.
     again = run_generate(_plan(tiny_checkpoint), tmp_path)
     assert again["elapsed_s"] == first["elapsed_s"] and again["samples_per_s"] == first["samples_per_s"]
+    assert again["samples_per_task_s"] == first["samples_per_task_s"] > 0
 
     _truncate(tmp_path / "shard-00000.h5")
     _truncate(tmp_path / "shard-00001.cif", keep=0.4)
