@@ -24,7 +24,7 @@ from typing import Any, Sequence
 from pccd_hpc import __version__
 from pccd_hpc.cluster.mpi import Communicator, world_communicator
 from pccd_hpc.data.codec import CodecConfig, RecordError, encode_structure
-from pccd_hpc.data.readers import RawRecord, enumerate_records, parse_record
+from pccd_hpc.data.readers import MAX_LATTICE_LENGTH_ANG, MIN_BOND_FACTOR, RawRecord, check_structure_sanity, enumerate_records, parse_record
 from pccd_hpc.data.roundtrip import check_roundtrip, structure_matcher
 from pccd_hpc.data.shards import SCHEMA_VERSION, ShardRecord, shard_name, write_shard
 from pccd_hpc.io_utils import atomic_write_json, atomic_write_text, checked_output_dir, sha256_file
@@ -49,12 +49,20 @@ class EncodeConfig:
     """Codec settings (stored in every shard and the manifest)."""
     roundtrip_check: bool = True
     """Decode every record again and compare it with the input (``n_roundtrip_matched``)."""
+    max_lattice_length_ang: float = MAX_LATTICE_LENGTH_ANG
+    """Reject cells with a lattice vector longer than this (``lattice_out_of_range``)."""
+    min_bond_factor: float = MIN_BOND_FACTOR
+    """Reject structures with two atoms closer than this x the sum of covalent radii (``overlapping_atoms``)."""
 
     def __post_init__(self) -> None:
         if not self.inputs:
-            raise ValueError("inputs must name at least one file or folder")
+            raise ValueError("EncodeConfig.inputs must name at least one file or folder")
         if self.shard_size < 1:
-            raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
+            raise ValueError(f"EncodeConfig.shard_size must be >= 1, got {self.shard_size}")
+        if not self.max_lattice_length_ang > 0:
+            raise ValueError(f"EncodeConfig.max_lattice_length_ang must be > 0, got {self.max_lattice_length_ang}")
+        if not 0 <= self.min_bond_factor < 2:
+            raise ValueError(f"EncodeConfig.min_bond_factor must be in [0, 2), got {self.min_bond_factor}")
 
 
 def _fingerprint(records: Sequence[RawRecord]) -> str:
@@ -69,7 +77,11 @@ def _summary_path(out: Path, shard_index: int) -> Path:
     return out / shard_name(shard_index).replace(".h5", ".json")
 
 
-def _finished_summary(out: Path, shard_index: int, fingerprint: str, codec: dict) -> dict | None:
+def _checks(config: EncodeConfig) -> dict[str, float]:
+    return {"max_lattice_length_ang": config.max_lattice_length_ang, "min_bond_factor": config.min_bond_factor}
+
+
+def _finished_summary(out: Path, shard_index: int, fingerprint: str, codec: dict, checks: dict | None = None) -> dict | None:
     """The shard's summary when shard and summary are complete and match these inputs, else None."""
     summary_path = _summary_path(out, shard_index)
     shard_path = out / shard_name(shard_index)
@@ -80,6 +92,8 @@ def _finished_summary(out: Path, shard_index: int, fingerprint: str, codec: dict
     except (OSError, json.JSONDecodeError):
         return None
     if summary.get("input_fingerprint") != fingerprint or summary.get("codec") != codec:
+        return None
+    if checks is not None and summary.get("checks") != checks:
         return None
     if summary.get("sha256") != sha256_file(shard_path):
         log.warning("%s does not match its summary: encoding it again", shard_path.name)
@@ -97,6 +111,7 @@ def encode_shard(records: Sequence[RawRecord], config: EncodeConfig, shard_index
     for raw in records:
         try:
             structure = parse_record(raw)
+            check_structure_sanity(structure, raw.record_id, raw.source, config.max_lattice_length_ang, config.min_bond_factor)
             enc = encode_structure(structure, config.codec, raw.record_id)
         except RecordError as err:
             rejections.append({"index": raw.index, "record_id": raw.record_id, "source": raw.source, "reason": err.reason, "message": str(err)})
@@ -123,6 +138,7 @@ def encode_shard(records: Sequence[RawRecord], config: EncodeConfig, shard_index
         "input_range": [records[0].index, records[-1].index + 1] if records else [0, 0],
         "input_fingerprint": _fingerprint(records),
         "codec": config.codec.to_dict(),
+        "checks": _checks(config),
         "n_input": len(records),
         "n_records": len(encoded),
         "n_rejected": len(rejections),
@@ -148,7 +164,7 @@ def run_encode(config: EncodeConfig, comm: Communicator | None = None) -> dict |
     done_here = kept_here = 0
     for shard_index in range(rank, n_shards, size):
         chunk = records[shard_index * config.shard_size : (shard_index + 1) * config.shard_size]
-        if _finished_summary(out, shard_index, _fingerprint(chunk), codec) is not None:
+        if _finished_summary(out, shard_index, _fingerprint(chunk), codec, _checks(config)) is not None:
             kept_here += 1
             continue
         summary = encode_shard(chunk, config, shard_index, out)
