@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from pccd_hpc.evaluate.machine import machine_info
 from pccd_hpc.io_utils import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ def run_part(out_dir: Path, name: str, checkpoint_sha256: str, settings: dict[st
     """Return part ``name``'s record, computing it with ``compute() -> (result, n_items)`` unless stored.
 
     ``still_valid(record)`` may veto a stored record (e.g. a file it refers to is gone or changed).
-    The record gains ``wall_s``, ``n_items`` and ``items_per_s`` (None when nothing was timed).
+    The record gains ``wall_s``, ``n_items``, ``items_per_s`` (None when nothing was timed) and the
+    ``machine`` it was timed on (a reused part keeps the machine of the run that computed it).
     """
     stored = load_part(out_dir, name, checkpoint_sha256, settings)
     if stored is not None and still_valid is not None and not still_valid(stored):
@@ -91,6 +93,7 @@ def run_part(out_dir: Path, name: str, checkpoint_sha256: str, settings: dict[st
         "part": name, "checkpoint_sha256": checkpoint_sha256, "settings": _canonical(settings),
         "result": json_safe(result, not_computed), "not_computed": not_computed,
         "wall_s": wall_s, "n_items": n_items, "items_per_s": n_items / wall_s if wall_s > 0 else None,
+        "machine": machine_info(),
     }
     atomic_write_json(part_path(out_dir, name), record)
     log.info("part %s: done in %.1f s (%d items)", name, wall_s, n_items)

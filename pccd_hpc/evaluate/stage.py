@@ -13,16 +13,12 @@ Folder layout of EDIR::
 from __future__ import annotations
 
 import logging
-import os
-import platform
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from pccd_hpc import __version__
 from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR
 from pccd_hpc.evaluate.config import EvaluateConfig
 from pccd_hpc.evaluate.coverage import COMPOSITION_CUTOFF_MP20, STRUCTURE_CUTOFF_MP20, Fingerprints, coverage, fingerprint_structures
@@ -30,6 +26,7 @@ from pccd_hpc.evaluate.denovo import (
     HeldOut, cycled_systems, decode_samples, denovo_metrics, generate_decode_codec, load_heldout, reference_geometry,
     sample_tensors,
 )
+from pccd_hpc.evaluate.machine import machine_info
 from pccd_hpc.evaluate.parts import folder_digest, json_safe, run_part
 from pccd_hpc.evaluate.reconstruction import protocols, run_protocol
 from pccd_hpc.generate.sampling import LoadedModel, load_model
@@ -74,7 +71,7 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
     if config.skip_coverage:
         records["coverage"] = {"skipped": "not computed: --skip-coverage was given"}
     else:
-        cov_settings = {**denovo_settings, "structure_cutoff": STRUCTURE_CUTOFF_MP20,
+        cov_settings = {**sample_settings, "codec": codec.to_dict(), "structure_cutoff": STRUCTURE_CUTOFF_MP20,
                         "composition_cutoff": COMPOSITION_CUTOFF_MP20}
         records["coverage"] = run_part(out, "coverage", sha, cov_settings,
                                        lambda: _coverage(out, decoded(), heldout, heldout_digest))
@@ -148,21 +145,11 @@ def _coverage(out: Path, decoded, heldout: HeldOut, heldout_digest: str) -> tupl
     return result, len(decoded)
 
 
-def machine_info() -> dict[str, Any]:
-    """Where the figures were measured: CPU count, torch threads, platform and versions."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count()
-    return {"cpu_count": os.cpu_count(), "cpus_usable": usable, "torch_threads": torch.get_num_threads(),
-            "machine": platform.machine(), "processor": platform.processor(), "system": platform.system(),
-            "python": platform.python_version(), "torch": torch.__version__, "pccd_hpc": __version__,
-            "device": "cpu"}
-
-
 def _timing(record: dict) -> dict[str, Any]:
     return {"wall_s": record.get("wall_s"), "n_items": record.get("n_items"), "items_per_s": record.get("items_per_s"),
-            "reused_from_earlier_run": record.get("reused", False)}
+            "reused_from_earlier_run": record.get("reused", False),
+            "torch_threads": (record.get("machine") or {}).get("torch_threads"),
+            "cpus_usable": (record.get("machine") or {}).get("cpus_usable")}
 
 
 def _strip_arrays(result: dict) -> dict:
