@@ -15,7 +15,7 @@ from pccd_hpc.io_utils import atomic_path, sha256_file
 from pccd_hpc.model.conditioning import BAND_GAP_NULL, Conditions
 from pccd_hpc.model.diffusion import NoiseSchedule, from_model_space
 from pccd_hpc.model.samplers import DDIMSampler, DDPMSampler
-from pccd_hpc.model.unet import UNet
+from pccd_hpc.model.factory import EpsPredictor, build_denoiser
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,9 @@ BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "pccd-cpu
 
 @dataclass
 class LoadedModel:
-    """A denoiser with the EMA weights of a checkpoint, and the settings it was trained with."""
+    """A denoiser with the EMA weights of a checkpoint (wrapped to predict noise), and its training settings."""
 
-    model: UNet
+    model: torch.nn.Module
     config: RunConfig
     codec: CodecConfig
     sha256: str
@@ -41,8 +41,14 @@ def default_checkpoint() -> Path:
 
 
 @functools.lru_cache(maxsize=4)
-def load_model(checkpoint: str, device: str = "cpu") -> LoadedModel:
-    """Load a checkpoint with ``weights_only=True`` and build its model with the EMA weights."""
+def load_model(checkpoint: str, device: str = "cpu", precision: str = "auto") -> LoadedModel:
+    """Load a checkpoint with ``weights_only=True`` and build its model with the EMA weights.
+
+    ``precision``: ``auto`` runs the network in bf16 autocast where it was trained so (``train.precision
+    = "bf16"``) or on a GPU, else float32; ``bf16`` / ``fp32`` force one.
+    """
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
@@ -51,17 +57,28 @@ def load_model(checkpoint: str, device: str = "cpu") -> LoadedModel:
         if key not in state:
             raise ValueError(f"{checkpoint}: not a pccd_hpc checkpoint (no {key!r} entry)")
     config = RunConfig.from_dict(state["config"])
-    model = UNet(config.model).to(device)
-    model.load_state_dict(state["ema"])
+    net = build_denoiser(config)
+    net.load_state_dict({k: v.float() for k, v in state["ema"].items()})
+    bf16 = precision == "bf16" or (precision == "auto" and (config.train.precision == "bf16"
+                                                             or str(device).startswith("cuda")))
+    model = EpsPredictor(net, NoiseSchedule(config.diffusion), config.diffusion.prediction, bf16).to(device)
     model.eval()
     codec = CodecConfig.from_dict(state["codec"]) if state.get("codec") else CodecConfig()
     return LoadedModel(model, config, codec, sha256_file(path), int(state.get("step", 0)))
 
 
-def export_slim_checkpoint(run_checkpoint: str | Path, out: str | Path, extra: dict | None = None) -> Path:
-    """Write a sampling-only checkpoint (EMA weights, config, codec, step) atomically."""
+def export_slim_checkpoint(run_checkpoint: str | Path, out: str | Path, extra: dict | None = None,
+                           weights_dtype: str | None = None) -> Path:
+    """Write a sampling-only checkpoint (EMA weights, config, codec, step) atomically.
+
+    ``weights_dtype="float16"`` stores floating-point weights in half precision (half the size;
+    :func:`load_model` computes in float32).
+    """
     state = torch.load(run_checkpoint, map_location="cpu", weights_only=True)
-    slim = {"ema": state["ema"], "config": state["config"], "codec": state.get("codec", {}), "step": state["step"],
+    ema = state["ema"]
+    if weights_dtype == "float16":
+        ema = {k: v.half() if v.is_floating_point() else v for k, v in ema.items()}
+    slim = {"ema": ema, "config": state["config"], "codec": state.get("codec", {}), "step": state["step"],
             "loss": state.get("loss", float("nan")), "code_version": state.get("code_version", ""), **(extra or {})}
     with atomic_path(out) as tmp:
         torch.save(slim, tmp)
