@@ -58,7 +58,7 @@ def write_page(out: Path, summary: dict[str, Any], records: dict[str, dict]) -> 
     lines = [
         "# Evaluation", "",
         f"Checkpoint `{ck['path']}` (sha256 `{ck['sha256'][:16]}…`, step {ck['step']}, preset `{ck['preset']}`, "
-        f"{ck['network']} with {ck['parameters']:,} parameters).",
+        f"{ck['network']} with {ck['parameters']:,} parameters, run in {ck['precision']}).",
         f"Held-out data `{summary['data']['heldout']['path']}` ({summary['data']['heldout']['n_records']} structures). "
         f"Sampler {st['sampler']}, {st['steps']} steps, guidance {st['guidance']}, seed {st['seed']}.",
         f"Machine: {m['cpus_usable']} usable of {m['cpu_count']} CPUs, {m['torch_threads']} torch thread(s), "

@@ -2,13 +2,16 @@
 
 A part file holds ``{"part", "checkpoint_sha256", "settings", "result", "wall_s"}``. On a re-run a
 part is skipped when its file exists, parses, and names the same checkpoint hash and settings;
-otherwise it is recomputed and the file replaced (atomically). Results never hold bare NaN:
+otherwise it is recomputed and the file replaced (atomically). The settings include the sha256 of
+the source code that computes the part (:func:`source_digest`), so a changed metric or sampler
+never passes off an old figure as new. Results never hold bare NaN:
 :func:`json_safe` turns non-finite floats into ``null`` and records why under ``not_computed``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -112,4 +115,19 @@ def folder_digest(folder: Path, pattern: str = "shard-*.h5") -> str:
         with open(path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
+    return digest.hexdigest()
+
+
+def source_digest(modules: tuple[str, ...]) -> str:
+    """sha256 of the source files of ``modules`` (a package contributes every ``.py`` file under it)."""
+    digest = hashlib.sha256()
+    for name in sorted(modules):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ValueError(f"no source for module {name}")
+        origin = Path(spec.origin)
+        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        for path in files:
+            digest.update(f"{name}:{path.name}".encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()
