@@ -138,12 +138,16 @@ def _denovo(decoded, heldout: HeldOut) -> tuple[dict, int]:
 
 
 def _coverage(out: Path, decoded, heldout: HeldOut, heldout_digest: str) -> tuple[dict, int]:
+    from importlib.metadata import version
+
     cache = out / HELDOUT_FINGERPRINTS
-    reference = Fingerprints.load(cache, heldout_digest)
+    # cached fingerprints count only for the same structures, fingerprint code and matminer
+    key = f"{heldout_digest}:{source_digest(COVERAGE_CODE)}:matminer-{version('matminer')}"
+    reference = Fingerprints.load(cache, key)
     cached = reference is not None
     if reference is None:
         reference = fingerprint_structures(heldout.structures, "held-out structures")
-        reference.save(cache, heldout_digest)
+        reference.save(cache, key)
     structures = [s.structure for s in decoded if s.structure is not None]
     generated = fingerprint_structures(structures, "generated structures")
     result: dict[str, Any] = coverage(generated, reference, n_generated=len(decoded))
