@@ -98,12 +98,14 @@ def write_page(out: Path, summary: dict[str, Any], records: dict[str, dict]) -> 
     paper_xyz = " / ".join(f"{PAPER_TABLE1[k][0]:.1f}" for k in "xyz")
     lines += [f"| paper (training items, t = T) | | {PAPER_ATOM_COUNT_ACCURACY} % | {paper_abc} % | {paper_xyz} % | | |", ""]
     lines += [f"![{name}]({r['figure']})" for name, r in summary["reconstruction"].items() if r.get("figure")]
-    lines += ["", "## Wall time", "", "| part | wall time | items | items/s | torch threads / usable CPUs | |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "## Wall time", "", "CPU time is this process's; where it is well below the wall time the machine was "
+              "shared with other work.", "",
+              "| part | wall time | CPU time | items | items/s | torch threads / usable CPUs | |",
+              "|---|---|---|---|---|---|---|"]
     for name, t in summary["timing"].items():
         note = "from an earlier run" if t["reused_from_earlier_run"] else ""
-        lines.append(f"| {name} | {_fmt(t['wall_s'])} s | {t['n_items']} | {_fmt(t['items_per_s'], 2)} | "
-                     f"{_fmt(t.get('torch_threads'))} / {_fmt(t.get('cpus_usable'))} | {note} |")
+        lines.append(f"| {name} | {_fmt(t['wall_s'])} s | {_fmt(t.get('cpu_s'))} s | {t['n_items']} | "
+                     f"{_fmt(t['items_per_s'], 2)} | {_fmt(t.get('torch_threads'))} / {_fmt(t.get('cpus_usable'))} | {note} |")
     if summary["not_computed"]:
         lines += ["", "## Not computed", ""] + [f"- `{k}`: {v}" for k, v in sorted(summary["not_computed"].items())]
     target = out / "evaluate.md"

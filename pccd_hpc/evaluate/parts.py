@@ -76,7 +76,8 @@ def run_part(out_dir: Path, name: str, checkpoint_sha256: str, settings: dict[st
     """Return part ``name``'s record, computing it with ``compute() -> (result, n_items)`` unless stored.
 
     ``still_valid(record)`` may veto a stored record (e.g. a file it refers to is gone or changed).
-    The record gains ``wall_s``, ``n_items``, ``items_per_s`` (None when nothing was timed) and the
+    The record gains ``wall_s``, ``cpu_s`` (CPU time of this process: on a shared machine the wall time
+    depends on the load, the CPU time much less), ``n_items``, ``items_per_s`` (None when nothing was timed) and the
     ``machine`` it was timed on (a reused part keeps the machine of the run that computed it).
     """
     stored = load_part(out_dir, name, checkpoint_sha256, settings)
@@ -88,14 +89,14 @@ def run_part(out_dir: Path, name: str, checkpoint_sha256: str, settings: dict[st
         stored["reused"] = True
         return stored
     log.info("part %s: computing", name)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     result, n_items = compute()
-    wall_s = time.perf_counter() - started
+    wall_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
     not_computed: dict[str, str] = dict(result.pop("not_computed", {}) or {})
     record = {
         "part": name, "checkpoint_sha256": checkpoint_sha256, "settings": _canonical(settings),
         "result": json_safe(result, not_computed), "not_computed": not_computed,
-        "wall_s": wall_s, "n_items": n_items, "items_per_s": n_items / wall_s if wall_s > 0 else None,
+        "wall_s": wall_s, "cpu_s": cpu_s, "n_items": n_items, "items_per_s": n_items / wall_s if wall_s > 0 else None,
         "machine": machine_info(),
     }
     atomic_write_json(part_path(out_dir, name), record)

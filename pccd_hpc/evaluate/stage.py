@@ -159,7 +159,8 @@ def _coverage(out: Path, decoded, heldout: HeldOut, heldout_digest: str) -> tupl
 
 
 def _timing(record: dict) -> dict[str, Any]:
-    return {"wall_s": record.get("wall_s"), "n_items": record.get("n_items"), "items_per_s": record.get("items_per_s"),
+    return {"wall_s": record.get("wall_s"), "cpu_s": record.get("cpu_s"), "n_items": record.get("n_items"),
+            "items_per_s": record.get("items_per_s"),
             "reused_from_earlier_run": record.get("reused", False),
             "torch_threads": (record.get("machine") or {}).get("torch_threads"),
             "cpus_usable": (record.get("machine") or {}).get("cpus_usable")}
