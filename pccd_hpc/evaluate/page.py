@@ -91,7 +91,7 @@ def write_page(out: Path, summary: dict[str, Any], records: dict[str, dict]) -> 
               "|---|---|---|---|---|---|---|"]
     for name, r in summary["reconstruction"].items():
         box = r.get("box_fraction_pct") or {}
-        lines.append(f"| {r['label']} t={r['t']} ({r['protocol']}) | {r['n']} | {_fmt(r['atom_count_accuracy_pct'], unit=' %')} | "
+        lines.append(f"| {r['label']}, t={r['t']}: {r['protocol']} | {r['n']} | {_fmt(r['atom_count_accuracy_pct'], unit=' %')} | "
                      + " / ".join(_fmt(box.get(k)) for k in "abc") + " % | " + " / ".join(_fmt(box.get(k)) for k in "xyz")
                      + f" % | {_fmt(r['match_rate_pct'], unit=' %')} | {_fmt(r['rms_mean'], 3)} |")
     paper_abc = " / ".join(f"{PAPER_TABLE1[k][0]:.1f}" for k in "abc")
@@ -104,7 +104,7 @@ def write_page(out: Path, summary: dict[str, Any], records: dict[str, dict]) -> 
               "|---|---|---|---|---|---|---|"]
     for name, t in summary["timing"].items():
         note = "from an earlier run" if t["reused_from_earlier_run"] else ""
-        lines.append(f"| {name} | {_fmt(t['wall_s'])} s | {_fmt(t.get('cpu_s'))} s | {t['n_items']} | "
+        lines.append(f"| {name} | {_fmt(t['wall_s'], unit=' s')} | {_fmt(t.get('cpu_s'), unit=' s')} | {t['n_items']} | "
                      f"{_fmt(t['items_per_s'], 2)} | {_fmt(t.get('torch_threads'))} / {_fmt(t.get('cpus_usable'))} | {note} |")
     if summary["not_computed"]:
         lines += ["", "## Not computed", ""] + [f"- `{k}`: {v}" for k, v in sorted(summary["not_computed"].items())]
