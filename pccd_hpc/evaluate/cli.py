@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=128, help="samples per model call (default 128)")
     p.add_argument("--skip-coverage", action="store_true", help="skip COV-R / COV-P (fingerprints are slow)")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="network arithmetic (default auto: bf16 autocast where the model was trained in bf16)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     p.set_defaults(func=main)
 
@@ -53,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
         out=args.out, train_data=checked_input_path(args.train_data, "--train-data") if args.train_data else None,
         n_samples=args.n_samples, n_reconstruct=args.n_reconstruct, n_train_reconstruct=args.n_train_reconstruct,
         steps=args.steps, guidance=args.guidance, sampler=args.sampler, seed=args.seed, batch_size=args.batch_size,
-        skip_coverage=args.skip_coverage,
+        skip_coverage=args.skip_coverage, precision=args.precision,
     )
     summary = run_evaluate(config)
     d = summary["denovo"]

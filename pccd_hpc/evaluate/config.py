@@ -39,6 +39,8 @@ class EvaluateConfig:
     """Noise step of the partial-noise reconstruction (the paper's Fig. 1 uses 300)."""
     skip_coverage: bool = False
     """Skip the fingerprint-based COV-R / COV-P (the slowest part)."""
+    precision: str = "auto"
+    """Network arithmetic: ``auto`` (bf16 autocast where the model was trained so), ``bf16`` or ``fp32``."""
 
     def __post_init__(self) -> None:
         for name in ("n_samples", "n_reconstruct", "n_train_reconstruct", "steps", "batch_size", "partial_t"):
@@ -46,6 +48,8 @@ class EvaluateConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.sampler not in ("ddim", "ddpm"):
             raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {self.sampler!r}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
         if not self.guidance >= 0:
             raise ValueError(f"guidance must be >= 0, got {self.guidance}")
 

@@ -58,7 +58,7 @@ def write_page(out: Path, summary: dict[str, Any], records: dict[str, dict]) -> 
     lines = [
         "# Evaluation", "",
         f"Checkpoint `{ck['path']}` (sha256 `{ck['sha256'][:16]}…`, step {ck['step']}, preset `{ck['preset']}`, "
-        f"{ck['network']} with {ck['parameters']:,} parameters).",
+        f"{ck['network']} with {ck['parameters']:,} parameters, run in {ck['precision']}).",
         f"Held-out data `{summary['data']['heldout']['path']}` ({summary['data']['heldout']['n_records']} structures). "
         f"Sampler {st['sampler']}, {st['steps']} steps, guidance {st['guidance']}, seed {st['seed']}.",
         f"Machine: {m['cpus_usable']} usable of {m['cpu_count']} CPUs, {m['torch_threads']} torch thread(s), "
@@ -91,17 +91,21 @@ def write_page(out: Path, summary: dict[str, Any], records: dict[str, dict]) -> 
               "|---|---|---|---|---|---|---|"]
     for name, r in summary["reconstruction"].items():
         box = r.get("box_fraction_pct") or {}
-        lines.append(f"| {r['label']} t={r['t']} ({r['protocol']}) | {r['n']} | {_fmt(r['atom_count_accuracy_pct'], unit=' %')} | "
+        lines.append(f"| {r['label']}, t={r['t']}: {r['protocol']} | {r['n']} | {_fmt(r['atom_count_accuracy_pct'], unit=' %')} | "
                      + " / ".join(_fmt(box.get(k)) for k in "abc") + " % | " + " / ".join(_fmt(box.get(k)) for k in "xyz")
                      + f" % | {_fmt(r['match_rate_pct'], unit=' %')} | {_fmt(r['rms_mean'], 3)} |")
     paper_abc = " / ".join(f"{PAPER_TABLE1[k][0]:.1f}" for k in "abc")
     paper_xyz = " / ".join(f"{PAPER_TABLE1[k][0]:.1f}" for k in "xyz")
     lines += [f"| paper (training items, t = T) | | {PAPER_ATOM_COUNT_ACCURACY} % | {paper_abc} % | {paper_xyz} % | | |", ""]
     lines += [f"![{name}]({r['figure']})" for name, r in summary["reconstruction"].items() if r.get("figure")]
-    lines += ["", "## Wall time", "", "| part | wall time | items | items/s | |", "|---|---|---|---|---|"]
+    lines += ["", "## Wall time", "", "CPU time is this process's; where it is well below the wall time the machine was "
+              "shared with other work.", "",
+              "| part | wall time | CPU time | items | items/s | torch threads / usable CPUs | |",
+              "|---|---|---|---|---|---|---|"]
     for name, t in summary["timing"].items():
         note = "from an earlier run" if t["reused_from_earlier_run"] else ""
-        lines.append(f"| {name} | {_fmt(t['wall_s'])} s | {t['n_items']} | {_fmt(t['items_per_s'], 2)} | {note} |")
+        lines.append(f"| {name} | {_fmt(t['wall_s'], unit=' s')} | {_fmt(t.get('cpu_s'), unit=' s')} | {t['n_items']} | "
+                     f"{_fmt(t['items_per_s'], 2)} | {_fmt(t.get('torch_threads'))} / {_fmt(t.get('cpus_usable'))} | {note} |")
     if summary["not_computed"]:
         lines += ["", "## Not computed", ""] + [f"- `{k}`: {v}" for k, v in sorted(summary["not_computed"].items())]
     target = out / "evaluate.md"

@@ -2,13 +2,16 @@
 
 A part file holds ``{"part", "checkpoint_sha256", "settings", "result", "wall_s"}``. On a re-run a
 part is skipped when its file exists, parses, and names the same checkpoint hash and settings;
-otherwise it is recomputed and the file replaced (atomically). Results never hold bare NaN:
+otherwise it is recomputed and the file replaced (atomically). The settings include the sha256 of
+the source code that computes the part (:func:`source_digest`), so a changed metric or sampler
+never passes off an old figure as new. Results never hold bare NaN:
 :func:`json_safe` turns non-finite floats into ``null`` and records why under ``not_computed``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -16,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from pccd_hpc.evaluate.machine import machine_info
 from pccd_hpc.io_utils import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -72,7 +76,9 @@ def run_part(out_dir: Path, name: str, checkpoint_sha256: str, settings: dict[st
     """Return part ``name``'s record, computing it with ``compute() -> (result, n_items)`` unless stored.
 
     ``still_valid(record)`` may veto a stored record (e.g. a file it refers to is gone or changed).
-    The record gains ``wall_s``, ``n_items`` and ``items_per_s`` (None when nothing was timed).
+    The record gains ``wall_s``, ``cpu_s`` (CPU time of this process: on a shared machine the wall time
+    depends on the load, the CPU time much less), ``n_items``, ``items_per_s`` (None when nothing was timed) and the
+    ``machine`` it was timed on (a reused part keeps the machine of the run that computed it).
     """
     stored = load_part(out_dir, name, checkpoint_sha256, settings)
     if stored is not None and still_valid is not None and not still_valid(stored):
@@ -83,14 +89,15 @@ def run_part(out_dir: Path, name: str, checkpoint_sha256: str, settings: dict[st
         stored["reused"] = True
         return stored
     log.info("part %s: computing", name)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     result, n_items = compute()
-    wall_s = time.perf_counter() - started
+    wall_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
     not_computed: dict[str, str] = dict(result.pop("not_computed", {}) or {})
     record = {
         "part": name, "checkpoint_sha256": checkpoint_sha256, "settings": _canonical(settings),
         "result": json_safe(result, not_computed), "not_computed": not_computed,
-        "wall_s": wall_s, "n_items": n_items, "items_per_s": n_items / wall_s if wall_s > 0 else None,
+        "wall_s": wall_s, "cpu_s": cpu_s, "n_items": n_items, "items_per_s": n_items / wall_s if wall_s > 0 else None,
+        "machine": machine_info(),
     }
     atomic_write_json(part_path(out_dir, name), record)
     log.info("part %s: done in %.1f s (%d items)", name, wall_s, n_items)
@@ -109,4 +116,19 @@ def folder_digest(folder: Path, pattern: str = "shard-*.h5") -> str:
         with open(path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
+    return digest.hexdigest()
+
+
+def source_digest(modules: tuple[str, ...]) -> str:
+    """sha256 of the source files of ``modules`` (a package contributes every ``.py`` file under it)."""
+    digest = hashlib.sha256()
+    for name in sorted(modules):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ValueError(f"no source for module {name}")
+        origin = Path(spec.origin)
+        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        for path in files:
+            digest.update(f"{name}:{path.name}".encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -13,16 +13,12 @@ Folder layout of EDIR::
 from __future__ import annotations
 
 import logging
-import os
-import platform
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from pccd_hpc import __version__
 from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR
 from pccd_hpc.evaluate.config import EvaluateConfig
 from pccd_hpc.evaluate.coverage import COMPOSITION_CUTOFF_MP20, STRUCTURE_CUTOFF_MP20, Fingerprints, coverage, fingerprint_structures
@@ -30,7 +26,8 @@ from pccd_hpc.evaluate.denovo import (
     HeldOut, cycled_systems, decode_samples, denovo_metrics, generate_decode_codec, load_heldout, reference_geometry,
     sample_tensors,
 )
-from pccd_hpc.evaluate.parts import folder_digest, json_safe, run_part
+from pccd_hpc.evaluate.machine import machine_info
+from pccd_hpc.evaluate.parts import folder_digest, json_safe, run_part, source_digest
 from pccd_hpc.evaluate.reconstruction import protocols, run_protocol
 from pccd_hpc.generate.sampling import LoadedModel, load_model
 from pccd_hpc.io_utils import atomic_path, atomic_write_json, checked_output_dir, sha256_file
@@ -42,14 +39,20 @@ HELDOUT_FINGERPRINTS = "heldout-fingerprints.npz"
 # Keys of part results that are per-structure arrays: kept in the part files (for the figures),
 # left out of evaluate.json.
 ARRAY_KEYS = ("min_bond_ratio",)
-METRICS_VERSION = 1
-"""Part of the de novo settings: bump it when a metric's definition or code changes, so stored parts are redone."""
+# The code each part's figures come from (its source sha256 is part of the part's settings).
+_MODEL_CODE = ("pccd_hpc.model", "pccd_hpc.generate.sampling")
+SAMPLE_CODE = _MODEL_CODE + ("pccd_hpc.evaluate.denovo",)  # the samples file's sha256 then pins the tensors
+DENOVO_CODE = ("pccd_hpc.data.codec", "pccd_hpc.data.geometry", "pccd_hpc.validate.metrics", "pccd_hpc.evaluate.denovo")
+COVERAGE_CODE = ("pccd_hpc.data.codec", "pccd_hpc.evaluate.coverage")
+RECONSTRUCT_CODE = _MODEL_CODE + ("pccd_hpc.generate.reconstruct", "pccd_hpc.data.dataset", "pccd_hpc.data.codec",
+                                  "pccd_hpc.data.roundtrip")
 
 
 def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
     """Run (or resume) every part of the evaluation in ``config.out``; return the evaluate.json content."""
     out = checked_output_dir(config.out, "--out")
-    loaded = load_model(str(config.checkpoint))
+    loaded = load_model(str(config.checkpoint), "cpu", config.precision)
+    precision = "bf16" if getattr(loaded.model, "bf16", False) else "fp32"
     sha = loaded.sha256
     heldout_digest = folder_digest(config.data)
     heldout = load_heldout(config.data)
@@ -58,24 +61,27 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
 
     sample_settings = {"data_sha256": heldout_digest, "n_samples": config.n_samples, "sampler": config.sampler,
                        "steps": config.steps, "guidance": config.guidance, "seed": config.seed,
-                       "batch_size": config.batch_size}
-    records["sample"] = run_part(out, "sample", sha, sample_settings, lambda: _sample(out, loaded, heldout, config),
+                       "batch_size": config.batch_size, "precision": precision}
+    records["sample"] = run_part(out, "sample", sha, {**sample_settings, "code_sha256": source_digest(SAMPLE_CODE)},
+                                 lambda: _sample(out, loaded, heldout, config),
                                  still_valid=lambda rec: _samples_intact(out, rec))
+    # What the de novo figures are computed from: exactly these tensors, against these held-out structures.
+    inputs = {"samples_sha256": records["sample"]["result"]["samples_sha256"], "data_sha256": heldout_digest,
+              "codec": codec.to_dict()}
 
     @lru_cache(maxsize=1)
     def decoded():
         with np.load(out / SAMPLES_FILE) as data:
             return decode_samples(data["tensors"], data["element_z"], codec)
 
-    denovo_settings = {**sample_settings, "codec": codec.to_dict(), "plausible_factor": PLAUSIBLE_BOND_FACTOR,
-                       "metrics_version": METRICS_VERSION}
+    denovo_settings = {**inputs, "plausible_factor": PLAUSIBLE_BOND_FACTOR, "code_sha256": source_digest(DENOVO_CODE)}
     records["denovo"] = run_part(out, "denovo", sha, denovo_settings, lambda: _denovo(decoded(), heldout))
 
     if config.skip_coverage:
         records["coverage"] = {"skipped": "not computed: --skip-coverage was given"}
     else:
-        cov_settings = {**denovo_settings, "structure_cutoff": STRUCTURE_CUTOFF_MP20,
-                        "composition_cutoff": COMPOSITION_CUTOFF_MP20}
+        cov_settings = {**inputs, "structure_cutoff": STRUCTURE_CUTOFF_MP20, "composition_cutoff": COMPOSITION_CUTOFF_MP20,
+                        "code_sha256": source_digest(COVERAGE_CODE)}
         records["coverage"] = run_part(out, "coverage", sha, cov_settings,
                                        lambda: _coverage(out, decoded(), heldout, heldout_digest))
 
@@ -85,7 +91,7 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
         digest = heldout_digest if protocol.data == config.data else folder_digest(protocol.data)
         settings = {"data_sha256": digest, "n": protocol.n, "t": protocol.t, "steps": config.steps,
                     "guidance": config.guidance, "seed": config.seed, "batch_size": config.batch_size,
-                    "codec": codec.to_dict()}
+                    "codec": codec.to_dict(), "precision": precision, "code_sha256": source_digest(RECONSTRUCT_CODE)}
 
         def compute(protocol=protocol):
             metrics = run_protocol(loaded, protocol, out, config.steps, config.guidance, config.seed,
@@ -99,7 +105,7 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
         records[protocol.name] = run_part(out, protocol.name, sha, settings, compute,
                                           still_valid=lambda rec, p=protocol: (out / p.name / "reconstruct.json").exists())
 
-    summary = _summary(config, loaded, heldout, heldout_digest, records)
+    summary = _summary(config, loaded, precision, heldout, heldout_digest, records)
     atomic_write_json(out / "evaluate.json", summary)
     from pccd_hpc.evaluate.page import write_page
 
@@ -132,12 +138,16 @@ def _denovo(decoded, heldout: HeldOut) -> tuple[dict, int]:
 
 
 def _coverage(out: Path, decoded, heldout: HeldOut, heldout_digest: str) -> tuple[dict, int]:
+    from importlib.metadata import version
+
     cache = out / HELDOUT_FINGERPRINTS
-    reference = Fingerprints.load(cache, heldout_digest)
+    # cached fingerprints count only for the same structures, fingerprint code and matminer
+    key = f"{heldout_digest}:{source_digest(COVERAGE_CODE)}:matminer-{version('matminer')}"
+    reference = Fingerprints.load(cache, key)
     cached = reference is not None
     if reference is None:
         reference = fingerprint_structures(heldout.structures, "held-out structures")
-        reference.save(cache, heldout_digest)
+        reference.save(cache, key)
     structures = [s.structure for s in decoded if s.structure is not None]
     generated = fingerprint_structures(structures, "generated structures")
     result: dict[str, Any] = coverage(generated, reference, n_generated=len(decoded))
@@ -148,28 +158,19 @@ def _coverage(out: Path, decoded, heldout: HeldOut, heldout_digest: str) -> tupl
     return result, len(decoded)
 
 
-def machine_info() -> dict[str, Any]:
-    """Where the figures were measured: CPU count, torch threads, platform and versions."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count()
-    return {"cpu_count": os.cpu_count(), "cpus_usable": usable, "torch_threads": torch.get_num_threads(),
-            "machine": platform.machine(), "processor": platform.processor(), "system": platform.system(),
-            "python": platform.python_version(), "torch": torch.__version__, "pccd_hpc": __version__,
-            "device": "cpu"}
-
-
 def _timing(record: dict) -> dict[str, Any]:
-    return {"wall_s": record.get("wall_s"), "n_items": record.get("n_items"), "items_per_s": record.get("items_per_s"),
-            "reused_from_earlier_run": record.get("reused", False)}
+    return {"wall_s": record.get("wall_s"), "cpu_s": record.get("cpu_s"), "n_items": record.get("n_items"),
+            "items_per_s": record.get("items_per_s"),
+            "reused_from_earlier_run": record.get("reused", False),
+            "torch_threads": (record.get("machine") or {}).get("torch_threads"),
+            "cpus_usable": (record.get("machine") or {}).get("cpus_usable")}
 
 
 def _strip_arrays(result: dict) -> dict:
     return {k: (_strip_arrays(v) if isinstance(v, dict) else v) for k, v in result.items() if k not in ARRAY_KEYS}
 
 
-def _summary(config: EvaluateConfig, loaded: LoadedModel, heldout: HeldOut, heldout_digest: str,
+def _summary(config: EvaluateConfig, loaded: LoadedModel, precision: str, heldout: HeldOut, heldout_digest: str,
              records: dict[str, dict]) -> dict[str, Any]:
     not_computed: dict[str, str] = {}
     for name, record in records.items():
@@ -184,6 +185,7 @@ def _summary(config: EvaluateConfig, loaded: LoadedModel, heldout: HeldOut, held
     summary = {
         "checkpoint": {"path": str(config.checkpoint), "sha256": loaded.sha256, "step": loaded.step,
                        "preset": loaded.config.preset, "network": type(getattr(loaded.model, "net", loaded.model)).__name__,
+                       "precision": precision,
                        "parameters": int(sum(p.numel() for p in loaded.model.parameters())),
                        "config": loaded.config.to_dict()},
         "settings": config.to_dict(),

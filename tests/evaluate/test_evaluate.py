@@ -53,7 +53,8 @@ def test_evaluate_writes_every_part_and_resumes_only_what_changed(trained_tiny_c
     assert summary["reconstruction"]["reconstruct-heldout-tT"]["t"] == loaded.config.diffusion.timesteps - 1
     for name in PARTS:
         assert (out / f"part-{name}.json").exists()
-        assert summary["timing"][name]["wall_s"] > 0 and not summary["timing"][name]["reused_from_earlier_run"]
+        timing = summary["timing"][name]
+        assert timing["wall_s"] > 0 and timing["cpu_s"] > 0 and not timing["reused_from_earlier_run"]
     # every null in the figures is explained
     for section in ("denovo", "coverage", "reconstruction"):
         for path in _nulls(summary[section]):
@@ -104,3 +105,19 @@ def test_evaluate_rejects_bad_input_with_a_clear_error(trained_tiny_checkpoint: 
     assert launch_main(["evaluate", "--checkpoint", str(trained_tiny_checkpoint), "--data", str(small_shards),
                         "--out", str(tmp_path / "e"), "--n-samples", "0"]) == 2
     assert "n_samples must be >= 1" in caplog.text
+
+
+def test_source_digest_follows_the_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pccd_hpc.evaluate.parts import source_digest
+
+    package = tmp_path / "evalprobe"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "metric.py").write_text("FACTOR = 0.7\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = source_digest(("evalprobe",))
+    assert source_digest(("evalprobe",)) == before
+    (package / "metric.py").write_text("FACTOR = 0.8\n")
+    assert source_digest(("evalprobe",)) != before
+    with pytest.raises(ValueError, match="no source"):
+        source_digest(("evalprobe_missing_module",))
