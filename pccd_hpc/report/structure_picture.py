@@ -110,3 +110,43 @@ def structure_png(structure: Structure, target: str | Path, title: str | None = 
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return target
+
+
+def top_n_pictures(rows: list[dict], out_dir: Path, n: int = 15) -> dict[str, str]:
+    """Pictures of the ``n`` lowest-E_hull rows of a results table (``relaxed_cif``) under
+    ``out_dir/structures``; returns id -> path relative to ``out_dir``. Unreadable CIFs are skipped."""
+    import logging
+
+    from pccd_hpc.validate.store import record_filename
+
+    ranked = sorted((r for r in rows if r.get("e_above_hull_ev_per_atom") is not None and r.get("relaxed_cif")),
+                    key=lambda r: r["e_above_hull_ev_per_atom"])
+    pictures: dict[str, str] = {}
+    for row in ranked[:n]:
+        name = f"structures/{record_filename(row['id'])[: -len('.json')]}.png"
+        try:
+            structure = Structure.from_str(row["relaxed_cif"], fmt="cif")
+        except (ValueError, IndexError, KeyError, ZeroDivisionError) as err:
+            logging.getLogger(__name__).warning("no picture for %s: unreadable relaxed_cif (%s)", row["id"], err)
+            continue
+        structure_png(structure, Path(out_dir) / name, title=structure.composition.reduced_formula, size_in=1.8)
+        pictures[row["id"]] = name
+    return pictures
+
+
+def followup_figures(followup_dir: Path, out_dir: Path) -> list[tuple[str, str, dict]]:
+    """Copy each followup candidate's ``fig4.png`` into ``out_dir/followup``; return (id, relative path, summary)."""
+    import json
+    import shutil
+
+    found = []
+    for summary_path in sorted(Path(followup_dir).glob("candidates/*/summary.json")):
+        summary = json.loads(summary_path.read_text())
+        figure = summary_path.parent / summary.get("figure", "fig4.png")
+        if not figure.exists():
+            continue
+        target = Path(out_dir) / "followup" / f"{summary_path.parent.name}-fig4.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(figure, target)
+        found.append((summary["id"], f"followup/{target.name}", summary))
+    return found
