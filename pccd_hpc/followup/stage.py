@@ -46,13 +46,19 @@ def prepare(out_dir: Path, candidates: Sequence[Candidate], config: FollowupConf
     folders = []
     for cand in candidates:
         folder = candidate_dir(out_dir, cand.record_id)
-        info = {"id": cand.record_id, "formula": cand.formula, "e_above_hull_ev_per_atom": cand.e_above_hull_ev_per_atom,
-                "source": cand.source, "structure": cand.structure.as_dict()}
-        path = folder / "input.json"
-        if not path.exists() or json.loads(path.read_text()) != json.loads(json.dumps(info)):
-            atomic_write_json(path, info)
+        # input.json (what the DFT steps depend on) holds the structure only; the validation's
+        # figures (E_hull, source) go to validation.json, so re-validating redoes no DFT.
+        _write_if_changed(folder / "input.json", {"id": cand.record_id, "structure": cand.structure.as_dict()})
+        _write_if_changed(folder / "validation.json", {"id": cand.record_id, "formula": cand.formula,
+                                                       "e_above_hull_ev_per_atom": cand.e_above_hull_ev_per_atom,
+                                                       "source": cand.source})
         folders.append(folder)
     return folders
+
+
+def _write_if_changed(path: Path, data: dict[str, Any]) -> None:
+    if not path.exists() or json.loads(path.read_text()) != json.loads(json.dumps(data)):
+        atomic_write_json(path, data)
 
 
 def load_config(out_dir: Path) -> FollowupConfig:

@@ -2,7 +2,8 @@
 
 Candidate folder ``FDIR/candidates/<id>/``::
 
-    input.json     the candidate (structure, E_hull, source)
+    input.json     the candidate structure (the only input of the DFT steps)
+    validation.json  its validation figures (E_hull, source row), read by the summary only
     relax/         DFT relaxation                       -> result.json
     static/        SCF on the standard primitive cell   -> result.json (+ scf.gpw / vasprun.xml)
     bands/         path + uniform non-SCF, gap, DOS     -> result.json, bandstructure.json
@@ -66,7 +67,11 @@ def run_step(cand_dir: Path, step: str, backend: DftBackend, task_index: int = 0
         raise ValueError(f"unknown followup step {step!r}; one of {STEPS}")
     candidate = json.loads((cand_dir / "input.json").read_text())["id"]
     if step == "phonon-forces":
-        return _phonon_forces(cand_dir, candidate, backend, task_index, num_tasks)
+        try:
+            return _phonon_forces(cand_dir, candidate, backend, task_index, num_tasks)
+        except StepFailure as err:  # recorded where the summary looks for the phonons' reason
+            atomic_write_json(cand_dir / "phonons" / FAILED, {"step": step, "error": err.message})
+            raise
     done = load_result(cand_dir, step)
     if done is not None:
         log.info("%s [%s]: already done, verified", candidate, step)

@@ -26,6 +26,8 @@ def finalize_candidate(cand_dir: Path) -> dict[str, Any]:
     nothing is invented.
     """
     info = json.loads((cand_dir / "input.json").read_text())
+    validation_path = cand_dir / "validation.json"
+    validation = json.loads(validation_path.read_text()) if validation_path.exists() else {}
     results = {step: load_result(cand_dir, step) for step in ("relax", "static", "bands", "phonons")}
     errors = {}
     for step, result in results.items():
@@ -39,8 +41,8 @@ def finalize_candidate(cand_dir: Path) -> dict[str, Any]:
         "formula": structure.composition.reduced_formula,
         "n_sites": len(structure),
         "backend": (static or relax or {}).get("backend"),
-        "e_above_hull_ev_per_atom": info.get("e_above_hull_ev_per_atom"),
-        "e_above_hull_source": "validation (validate stage backend)",
+        "e_above_hull_ev_per_atom": validation.get("e_above_hull_ev_per_atom"),
+        "e_above_hull_source": validation.get("source"),
         "dft_relax_converged": None if relax is None else relax["converged"],
         "dft_energy_ev_per_atom": None if static is None else static["energy_ev_per_atom"],
         "band_gap_ev": None if bands is None else bands["band_gap_ev"],

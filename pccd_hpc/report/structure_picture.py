@@ -77,7 +77,7 @@ def draw_structure(ax, structure: Structure, bond_factor: float = BOND_FACTOR, t
         circle = _disc(proj[idx, :2], 0.32 * radii[idx] + 0.12, np.clip(np.asarray(colour) * shade, 0, 1), zorder=3 + rank)
         ax.add_patch(circle)
     seen = dict.fromkeys(symbols)
-    for k, sym in enumerate(seen):
+    for sym in seen:
         ax.scatter([], [], s=60, color=colors.jmol_colors[atomic_numbers[sym]], edgecolors="k", label=sym)
     ax.legend(loc="upper right", fontsize=7, frameon=False, handletextpad=0.2, borderaxespad=0.1)
     pts = np.vstack([proj[:, :2], cell_pts[:, :2]])
