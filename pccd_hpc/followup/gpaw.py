@@ -21,6 +21,8 @@ from pccd_hpc.followup.base import BandsOutcome, DftBackend, RelaxOutcome, Stati
 log = logging.getLogger(__name__)
 
 GPW_NAME = "scf.gpw"
+ENERGY_RISE_TOL_EV_PER_ATOM = 0.01
+"""A relaxation whose energy ends this much above its start has failed (inconsistent stress)."""
 
 
 class GpawBackend(DftBackend):
@@ -28,15 +30,19 @@ class GpawBackend(DftBackend):
 
     name: ClassVar[str] = "gpaw"
 
-    def calculator(self, txt: Path, kpt_density: float | None = None, **overrides: Any):
-        """A GPAW calculator (PW cutoff, PBE, Gamma-centred k density, Fermi-Dirac) logging to ``txt``."""
+    def calculator(self, txt: Path, kpt_density: float | None = None, dedecut: str | None = None, **overrides: Any):
+        """A GPAW calculator (PW cutoff, PBE, Gamma-centred k density, Fermi-Dirac) logging to ``txt``.
+
+        ``dedecut="estimate"`` adds GPAW's Pulay-stress correction (needed for cell relaxations at
+        moderate cutoffs: without it a cell can shrink while the energy rises).
+        """
         from gpaw import GPAW, PW, FermiDirac
 
         if os.environ.get("OPENBLAS_NUM_THREADS") != "1":
             log.warning("OPENBLAS_NUM_THREADS is %r: GPAW runs several times faster with 1",
                         os.environ.get("OPENBLAS_NUM_THREADS"))
         params: dict[str, Any] = {
-            "mode": PW(self.config.ecut_ev),
+            "mode": PW(self.config.ecut_ev, dedecut=dedecut),
             "xc": "PBE",
             "kpts": {"density": kpt_density or self.config.kpoint_density_per_ang, "gamma": True},
             "occupations": FermiDirac(self.config.smearing_ev),
@@ -55,12 +61,18 @@ class GpawBackend(DftBackend):
         folder.mkdir(parents=True, exist_ok=True)
         relax_cfg = RelaxConfig(fmax_ev_per_ang=self.config.relax_fmax_ev_per_ang, max_steps=self.config.relax_max_steps,
                                 relax_cell=self.config.relax_cell, timeout_s=self.config.relax_timeout_s)
+        calc = self.calculator(folder / "gpaw.txt", dedecut="estimate" if self.config.relax_cell else None)
+        energies: list[float] = []
         try:
-            result = relax_structure(structure, self.calculator(folder / "gpaw.txt"), relax_cfg, candidate)
+            result = relax_structure(structure, _EnergyLog(calc, energies), relax_cfg, candidate)
         except ValidationFailure as err:
             raise StepFailure(candidate, "relax", err.message) from err
         except Exception as err:  # GPAW raises its own types (e.g. KohnShamConvergenceError)
             raise StepFailure(candidate, "relax", f"GPAW failed: {type(err).__name__}: {err}") from err
+        rise = (energies[-1] - energies[0]) / len(structure) if energies else 0.0
+        if rise > ENERGY_RISE_TOL_EV_PER_ATOM:
+            raise StepFailure(candidate, "relax", f"energy rose by {rise:.3f} eV/atom during the relaxation (stress and "
+                              "energy inconsistent: raise ecut_ev, or set relax_cell = false)")
         return RelaxOutcome(result.structure, result.energy_ev_per_atom, result.converged, result.n_steps,
                             result.max_force_ev_per_ang)
 
@@ -120,11 +132,28 @@ class GpawBackend(DftBackend):
 
         folder.mkdir(parents=True, exist_ok=True)
         atoms = AseAtomsAdaptor.get_atoms(supercell)
-        atoms.calc = self.calculator(folder / "gpaw.txt")
+        atoms.calc = self.calculator(folder / "gpaw.txt", kpt_density=self.config.phonon_kpoint_density_per_ang)
         try:
             return np.asarray(atoms.get_forces(), dtype=float)
         except Exception as err:
             raise StepFailure(candidate, "phonons", f"GPAW forces failed in {folder.name}: {type(err).__name__}: {err}") from err
+
+
+class _EnergyLog:
+    """Wraps a calculator and records every energy ASE asks for (to check the relaxation went downhill)."""
+
+    def __init__(self, calc, energies: list[float]) -> None:
+        self._calc = calc
+        self._energies = energies
+
+    def __getattr__(self, name: str):
+        return getattr(self._calc, name)
+
+    def get_potential_energy(self, atoms=None, force_consistent: bool = False) -> float:
+        energy = float(self._calc.get_potential_energy(atoms, force_consistent=force_consistent))
+        if not self._energies or energy != self._energies[-1]:
+            self._energies.append(energy)
+        return energy
 
 
 def _eigenvalues(calc, nbands: int) -> np.ndarray:
