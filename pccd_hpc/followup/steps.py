@@ -165,12 +165,15 @@ def _phonon_forces(cand_dir: Path, candidate: str, backend: DftBackend, task_ind
         folder = cand_dir / "phonons" / f"disp-{index:03d}"
         if _load_forces(folder, cells[index]) is not None:
             continue
+        start = time.perf_counter()
         forces = backend.forces(cells[index], folder, candidate)
         if forces.shape != (len(cells[index]), 3) or not np.isfinite(forces).all():
             raise StepFailure(candidate, "phonon-forces", f"{folder.name}: forces of shape {forces.shape} (finite: "
                               f"{bool(np.isfinite(forces).all())}) for a supercell of {len(cells[index])} atoms")
         atomic_write_json(folder / "forces.json", {"fingerprint": ph.supercell_fingerprint(cells[index]),
-                                                   "forces_ev_per_ang": forces.tolist()})
+                                                   "forces_ev_per_ang": forces.tolist(), "wall_s": time.perf_counter() - start})
+        log.info("%s [phonon-forces]: displacement %d of %d in %.1f s", candidate, index + 1, len(cells),
+                 time.perf_counter() - start)
         computed += 1
     return {"step": "phonon-forces", "n_displacements": len(cells), "computed": computed}
 
