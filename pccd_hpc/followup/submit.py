@@ -19,7 +19,7 @@ from pccd_hpc.followup.phonons import make_phonopy
 
 log = logging.getLogger(__name__)
 
-JOB_SCRIPT = Path(__file__).resolve().parents[2] / "jobs" / "followup_step.sh"
+JOB_SCRIPT = Path(__file__).resolve().parents[1] / "jobs" / "followup_step.sh"  # package data: works after a wheel install
 
 
 @dataclass(frozen=True)
