@@ -31,6 +31,10 @@ HULL_OK, HULL_FAILED, HULL_UNPHYSICAL, HULL_NONE = "ok", "failed", "unphysical",
 unphysical (kept out of stable/S.U.N. counts); no hull possible (left out of the fractions, "n/a")."""
 
 
+SUSPICIOUS_BELOW_HULL_EV = -0.2
+"""An E_hull further below zero than this (eV/atom) says more about the reference set than the candidate."""
+
+
 def reference_energies(plan: "Plan", cache: RecordStore) -> tuple[list[ReferenceEnergy], list[str]]:
     """Reference energies from the cache (computed with this backend) and ready entries; plus notes."""
     refs, notes = list(plan.ready_references), []
@@ -59,6 +63,8 @@ def hull_for_record(record: dict[str, Any], hull: HullCalculator | None, plan: "
     if plan.hull_systems is not None and not any(system <= s for s in plan.hull_systems):
         return None, HULL_NONE, (f"n/a: {'-'.join(sorted(system))} is outside the bundled reference set "
                                  "(paper RE/AE/TM oxides); pass --reference for this system")
+    if system in plan.hull_gaps:
+        return None, HULL_NONE, f"n/a: {plan.hull_gaps[system]}; pass --reference for this system"
     if hull is None:
         return None, HULL_NONE, "n/a: no reference energies"
     value, note = hull.e_above_hull(composition, record["energy_ev_per_atom"])
@@ -66,6 +72,9 @@ def hull_for_record(record: dict[str, Any], hull: HullCalculator | None, plan: "
         return None, HULL_NONE, f"n/a: {note}"
     if record.get("unphysical"):
         return value, HULL_UNPHYSICAL, f"unphysical: {record.get('unphysical_reason')}"
+    if value < SUSPICIOUS_BELOW_HULL_EV:
+        note = (f"{note + '; ' if note else ''}{-value:.2f} eV/atom below the reference hull: "
+                "the reference set probably lacks a competing phase (check with --reference)")
     return value, HULL_OK, note
 
 
@@ -134,6 +143,8 @@ def compute_metrics(
         "plausible_as_generated": _mean([bool(r.get("plausible_initial")) for r in records]),
         "uniqueness": _mean(unique),
         "with_e_hull": sum(1 for s in status if s == HULL_OK),
+        "n_far_below_hull": sum(1 for r, s in zip(records, status) if s == HULL_OK
+                                and r["e_above_hull_ev_per_atom"] < SUSPICIOUS_BELOW_HULL_EV),
         "n_without_hull": sum(1 for s in status if s == HULL_NONE),
         "n_hull_eligible": sum(eligible),
         f"stable_below_{stable_thr:g}": M.eligible_fraction_below(stable_e, eligible, stable_thr),

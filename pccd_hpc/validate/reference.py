@@ -53,6 +53,21 @@ def covered(system: frozenset[str], systems: set[frozenset[str]]) -> bool:
     return any(system <= s for s in systems)
 
 
+def coverage_gap(system: frozenset[str], data: dict[str, Any] | None = None) -> str | None:
+    """Why the bundled set cannot give a meaningful hull for an oxide ``system``: a cation with no
+    binary oxide in the set leaves a whole edge of the hull empty (a generated Mg2ScO4 once sat
+    1.2 eV/atom "below the hull" for want of Sc2O3). None when every cation has one."""
+    if "O" not in system or len(system) < 2:
+        return None
+    data = data or load_bundled_reference()
+    with_oxide = {el for e in data["entries"] if len(set(e["species"])) == 2 and "O" in e["species"]
+                  for el in set(e["species"]) - {"O"}}
+    missing = sorted(el for el in system - {"O"} if el not in with_oxide)
+    if missing:
+        return f"no binary oxide of {', '.join(missing)} in the bundled reference set"
+    return None
+
+
 def installed_backend_version(backend: str) -> str | None:
     """Version of the installed package behind ``backend`` (None when not importable)."""
     if backend != "chgnet":

@@ -10,7 +10,8 @@ Recipe (run once by the maintainers; minutes on one CPU thread)::
 2. Per chemical system, keep the structures within ``--window`` eV/atom of the MP
    formation-energy hull of that selection (phases far above the DFT hull cannot shape the hull).
 3. Add an ASE reference state for every element of those systems that MP-20 has no phase for
-   (alpha-Mn, which ASE lacks, from its published Wyckoff positions).
+   (alpha-Mn, which ASE lacks, from its published Wyckoff positions), and the ground-state binary
+   oxides (``prototype_oxides``) that the MP-20 files lack (bixbyite M2O3 has 40 sites, etc.).
 4. Relax each with the default backend (CHGNet, one thread) and store the structure, the energy
    per atom and the backend/model version. ``validate`` uses the energies directly when the
    installed backend matches, and relaxes the structures again (cached per user) otherwise.
@@ -91,6 +92,35 @@ def alpha_mn() -> tuple[Structure, str]:
     return conventional.get_primitive_structure(), "Mn: alpha-Mn from its published Wyckoff positions (no MP-20 or ASE phase)"
 
 
+BIXBYITE_A_ANG = {"Sc": 9.845, "Y": 10.604, "Gd": 10.813, "Tb": 10.73, "Dy": 10.667, "Ho": 10.606, "Tm": 10.488, "Lu": 10.391}
+"""Cubic lattice constants of the bixbyite sesquioxides M2O3 (40 atoms per primitive cell, so absent from MP-20)."""
+
+
+def prototype_oxides() -> list[tuple[str, Structure, str]]:
+    """Ground-state binary oxides of default-system cations that MP-20 (<= 20 sites, val split and
+    sample only) lacks, built from their published prototypes; CHGNet relaxes them.
+
+    Without them a whole cation-O edge of the hull is empty (e.g. no Sc-O phase at all put a
+    generated Mg2ScO4 1.2 eV/atom "below the hull").
+    """
+    out = []
+    for symbol, a in BIXBYITE_A_ANG.items():
+        s = Structure.from_spacegroup(206, Lattice.cubic(a), [symbol, symbol, "O"],
+                                      [[0.25, 0.25, 0.25], [-0.0326, 0.0, 0.25], [0.3911, 0.1519, 0.3806]])
+        out.append((f"proto-{symbol}2O3-bixbyite", s.get_primitive_structure(), f"{symbol}2O3 bixbyite prototype (Ia-3)"))
+    for symbol, a in (("Ca", 4.81), ("Mg", 4.21)):  # MP-20's files here hold only a wurtzite-like MgO
+        rocksalt = Structure.from_spacegroup(225, Lattice.cubic(a), [symbol, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+        out.append((f"proto-{symbol}O-rocksalt", rocksalt.get_primitive_structure(), f"{symbol}O rock-salt prototype"))
+    rutile = Structure.from_spacegroup(136, Lattice.tetragonal(4.737, 3.186), ["Sn", "O"], [[0, 0, 0], [0.307, 0.307, 0]])
+    out.append(("proto-SnO2-rutile", rutile, "SnO2 rutile prototype"))
+    baddeleyite = Structure.from_spacegroup(14, Lattice.monoclinic(5.117, 5.175, 5.291, 99.22), ["Hf", "O", "O"],
+                                            [[0.276, 0.040, 0.208], [0.074, 0.332, 0.347], [0.449, 0.758, 0.480]])
+    out.append(("proto-HfO2-baddeleyite", baddeleyite, "HfO2 baddeleyite prototype (P2_1/c)"))
+    pdo = Structure.from_spacegroup(131, Lattice.tetragonal(3.043, 5.337), ["Pd", "O"], [[0, 0.5, 0], [0, 0, 0.25]])
+    out.append(("proto-PdO", pdo, "PdO prototype (P4_2/mmc)"))
+    return out
+
+
 def build(data_dir: Path, out: Path, window_ev: float = 0.05, max_steps: int = 200, resume: bool = False) -> dict[str, Any]:
     """Select, relax with CHGNet and write the bundled reference set to ``out``; return its header.
 
@@ -116,6 +146,8 @@ def build(data_dir: Path, out: Path, window_ev: float = 0.05, max_steps: int = 2
         fallbacks["Mn"] = alpha_mn()
     for symbol, (structure, note) in fallbacks.items():
         selected.append((f"ase-{symbol}" if not note.startswith("Mn: alpha") else "alpha-Mn", structure, note, None))
+    for rid, structure, note in prototype_oxides():  # ground states: harmless where MP-20 has them too
+        selected.append((rid, structure, note, None))
     previous: dict[str, dict] = {}
     previous_wall_s = 0.0
     if resume and out.exists():

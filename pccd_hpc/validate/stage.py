@@ -79,6 +79,8 @@ class Plan:
     hull_systems: set[frozenset[str]] | None = None
     """Chemical systems the reference set covers; None: whatever the references span."""
     hull_description: str = ""
+    hull_gaps: dict[frozenset[str], str] = field(default_factory=dict)
+    """Candidate systems the reference set cannot give a meaningful hull for, with the reason."""
     rejections: list[InputRejection] = field(default_factory=list)
     """Inputs that could not be used, each with its reason."""
 
@@ -111,17 +113,18 @@ def plan(paths: ValidatePaths, backend: str = "chgnet") -> Plan:
 
 
 def _plan_bundled(candidates: list[Job], systems: set[frozenset[str]], backend: str, rejections: list[InputRejection]) -> Plan:
-    from pccd_hpc.validate.reference import bundled_references, covered, default_systems
+    from pccd_hpc.validate.reference import bundled_references, coverage_gap, covered, default_systems
 
     hull_systems = default_systems()
-    inside = {s for s in systems if covered(s, hull_systems)}
+    gaps = {s: gap for s in systems if covered(s, hull_systems) and (gap := coverage_gap(s)) is not None}
+    inside = {s for s in systems if covered(s, hull_systems) and s not in gaps}
     ready, to_relax, description = bundled_references(inside, backend)
     references = [Job(rid, "reference", s) for rid, s in to_relax]
     log.info("validate plan: %d candidates (%d of %d chemical systems inside the bundled hull set), %d bundled "
              "reference energies, %d reference structures to compute", len(candidates), len(inside), len(systems),
              len(ready), len(references))
     return Plan(candidates, references, [], [], ready_references=ready, hull_systems=hull_systems,
-                hull_description=description, rejections=rejections)
+                hull_description=description, rejections=rejections, hull_gaps=gaps)
 
 
 def run_validate(

@@ -18,7 +18,8 @@ from pccd_hpc.io_utils import atomic_write_json, atomic_write_text
 # Columns of results.csv, in order (records may carry more keys; those stay in the JSON).
 CSV_COLUMNS = (
     "id", "formula", "n_sites", "backend", "energy_ev_per_atom", "e_above_hull_ev_per_atom",
-    "hull_status", "hull_note", "unphysical", "unphysical_reason", "min_bond_ratio_relaxed", "converged", "n_steps", "max_force_ev_per_ang", "wall_s", "imaginary_modes",
+    "hull_status", "hull_note", "unphysical", "unphysical_reason", "plausible_initial", "min_bond_ratio_initial",
+    "min_bond_ratio_relaxed", "converged", "n_steps", "max_force_ev_per_ang", "wall_s", "imaginary_modes",
     "min_frequency_thz", "is_unique", "is_novel", "error", "relaxed_cif",
 )
 

@@ -76,3 +76,35 @@ def test_no_hull_is_na_never_zero(tmp_path, monkeypatch) -> None:
         assert f"| {key} | n/a |" in page
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert summary["fractions_below"]["0.25"] is None
+
+
+def test_system_with_an_empty_hull_edge_is_na(tmp_path) -> None:
+    """A cation without any binary oxide in the bundled set (Au) leaves its hull edge empty: n/a, named."""
+    from pccd_hpc.validate.reference import coverage_gap
+
+    assert coverage_gap(frozenset({"Mg", "Sc", "O"})) is None  # Sc2O3 (bixbyite prototype) is in the set
+    assert coverage_gap(frozenset({"Mg", "O"})) is None
+    gap = coverage_gap(frozenset({"Ba", "Au", "O"}))
+    assert gap is not None and "Au" in gap and "Ba" not in gap
+    data = load_bundled_reference()
+    rock_salt = [e for e in data["entries"] if e["id"] == "proto-MgO-rocksalt"][0]
+    wurtzite_like = [e for e in data["entries"] if e["id"] == "mp-549706"][0]
+    assert rock_salt["energy_ev_per_atom"] < wurtzite_like["energy_ev_per_atom"]  # the real ground state is in
+
+
+def test_au_candidate_gets_na_with_the_reason(tmp_path, monkeypatch) -> None:
+    from pccd_hpc.validate.finalize import hull_for_record
+    from pccd_hpc.validate.runner import Job, new_record
+    from pccd_hpc.validate.stage import ValidatePaths, plan
+
+    monkeypatch.setenv("PCCD_HPC_CACHE", str(tmp_path / "user-cache"))
+    cands = tmp_path / "cands"
+    cands.mkdir()
+    baau = Structure(Lattice.cubic(4.2), ["Ba", "Au", "O", "O", "O"],
+                     [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    baau.to(filename=str(cands / "baau.cif"))
+    the_plan = plan(ValidatePaths(input=cands, out_dir=tmp_path / "v"))
+    record = new_record(Job("baau", "candidate", baau), "chgnet")
+    record["energy_ev_per_atom"] = -5.0
+    value, status, note = hull_for_record(record, None, the_plan)
+    assert value is None and status == "no_hull" and "Au" in note and note.startswith("n/a")
