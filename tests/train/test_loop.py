@@ -12,7 +12,7 @@ import torch
 
 from pccd_hpc.config import RunConfig, load_toml
 from pccd_hpc.train import loop
-from pccd_hpc.train.checkpoint import load_checkpoint, periodic_checkpoints
+from pccd_hpc.train.checkpoint import MARKER_NAME, complete_checkpoints, load_checkpoint
 from pccd_hpc.train.loop import TrainingDiverged, train
 
 
@@ -30,11 +30,13 @@ def test_run_folder_contents(fast_config: Callable[..., RunConfig], sample_shard
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert {"step", "loss", "lr", "samples_per_s"} <= set(rows[0])
     assert rows[0]["lr"] < rows[-1]["lr"]  # warm-up
-    state = load_checkpoint(run / "checkpoints" / "last.pt")  # weights_only=True
-    assert state["step"] == 6 and state["batches_seen"] == 6
-    assert {"model", "ema", "optimizer", "scheduler", "rng", "config", "code_version"} <= set(state)
-    assert [s for s, _ in periodic_checkpoints(run)] == [3, 6]
-    assert not torch.equal(state["ema"]["final_conv.weight"], state["model"]["final_conv.weight"])
+    state = load_checkpoint(run)  # the highest complete step-N/ folder, weights_only=True
+    assert state.step == 6 and state.trainer is not None and state.trainer.batches_seen == 6
+    assert state.trainer.optimizer and state.trainer.scheduler and state.trainer.rng and state.code_version
+    assert state.config == config and state.path == run / "checkpoints" / "step-00000006"
+    assert [s for s, _ in complete_checkpoints(run)] == [3, 6]
+    assert all((p / MARKER_NAME).is_file() for _, p in complete_checkpoints(run))
+    assert not torch.equal(state.ema["final_conv.weight"], state.trainer.model["final_conv.weight"])
 
 
 def test_resume_continues_identically(fast_config: Callable[..., RunConfig], sample_shards: Path, tmp_path: Path) -> None:
@@ -46,8 +48,8 @@ def test_resume_continues_identically(fast_config: Callable[..., RunConfig], sam
     losses_b = [r["loss"] for r in _rows(tmp_path / "b")]
     assert losses_a == losses_b  # bit-identical, including steps 4-6 after the resume
     assert resumed.loss == straight.loss
-    wa = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["model"]
-    wb = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"]
+    wa = load_checkpoint(tmp_path / "a").trainer.model
+    wb = load_checkpoint(tmp_path / "b").trainer.model
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
@@ -62,8 +64,8 @@ def test_single_nonfinite_loss_is_skipped(fast_config: Callable[..., RunConfig],
     monkeypatch.setattr(loop, "diffusion_loss", sometimes_nan)
     result = train(fast_config(max_steps=4), sample_shards, tmp_path / "run")
     assert result.step == 4 and result.skipped_nonfinite == 1 and len(calls) == 5
-    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    state = load_checkpoint(tmp_path / "run")
+    assert all(torch.isfinite(v).all() for v in state.trainer.model.values() if v.is_floating_point())
 
 
 def test_repeated_nonfinite_loss_stops_without_checkpoint(fast_config: Callable[..., RunConfig], sample_shards: Path, tmp_path: Path,
