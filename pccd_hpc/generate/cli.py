@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pccd_hpc.data.codec import CodecConfig
 from pccd_hpc.generate.plan import GeneratePlan, read_plan
-from pccd_hpc.generate.sampling import default_checkpoint, load_model
+from pccd_hpc.generate.sampling import default_checkpoint, load_model, pick_device
 from pccd_hpc.generate.stage import ClusterOptions, run_generate
 from pccd_hpc.generate.systems import read_systems
 from pccd_hpc.generate.tasks import run_task
@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_generate(args: argparse.Namespace) -> int:
     checkpoint = _checkpoint_path(args.checkpoint)
-    loaded = load_model(str(checkpoint))
+    loaded = load_model(checkpoint, pick_device())  # once: its hash and codec go into the plan, local tasks reuse it
     systems = read_systems(args.elements or (None if args.systems else ["paper"]), args.systems)
     n_tasks = args.array_size or (1 if args.cluster == "local" else max(1, -(-args.n // 1000)))
     plan = GeneratePlan(
@@ -85,7 +85,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         return 0
     cluster = ClusterOptions(cluster=args.cluster, partition=args.partition, gpus_per_task=args.gpus_per_task,
                              cpus_per_task=args.cpus_per_task, time_min=args.time, wait=not args.no_wait)
-    summary = run_generate(plan, args.out, cluster)
+    summary = run_generate(plan, args.out, cluster, loaded=loaded)
     if summary is not None:
         print(json.dumps(summary, indent=2))
     return 0
@@ -107,8 +107,7 @@ def decode_codec(codec: CodecConfig, eps_ang: float | None, min_points: int | No
 
 
 def _run_task(args: argparse.Namespace) -> int:
-    read_plan(args.out)  # clear error when the plan is missing
-    run_task(args.out, args.task)
+    run_task(args.out, args.task, plan=read_plan(args.out))  # read_plan: a clear error when the plan is missing
     return 0
 
 
@@ -140,7 +139,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
     from pccd_hpc.generate.reconstruct import ReconstructConfig, run_reconstruct
 
     checkpoint = _checkpoint_path(args.checkpoint)
-    loaded = load_model(str(checkpoint))
+    loaded = load_model(checkpoint, pick_device())
     config = ReconstructConfig(n=args.n, t=min(args.t, loaded.config.diffusion.timesteps - 1), steps=args.steps,
                                guidance=args.guidance, batch_size=args.batch_size, seed=args.seed)
     codec = decode_codec(loaded.codec, args.cluster_eps, args.cluster_min_points)
