@@ -63,6 +63,19 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
+    """Parse a JSON file; ``FileNotFoundError`` / ``ValueError`` naming ``what`` and the path when it is missing or broken."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} not found: {path}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{what} {path} is not valid JSON: {err}") from err
+
+
 def sha256_file(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str:
     """Return the hex sha256 of a file's bytes."""
     digest = hashlib.sha256()

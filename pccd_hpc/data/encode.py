@@ -19,20 +19,28 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 from pccd_hpc import __version__
-from pccd_hpc.cluster.mpi import Communicator, world_communicator
 from pccd_hpc.data.codec import CodecConfig, RecordError, encode_structure
 from pccd_hpc.data.readers import RawRecord, enumerate_records, parse_record
 from pccd_hpc.data.roundtrip import check_roundtrip, structure_matcher
 from pccd_hpc.data.shards import SCHEMA_VERSION, ShardRecord, shard_name, write_shard
-from pccd_hpc.io_utils import atomic_write_json, atomic_write_text, checked_output_dir, sha256_file
+from pccd_hpc.io_utils import atomic_write_json, atomic_write_text, checked_output_dir, read_json, sha256_file
+from pccd_hpc.stage_config import require
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 REJECTED_NAME = "rejected.csv"
+
+
+class RankGroup(Protocol):
+    """What encoding needs from an MPI communicator (``mpi4py.MPI.Comm`` has it)."""
+
+    def Get_rank(self) -> int: ...
+    def Get_size(self) -> int: ...
+    def barrier(self) -> None: ...
 
 
 @dataclass
@@ -51,10 +59,9 @@ class EncodeConfig:
     """Decode every record again and compare it with the input (``n_roundtrip_matched``)."""
 
     def __post_init__(self) -> None:
-        if not self.inputs:
-            raise ValueError("inputs must name at least one file or folder")
-        if self.shard_size < 1:
-            raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
+        self.inputs = [str(p) for p in self.inputs]
+        require(bool(self.inputs), "inputs", "must name at least one file or folder")
+        require(self.shard_size >= 1, "shard_size", f"must be >= 1, got {self.shard_size}")
 
 
 def _fingerprint(records: Sequence[RawRecord]) -> str:
@@ -66,7 +73,7 @@ def _fingerprint(records: Sequence[RawRecord]) -> str:
 
 
 def _summary_path(out: Path, shard_index: int) -> Path:
-    return out / shard_name(shard_index).replace(".h5", ".json")
+    return out / shard_name(shard_index, ".json")
 
 
 def _finished_summary(out: Path, shard_index: int, fingerprint: str, codec: dict) -> dict | None:
@@ -76,8 +83,8 @@ def _finished_summary(out: Path, shard_index: int, fingerprint: str, codec: dict
     if not (summary_path.exists() and shard_path.exists()):
         return None
     try:
-        summary = json.loads(summary_path.read_text())
-    except (OSError, json.JSONDecodeError):
+        summary = read_json(summary_path, "shard summary")
+    except (OSError, ValueError):
         return None
     if summary.get("input_fingerprint") != fingerprint or summary.get("codec") != codec:
         return None
@@ -136,10 +143,12 @@ def encode_shard(records: Sequence[RawRecord], config: EncodeConfig, shard_index
     return summary
 
 
-def run_encode(config: EncodeConfig, comm: Communicator | None = None) -> dict | None:
-    """Run the encode stage (resumable); return the manifest on rank 0, None on other ranks."""
-    comm = comm or world_communicator()
-    rank, size = comm.Get_rank(), comm.Get_size()
+def run_encode(config: EncodeConfig, comm: RankGroup | None = None) -> dict | None:
+    """Run the encode stage (resumable); return the manifest on rank 0, None on other ranks.
+
+    ``comm`` splits the shards over MPI ranks (the caller picks it, e.g. ``MPI.COMM_WORLD``); None is one process.
+    """
+    rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     out = checked_output_dir(config.out_dir)
     started = time.time()
     records = enumerate_records(config.inputs)
@@ -158,10 +167,11 @@ def run_encode(config: EncodeConfig, comm: Communicator | None = None) -> dict |
             rank, size, summary["shard"], summary["n_records"], summary["n_input"], summary["n_rejected"],
         )
     log.info("rank %d/%d: %d shards encoded, %d verified and kept", rank, size, done_here, kept_here)
-    comm.barrier()
+    if comm is not None:
+        comm.barrier()
     if rank != 0:
         return None
-    summaries = [json.loads(_summary_path(out, k).read_text()) for k in range(n_shards)]
+    summaries = [read_json(_summary_path(out, k), "shard summary") for k in range(n_shards)]
     manifest = _manifest(config, records, summaries, time.time() - started)
     _write_rejected(out / REJECTED_NAME, summaries)
     atomic_write_json(out / MANIFEST_NAME, manifest)
@@ -204,4 +214,4 @@ def load_manifest(folder: str | Path) -> dict:
     path = Path(folder) / MANIFEST_NAME
     if not path.exists():
         raise FileNotFoundError(f"{folder} has no {MANIFEST_NAME}: not an encoded shard folder (run encode first)")
-    return json.loads(path.read_text())
+    return read_json(path, "manifest")
