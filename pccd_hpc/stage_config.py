@@ -48,7 +48,7 @@ def config_from_dict(klass: type[T], values: dict[str, Any], where: str = "") ->
 
 def config_to_dict(config: Any) -> dict[str, Any]:
     """Plain nested dicts and lists (JSON- and TOML-safe apart from None, which :func:`save_config_toml` drops)."""
-    return _plain(dataclasses.asdict(config))
+    return plain(dataclasses.asdict(config))
 
 
 def save_config_toml(config: Any, path: str | Path) -> None:
@@ -69,11 +69,12 @@ def load_config_toml(klass: type[T], path: str | Path) -> T:
         raise ValueError(f"{path}: {err}") from err
 
 
-def _plain(obj: Any) -> Any:
+def plain(obj: Any) -> Any:
+    """Nested dicts with tuples turned into lists (TOML-, JSON- and ``weights_only``-safe)."""
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {k: plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain(v) for v in obj]
     return obj
 
 
