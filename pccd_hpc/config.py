@@ -24,7 +24,7 @@ from typing import Any, Callable
 import tomli_w
 
 from pccd_hpc.io_utils import atomic_write_text
-from pccd_hpc.stage_config import config_from_dict, plain as _plain, require as _require
+from pccd_hpc.stage_config import config_from_dict as _build, plain as _plain, require as _require
 
 MAX_ATOMIC_NUMBER = 118
 """Element embeddings are indexed by atomic number 1..118; index 0 is the null (dropped) element."""
@@ -212,7 +212,7 @@ class RunConfig:
         sections = {"model": UNetConfig, "diffusion": DiffusionConfig, "train": TrainConfig}
         kwargs: dict[str, Any] = {}
         for name, klass in sections.items():
-            kwargs[name] = config_from_dict(klass, data.pop(name, {}), name)
+            kwargs[name] = _build(klass, data.pop(name, {}), name)
         if "preset" in data:
             kwargs["preset"] = str(data.pop("preset"))
         if data:

@@ -14,7 +14,8 @@ from pccd_hpc.data.codec import CodecConfig
 from pccd_hpc.model.conditioning import BAND_GAP_NULL, Conditions
 from pccd_hpc.model.diffusion import NoiseSchedule, from_model_space
 from pccd_hpc.model.samplers import DDIMSampler, DDPMSampler
-from pccd_hpc.train.checkpoint import build_network, export_checkpoint, load_checkpoint
+from pccd_hpc.model.unet import UNet
+from pccd_hpc.train.checkpoint import export_checkpoint, load_checkpoint
 
 if TYPE_CHECKING:
     from pccd_hpc.generate.plan import GeneratePlan
@@ -50,7 +51,7 @@ def pick_device() -> str:
 def load_model(checkpoint: str | Path, device: str = "cpu") -> LoadedModel:
     """Load a checkpoint (file, ``step-N/`` or run folder) and build its network with the EMA weights, in eval mode."""
     loaded = load_checkpoint(checkpoint, map_location=device)
-    model = build_network(loaded.config).to(device)
+    model = UNet(loaded.config.model).to(device)
     model.load_state_dict(loaded.ema)
     model.eval()
     return LoadedModel(model, loaded.config, loaded.codec, loaded.sha256, loaded.step)

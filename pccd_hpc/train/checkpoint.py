@@ -36,7 +36,6 @@ from pccd_hpc import __version__
 from pccd_hpc.config import RunConfig
 from pccd_hpc.data.codec import CodecConfig
 from pccd_hpc.io_utils import atomic_path, atomic_write_json, sha256_file
-from pccd_hpc.model.unet import UNet
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +72,7 @@ class Checkpoint:
     config: RunConfig
     codec: CodecConfig
     ema: dict[str, torch.Tensor]
-    """EMA weights, loadable into :func:`build_network` ``(config)``."""
+    """EMA weights, loadable into the network ``config`` describes."""
     loss: float = math.nan
     """Training loss at the last logged step before the checkpoint (NaN when unknown)."""
     code_version: str = ""
@@ -117,11 +116,6 @@ class Checkpoint:
                    loss=float(state.get("loss", math.nan)), code_version=str(state.get("code_version", "")),
                    trainer=trainer, extra={k: v for k, v in state.items() if k not in _KNOWN_KEYS},
                    path=Path(source), sha256=sha256)
-
-
-def build_network(config: RunConfig) -> torch.nn.Module:
-    """The denoiser a config describes, with fresh weights (the one place a network is built from a config)."""
-    return UNet(config.model)
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:

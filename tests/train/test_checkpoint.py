@@ -11,12 +11,12 @@ import torch
 from pccd_hpc.config import tiny_preset
 from pccd_hpc.data.codec import CodecConfig
 from pccd_hpc.generate.sampling import load_model
+from pccd_hpc.model.unet import UNet
 from pccd_hpc.train.checkpoint import (
     MARKER_NAME,
     STATE_NAME,
     Checkpoint,
     TrainerState,
-    build_network,
     complete_checkpoints,
     export_checkpoint,
     load_checkpoint,
@@ -29,7 +29,7 @@ from pccd_hpc.train.checkpoint import (
 def _checkpoint(step: int) -> Checkpoint:
     torch.manual_seed(step)
     config = tiny_preset()
-    weights = build_network(config).state_dict()
+    weights = UNet(config.model).state_dict()
     trainer = TrainerState(model=weights, optimizer={"state": {}, "param_groups": []}, scheduler={"last_epoch": step},
                            rng={"cpu": torch.get_rng_state()}, batches_seen=step, epoch=0, skipped_nonfinite=0,
                            world_size=1)
