@@ -10,9 +10,7 @@ and ``rejected.csv``.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
 import time
@@ -26,7 +24,7 @@ from pccd_hpc.data.codec import CodecConfig, RecordError, encode_structure
 from pccd_hpc.data.readers import RawRecord, enumerate_records, parse_record
 from pccd_hpc.data.roundtrip import check_roundtrip, structure_matcher
 from pccd_hpc.data.shards import SCHEMA_VERSION, ShardRecord, shard_name, write_shard
-from pccd_hpc.io_utils import atomic_write_json, atomic_write_text, checked_output_dir, read_json, sha256_file
+from pccd_hpc.io_utils import atomic_write_csv, atomic_write_json, checked_output_dir, read_json, sha256_file
 from pccd_hpc.stage_config import require
 
 log = logging.getLogger(__name__)
@@ -201,12 +199,8 @@ def _manifest(config: EncodeConfig, records: Sequence[RawRecord], summaries: lis
 
 
 def _write_rejected(path: Path, summaries: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["index", "record_id", "source", "reason", "message"])
-    writer.writeheader()
-    for summary in summaries:
-        writer.writerows(summary["rejections"])
-    atomic_write_text(path, buffer.getvalue())
+    rows = [rejection for summary in summaries for rejection in summary["rejections"]]
+    atomic_write_csv(path, rows, ["index", "record_id", "source", "reason", "message"])
 
 
 def load_manifest(folder: str | Path) -> dict:
