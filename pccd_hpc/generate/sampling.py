@@ -34,6 +34,8 @@ class LoadedModel:
     codec: CodecConfig
     sha256: str
     step: int
+    path: Path | None = None
+    """The file or ``step-N/`` folder the weights came from (a run folder resolves to its newest step)."""
 
 
 def default_checkpoint() -> Path:
@@ -54,7 +56,7 @@ def load_model(checkpoint: str | Path, device: str = "cpu") -> LoadedModel:
     model = UNet(loaded.config.model).to(device)
     model.load_state_dict(loaded.ema)
     model.eval()
-    return LoadedModel(model, loaded.config, loaded.codec, loaded.sha256, loaded.step)
+    return LoadedModel(model, loaded.config, loaded.codec, loaded.sha256, loaded.step, loaded.path)
 
 
 export_slim_checkpoint = export_checkpoint

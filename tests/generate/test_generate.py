@@ -108,6 +108,21 @@ def test_cli_generate_and_bad_checkpoint(tmp_path: Path, tiny_checkpoint: Path, 
     assert "bad.pt: not a readable checkpoint" in caplog.text
 
 
+def test_cli_generate_from_a_run_folder_pins_its_newest_step(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    from pccd_hpc.train.checkpoint import load_checkpoint, save_checkpoint
+
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    for step in (5, 9):
+        checkpoint.step = step
+        save_checkpoint(tmp_path / "run", checkpoint)
+    args = ["generate", "--n", "2", "--elements", "Si", "--checkpoint", str(tmp_path / "run"), "--steps", "2",
+            "--out", str(tmp_path / "g")]
+    assert launch_main(args) == 0
+    plan = read_plan(tmp_path / "g")
+    assert Path(plan.checkpoint) == (tmp_path / "run" / "checkpoints" / "step-00000009").resolve()
+    assert plan.checkpoint_sha256 == load_model(plan.checkpoint).sha256
+
+
 @pytest.mark.slurm
 def test_sbatch_array_script_then_merge(tmp_path: Path, tiny_checkpoint: Path, local_slurm) -> None:
     from pccd_hpc.cluster.slurm import sbatch, wait_for_job
