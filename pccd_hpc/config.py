@@ -24,6 +24,7 @@ from typing import Any, Callable
 import tomli_w
 
 from pccd_hpc.io_utils import atomic_write_text
+from pccd_hpc.stage_config import config_from_dict as _build, plain as _plain, require as _require
 
 MAX_ATOMIC_NUMBER = 118
 """Element embeddings are indexed by atomic number 1..118; index 0 is the null (dropped) element."""
@@ -300,29 +301,6 @@ class RunConfig:
                 raise ValueError(f"unknown config section: {section!r}")
             merged[section].update(values)
         return RunConfig.from_dict(merged)
-
-
-def _require(ok: bool, name: str, message: str) -> None:
-    if not ok:
-        raise ValueError(f"config field {name!r}: {message}")
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
-
-
-def _build(klass: type, values: dict[str, Any], section: str) -> Any:
-    if not isinstance(values, dict):
-        raise ValueError(f"config section {section!r} must be a table")
-    known = {f.name for f in dataclasses.fields(klass)}
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"config section {section!r}: unknown field(s) {sorted(unknown)}")
-    return klass(**values)
 
 
 def paper_preset() -> RunConfig:

@@ -18,7 +18,7 @@ from pccd_hpc import __version__
 # ``func`` on its parser to a callable taking the parsed ``argparse.Namespace`` and returning an
 # exit code.
 CLI_MODULES: tuple[str, ...] = (
-    "pccd_hpc.data.cli",
+    "pccd_hpc.commands",
     "pccd_hpc.train.cli",
     "pccd_hpc.generate.cli",
     "pccd_hpc.validate.cli",

@@ -1,4 +1,4 @@
-"""Export a training checkpoint as the slim bundled model (EMA weights + config + codec) with its card data.
+"""Export a run's newest complete checkpoint as the slim bundled model (EMA weights + config + codec) with its card data.
 
 Usage: python scripts/export_model.py RUN_DIR OUT.pt [--float16]
 Writes OUT.pt atomically and OUT.json (sha256, step, final loss, parameter count, config). With
@@ -11,15 +11,16 @@ import json
 import sys
 from pathlib import Path
 
-from pccd_hpc.generate.sampling import export_slim_checkpoint, load_model
+from pccd_hpc.generate.sampling import load_model
+from pccd_hpc.train.checkpoint import export_checkpoint
 from pccd_hpc.io_utils import atomic_write_json
 from pccd_hpc.model.unet import count_parameters  # any nn.Module
 
 
 def main(run_dir: Path, out: Path, float16: bool = False) -> None:
     """Export and describe."""
-    export_slim_checkpoint(run_dir / "checkpoints" / "last.pt", out, weights_dtype="float16" if float16 else None)
-    loaded = load_model(str(out))
+    export_checkpoint(run_dir, out, weights_dtype="float16" if float16 else None)
+    loaded = load_model(out)
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     card = {
         "file": out.name,

@@ -10,6 +10,8 @@ import random
 import sys
 from pathlib import Path
 
+from pccd_hpc.io_utils import atomic_write_csv
+
 csv.field_size_limit(sys.maxsize)
 TAKE = {"mp_20_sample/train.csv": 240, "carbon_24/train.csv": 40, "perov_5/train.csv": 40}
 COLUMNS = ["material_id", "source_set", "band_gap", "formation_energy_per_atom", "e_above_hull", "cif"]
@@ -31,10 +33,7 @@ def main(shared: Path, out: Path) -> None:
                 "e_above_hull": row.get("e_above_hull", ""),
                 "cif": row["cif"],
             })
-    with open(out, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic_write_csv(out, rows, COLUMNS)
     print(f"wrote {len(rows)} rows to {out}")
 
 

@@ -16,6 +16,8 @@ import gzip
 import sys
 from pathlib import Path
 
+from pccd_hpc.io_utils import atomic_write_csv
+
 csv.field_size_limit(sys.maxsize)
 TRAIN_SETS = ("mp_20_sample/train.csv", "mp_20/val.csv.gz", "mpts_52/val.csv.gz", "perov_5/train.csv")
 HELD_OUT_SOURCE = "mp_20/val.csv.gz"
@@ -52,10 +54,7 @@ def main(shared: Path, out: Path) -> None:
                 seen.add(row["material_id"])
                 train.append(row)
     for rows, fname in ((train, "train.csv"), (held, "heldout.csv")):
-        with open(out / fname, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+        atomic_write_csv(out / fname, rows, COLUMNS)
         print(f"{out / fname}: {len(rows)} rows")
 
 

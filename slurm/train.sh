@@ -8,7 +8,7 @@
 # Edit the #SBATCH lines (or override them on the sbatch command line). Rank, world size and the
 # master address (first host of the allocation) come from SLURM; rank 0 writes RUN_DIR. Near the
 # time limit SLURM signals this script (B:USR1), which requeues the job; training resumes from
-# RUN_DIR/checkpoints/last.pt. As shipped it runs the CPU preset with 2 tasks on one node.
+# the highest complete RUN_DIR/checkpoints/step-N/. As shipped it runs the CPU preset with 2 tasks on one node.
 #SBATCH --job-name=pccd-train
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=2
@@ -40,7 +40,7 @@ export MASTER_ADDR MASTER_PORT
 echo "job $SLURM_JOB_ID: ${SLURM_JOB_NUM_NODES} node(s), ${SLURM_NTASKS} task(s), master ${MASTER_ADDR}:${MASTER_PORT}"
 
 requeue() {
-    echo "time limit near: requeueing job $SLURM_JOB_ID (resumes from $RUN/checkpoints/last.pt)"
+    echo "time limit near: requeueing job $SLURM_JOB_ID (resumes from the newest complete $RUN/checkpoints/step-N/)"
     scontrol requeue "$SLURM_JOB_ID"
 }
 trap requeue USR1

@@ -14,9 +14,10 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import submitit
+if TYPE_CHECKING:
+    import submitit
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +240,8 @@ def make_submitit_executor(
 
 def executor_for(folder: Path, resources: SlurmResources) -> submitit.AutoExecutor:
     """A submitit executor (cluster="slurm") asking for ``resources``."""
+    import submitit  # imported here so that describing resources does not need it
+
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
     params: dict[str, Any] = {
         "nodes": resources.nodes,

@@ -10,29 +10,35 @@ and ``rejected.csv``.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 from pccd_hpc import __version__
-from pccd_hpc.cluster.mpi import Communicator, world_communicator
 from pccd_hpc.data.codec import CodecConfig, RecordError, encode_structure
 from pccd_hpc.data.readers import MAX_LATTICE_LENGTH_ANG, MIN_BOND_FACTOR, RawRecord, check_structure_sanity, enumerate_records, parse_record
 from pccd_hpc.data.roundtrip import check_roundtrip, structure_matcher
 from pccd_hpc.data.shards import SCHEMA_VERSION, ShardRecord, shard_name, write_shard
-from pccd_hpc.io_utils import atomic_write_json, atomic_write_text, checked_output_dir, sha256_file
+from pccd_hpc.io_utils import atomic_write_csv, atomic_write_json, checked_output_dir, read_json, sha256_file
+from pccd_hpc.stage_config import require
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 REJECTED_NAME = "rejected.csv"
+
+
+class RankGroup(Protocol):
+    """What encoding needs from an MPI communicator (``mpi4py.MPI.Comm`` has it)."""
+
+    def Get_rank(self) -> int: ...
+    def Get_size(self) -> int: ...
+    def barrier(self) -> None: ...
 
 
 @dataclass
@@ -55,14 +61,11 @@ class EncodeConfig:
     """Reject structures with two atoms closer than this x the sum of covalent radii (``overlapping_atoms``)."""
 
     def __post_init__(self) -> None:
-        if not self.inputs:
-            raise ValueError("EncodeConfig.inputs must name at least one file or folder")
-        if self.shard_size < 1:
-            raise ValueError(f"EncodeConfig.shard_size must be >= 1, got {self.shard_size}")
-        if not self.max_lattice_length_ang > 0:
-            raise ValueError(f"EncodeConfig.max_lattice_length_ang must be > 0, got {self.max_lattice_length_ang}")
-        if not 0 <= self.min_bond_factor < 2:
-            raise ValueError(f"EncodeConfig.min_bond_factor must be in [0, 2), got {self.min_bond_factor}")
+        self.inputs = [str(p) for p in self.inputs]
+        require(bool(self.inputs), "inputs", "must name at least one file or folder")
+        require(self.shard_size >= 1, "shard_size", f"must be >= 1, got {self.shard_size}")
+        require(self.max_lattice_length_ang > 0, "max_lattice_length_ang", f"must be > 0, got {self.max_lattice_length_ang}")
+        require(0 <= self.min_bond_factor < 2, "min_bond_factor", f"must be in [0, 2), got {self.min_bond_factor}")
 
 
 def _fingerprint(records: Sequence[RawRecord]) -> str:
@@ -74,7 +77,7 @@ def _fingerprint(records: Sequence[RawRecord]) -> str:
 
 
 def _summary_path(out: Path, shard_index: int) -> Path:
-    return out / shard_name(shard_index).replace(".h5", ".json")
+    return out / shard_name(shard_index, ".json")
 
 
 def _checks(config: EncodeConfig) -> dict[str, float]:
@@ -88,8 +91,8 @@ def _finished_summary(out: Path, shard_index: int, fingerprint: str, codec: dict
     if not (summary_path.exists() and shard_path.exists()):
         return None
     try:
-        summary = json.loads(summary_path.read_text())
-    except (OSError, json.JSONDecodeError):
+        summary = read_json(summary_path, "shard summary")
+    except (OSError, ValueError):
         return None
     if summary.get("input_fingerprint") != fingerprint or summary.get("codec") != codec:
         return None
@@ -152,10 +155,12 @@ def encode_shard(records: Sequence[RawRecord], config: EncodeConfig, shard_index
     return summary
 
 
-def run_encode(config: EncodeConfig, comm: Communicator | None = None) -> dict | None:
-    """Run the encode stage (resumable); return the manifest on rank 0, None on other ranks."""
-    comm = comm or world_communicator()
-    rank, size = comm.Get_rank(), comm.Get_size()
+def run_encode(config: EncodeConfig, comm: RankGroup | None = None) -> dict | None:
+    """Run the encode stage (resumable); return the manifest on rank 0, None on other ranks.
+
+    ``comm`` splits the shards over MPI ranks (the caller picks it, e.g. ``MPI.COMM_WORLD``); None is one process.
+    """
+    rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     out = checked_output_dir(config.out_dir)
     started = time.time()
     records = enumerate_records(config.inputs)
@@ -174,10 +179,11 @@ def run_encode(config: EncodeConfig, comm: Communicator | None = None) -> dict |
             rank, size, summary["shard"], summary["n_records"], summary["n_input"], summary["n_rejected"],
         )
     log.info("rank %d/%d: %d shards encoded, %d verified and kept", rank, size, done_here, kept_here)
-    comm.barrier()
+    if comm is not None:
+        comm.barrier()
     if rank != 0:
         return None
-    summaries = [json.loads(_summary_path(out, k).read_text()) for k in range(n_shards)]
+    summaries = [read_json(_summary_path(out, k), "shard summary") for k in range(n_shards)]
     manifest = _manifest(config, records, summaries, time.time() - started)
     _write_rejected(out / REJECTED_NAME, summaries)
     atomic_write_json(out / MANIFEST_NAME, manifest)
@@ -207,12 +213,8 @@ def _manifest(config: EncodeConfig, records: Sequence[RawRecord], summaries: lis
 
 
 def _write_rejected(path: Path, summaries: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["index", "record_id", "source", "reason", "message"])
-    writer.writeheader()
-    for summary in summaries:
-        writer.writerows(summary["rejections"])
-    atomic_write_text(path, buffer.getvalue())
+    rows = [rejection for summary in summaries for rejection in summary["rejections"]]
+    atomic_write_csv(path, rows, ["index", "record_id", "source", "reason", "message"])
 
 
 def load_manifest(folder: str | Path) -> dict:
@@ -220,4 +222,4 @@ def load_manifest(folder: str | Path) -> dict:
     path = Path(folder) / MANIFEST_NAME
     if not path.exists():
         raise FileNotFoundError(f"{folder} has no {MANIFEST_NAME}: not an encoded shard folder (run encode first)")
-    return json.loads(path.read_text())
+    return read_json(path, "manifest")

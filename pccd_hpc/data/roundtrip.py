@@ -20,6 +20,18 @@ def structure_matcher() -> StructureMatcher:
     return StructureMatcher(**MATCHER_KWARGS)
 
 
+def match_sites(cost: np.ndarray, z_a: np.ndarray, z_b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Pair sites ``a`` (n,) with sites ``b`` (n,) of the same species, minimising the summed ``cost`` (n, n).
+
+    Returns the (rows, cols) of the Hungarian assignment, or None when the two species lists differ.
+    """
+    if sorted(np.asarray(z_a).tolist()) != sorted(np.asarray(z_b).tolist()):
+        return None
+    penalty = 1.0 + float(np.abs(cost).sum())  # larger than any assignment's cost: species never mix
+    rows, cols = linear_sum_assignment(np.where(z_a[:, None] == z_b[None, :], cost, cost + penalty))
+    return rows, cols
+
+
 @dataclass
 class RoundtripResult:
     """Outcome of one round trip."""
@@ -38,12 +50,11 @@ def _sites_identical(encoded: EncodedStructure, decoded: Structure, tol_ang: flo
         return False
     decoded_z = np.array([site.specie.Z for site in decoded])
     encoded_z = encoded.element_z[encoded.slot_index]
-    if sorted(decoded_z.tolist()) != sorted(encoded_z.tolist()):
-        return False
     dist = periodic_distances(encoded.frac_coords, decoded.frac_coords, decoded.lattice.matrix)
-    dist[encoded_z[:, None] != decoded_z[None, :]] = 1e6
-    rows, cols = linear_sum_assignment(dist)
-    return bool(dist[rows, cols].max() <= tol_ang)
+    matched = match_sites(dist, encoded_z, decoded_z)
+    if matched is None:
+        return False
+    return bool(dist[matched].max() <= tol_ang)
 
 
 def check_roundtrip(

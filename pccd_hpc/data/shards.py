@@ -41,9 +41,9 @@ SHARD_GLOB = "shard-*.h5"
 _STR = h5py.string_dtype(encoding="utf-8")
 
 
-def shard_name(index: int) -> str:
-    """File name of shard ``index``."""
-    return f"shard-{index:05d}.h5"
+def shard_name(index: int, suffix: str = ".h5") -> str:
+    """File name of shard ``index`` (``suffix`` names its sidecar files: ``.json`` summary, ``.cif`` structures)."""
+    return f"shard-{index:05d}{suffix}"
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pccd_hpc.data.codec import CodecConfig
 from pccd_hpc.generate.plan import GeneratePlan, read_plan
-from pccd_hpc.generate.sampling import default_checkpoint, load_model
+from pccd_hpc.generate.sampling import default_checkpoint, load_model, pick_device
 from pccd_hpc.generate.stage import ClusterOptions, run_generate
 from pccd_hpc.generate.systems import read_systems
 from pccd_hpc.generate.tasks import run_task
@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--systems", default=None, metavar="FILE", help="file with one system per line")
     gen.add_argument("--band-gap-class", type=int, choices=[0, 1, 2], default=None,
                      help="0 metal, 1 gap < 1.5 eV, 2 gap >= 1.5 eV (default: unconditioned)")
-    gen.add_argument("--checkpoint", default=None, help="checkpoint (default: the bundled model)")
+    gen.add_argument("--checkpoint", default=None, help="checkpoint file, step-N/ folder, or training run folder (its "
+                     "newest complete checkpoint); default: the bundled model")
     gen.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim")
     gen.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
     gen.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
@@ -67,11 +68,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_generate(args: argparse.Namespace) -> int:
     checkpoint = _checkpoint_path(args.checkpoint)
-    loaded = load_model(str(checkpoint))
+    loaded = load_model(checkpoint, pick_device())  # once: its hash and codec go into the plan, local tasks reuse it
     systems = read_systems(args.elements or (None if args.systems else ["paper"]), args.systems)
     n_tasks = args.array_size or (1 if args.cluster == "local" else max(1, -(-args.n // 1000)))
     plan = GeneratePlan(
-        n=args.n, systems=systems, checkpoint=str(checkpoint), checkpoint_sha256=loaded.sha256,
+        n=args.n, systems=systems, checkpoint=str(loaded.path or checkpoint), checkpoint_sha256=loaded.sha256,
         sampler=args.sampler, steps=args.steps, guidance=args.guidance, band_gap_class=args.band_gap_class,
         batch_size=args.batch_size, seed=args.seed, n_tasks=min(n_tasks, args.n),
         codec=decode_codec(loaded.codec, args.cluster_eps, args.cluster_min_points).to_dict(),
@@ -85,7 +86,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         return 0
     cluster = ClusterOptions(cluster=args.cluster, partition=args.partition, gpus_per_task=args.gpus_per_task,
                              cpus_per_task=args.cpus_per_task, time_min=args.time, wait=not args.no_wait)
-    summary = run_generate(plan, args.out, cluster)
+    summary = run_generate(plan, args.out, cluster, loaded=loaded)
     if summary is not None:
         print(json.dumps(summary, indent=2))
     return 0
@@ -107,8 +108,7 @@ def decode_codec(codec: CodecConfig, eps_ang: float | None, min_points: int | No
 
 
 def _run_task(args: argparse.Namespace) -> int:
-    read_plan(args.out)  # clear error when the plan is missing
-    run_task(args.out, args.task)
+    run_task(args.out, args.task, plan=read_plan(args.out))  # read_plan: a clear error when the plan is missing
     return 0
 
 
@@ -129,7 +129,8 @@ def register_reconstruct(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--batch-size", type=int, default=128)
     rec.add_argument("--seed", type=int, default=0)
     rec.add_argument("--label", default="", help="e.g. held-out or training (written into the results)")
-    rec.add_argument("--checkpoint", default=None, help="checkpoint (default: the bundled model)")
+    rec.add_argument("--checkpoint", default=None, help="checkpoint file, step-N/ folder or run folder "
+                     "(default: the bundled model)")
     rec.add_argument("--cluster-eps", type=float, default=None, help="decode: DBSCAN radius in Angstrom")
     rec.add_argument("--cluster-min-points", type=int, default=GENERATE_MIN_POINTS, help="decode: points an atom needs")
     rec.add_argument("--out", required=True)
@@ -140,7 +141,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
     from pccd_hpc.generate.reconstruct import ReconstructConfig, run_reconstruct
 
     checkpoint = _checkpoint_path(args.checkpoint)
-    loaded = load_model(str(checkpoint))
+    loaded = load_model(checkpoint, pick_device())
     config = ReconstructConfig(n=args.n, t=min(args.t, loaded.config.diffusion.timesteps - 1), steps=args.steps,
                                guidance=args.guidance, batch_size=args.batch_size, seed=args.seed)
     codec = decode_codec(loaded.codec, args.cluster_eps, args.cluster_min_points)

@@ -6,16 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from pccd_hpc.plotting import pyplot, save_figure
+
 
 def plot_reconstruction(rows: list[dict], path: str | Path, title: str = "") -> None:
     """Write a 2x2 PNG: lattice-length parity, coordinate parity, atom-count heatmap, relative-error boxes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from pccd_hpc.io_utils import atomic_path
-
+    plt = pyplot()
     valid = [r for r in rows if r["valid"]]
     fig, ax = plt.subplots(2, 2, figsize=(10, 9))
     for axis, name in enumerate("abc"):
@@ -42,6 +38,4 @@ def plot_reconstruction(rows: list[dict], path: str | Path, title: str = "") -> 
     ax[1, 1].set(ylabel="relative error (%)", title="lattice length errors")
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)

@@ -11,7 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pccd_hpc.io_utils import atomic_write_json
+from pccd_hpc.io_utils import atomic_write_json, read_json
+from pccd_hpc.stage_config import require
 
 PLAN_NAME = "plan.json"
 SAMPLERS = ("ddim", "ddpm")
@@ -48,20 +49,15 @@ class GeneratePlan:
 
     def __post_init__(self) -> None:
         self.systems = [tuple(int(z) for z in s) for s in self.systems]
-        if self.n < 1:
-            raise ValueError(f"n must be >= 1, got {self.n}")
-        if not self.systems or any(len(s) != 3 for s in self.systems):
-            raise ValueError("systems must be a non-empty list of 3 element slots")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not 1 <= self.n_tasks <= self.n:
-            raise ValueError(f"n_tasks must be in [1, n], got {self.n_tasks}")
-        if self.band_gap_class not in (None, 0, 1, 2):
-            raise ValueError(f"band_gap_class must be 0, 1, 2 or None, got {self.band_gap_class}")
+        require(self.n >= 1, "n", f"must be >= 1, got {self.n}")
+        require(bool(self.systems) and all(len(s) == 3 for s in self.systems), "systems",
+                "must be a non-empty list of 3 element slots")
+        require(self.sampler in SAMPLERS, "sampler", f"must be one of {SAMPLERS}, got {self.sampler!r}")
+        require(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+        require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        require(1 <= self.n_tasks <= self.n, "n_tasks", f"must be in [1, n], got {self.n_tasks}")
+        require(self.band_gap_class in (None, 0, 1, 2), "band_gap_class",
+                f"must be 0, 1, 2 or None, got {self.band_gap_class}")
 
     @property
     def chunk(self) -> int:
@@ -90,16 +86,17 @@ class GeneratePlan:
         return data
 
 
-def write_plan(out_dir: Path, plan: GeneratePlan) -> None:
-    """Write ``plan.json``, refusing to overwrite a different plan (that would mix two runs)."""
+def write_plan(out_dir: Path, plan: GeneratePlan) -> GeneratePlan:
+    """Write ``plan.json`` and return the plan as stored, refusing to overwrite a different plan (that would mix two runs)."""
     path = out_dir / PLAN_NAME
     if path.exists():
         existing = read_plan(out_dir)
         if existing.to_dict() != plan.to_dict():
             changed = sorted(k for k, v in plan.to_dict().items() if existing.to_dict().get(k) != v)
             raise ValueError(f"{path} holds a different plan (changed: {', '.join(changed)}); use a new --out folder")
-        return
+        return existing
     atomic_write_json(path, plan.to_dict())
+    return GeneratePlan(**json.loads(json.dumps(plan.to_dict())))  # exactly what a task will read back
 
 
 def read_plan(out_dir: str | Path) -> GeneratePlan:
@@ -107,4 +104,4 @@ def read_plan(out_dir: str | Path) -> GeneratePlan:
     path = Path(out_dir) / PLAN_NAME
     if not path.exists():
         raise FileNotFoundError(f"{out_dir} has no {PLAN_NAME}: run `generate` to create it")
-    return GeneratePlan(**json.loads(path.read_text()))
+    return GeneratePlan(**read_json(path, "generation plan"))

@@ -24,17 +24,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from pymatgen.core import Structure
-from scipy.optimize import linear_sum_assignment
 
 from pccd_hpc.data.codec import CodecConfig, decode_tensor
 from pccd_hpc.data.dataset import ShardDataset
-from pccd_hpc.data.roundtrip import structure_matcher
+from pccd_hpc.data.roundtrip import match_sites, structure_matcher
 from pccd_hpc.data.shards import read_structures
 from pccd_hpc.generate.sampling import CheckpointSampler, LoadedModel
 from pccd_hpc.io_utils import atomic_write_json
 from pccd_hpc.model.conditioning import band_gap_class
 from pccd_hpc.model.diffusion import NoiseSchedule, from_model_space, to_model_space
-from pccd_hpc.model.samplers import guided_eps
+from pccd_hpc.stage_config import require
 
 log = logging.getLogger(__name__)
 
@@ -59,41 +58,24 @@ class ReconstructConfig:
     guidance: float = 3.0
     """Classifier-free guidance scale."""
     batch_size: int = 128
+    """Records denoised together."""
     seed: int = 0
+    """Seed of the record choice and of the noise."""
 
     def __post_init__(self) -> None:
-        if self.n < 1 or self.steps < 1 or self.batch_size < 1:
-            raise ValueError("n, steps and batch_size must be >= 1")
-        if self.t < 1:
-            raise ValueError(f"t must be >= 1, got {self.t}")
-
-
-@torch.no_grad()
-def denoise_from(sampler: CheckpointSampler, x_t: torch.Tensor, t: int, cond, steps: int) -> torch.Tensor:
-    """Deterministic DDIM from timestep ``t`` to a clean model-space sample."""
-    inner = sampler.sampler
-    grid = torch.linspace(t, 0, min(steps, t + 1)).round().long().unique_consecutive().tolist()
-    model = sampler.loaded.model
-    x = x_t
-    for i, step in enumerate(grid):
-        prev = grid[i + 1] if i + 1 < len(grid) else -1
-        tt = torch.full((x.shape[0],), step, dtype=torch.long)
-        eps = guided_eps(model, x, tt, cond, inner.guidance_scale, sampler.magnetic_null)
-        x = inner.step(x, step, prev, eps, None)
-    return x
+        for name in ("n", "t", "steps", "batch_size"):
+            require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        require(self.guidance >= 0, "guidance", f"must be >= 0, got {self.guidance}")
 
 
 def _coordinate_errors(true: Structure, pred: Structure) -> np.ndarray | None:
     """(n, 3) periodic fractional differences between one-to-one matched atoms (None if species differ)."""
     zt = np.array([s.specie.Z for s in true])
     zp = np.array([s.specie.Z for s in pred])
-    if sorted(zt.tolist()) != sorted(zp.tolist()):
-        return None
     diff = pred.frac_coords[None, :, :] - true.frac_coords[:, None, :]
     diff -= np.round(diff)
-    cost = np.linalg.norm(diff, axis=-1) + 1e3 * (zt[:, None] != zp[None, :])
-    rows, cols = linear_sum_assignment(cost)
-    return diff[rows, cols]
+    matched = match_sites(np.linalg.norm(diff, axis=-1), zt, zp)
+    return None if matched is None else diff[matched]
 
 
 def run_reconstruct(loaded: LoadedModel, data_dir: str | Path, out_dir: str | Path, config: ReconstructConfig,
@@ -127,7 +109,7 @@ def run_reconstruct(loaded: LoadedModel, data_dir: str | Path, out_dir: str | Pa
         cond.band_gap = band_gap_class(gaps)
         noise = torch.randn(x0.shape, generator=gen)
         x_t = schedule.q_sample(x0, torch.full((len(idx),), t, dtype=torch.long), noise)
-        x_hat = from_model_space(denoise_from(sampler, x_t, t, cond, config.steps)).numpy()
+        x_hat = from_model_space(sampler.denoise(x_t, t, cond)).cpu().numpy()
         for k, i in enumerate(idx):
             rows.append(_compare(originals[int(i)][1], x_hat[k], element_z[k].numpy(), codec, matcher))
         log.info("reconstructed %d/%d", len(rows), len(order))

@@ -12,11 +12,17 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pccd_hpc.generate.plan import GeneratePlan, read_plan, write_plan
+from pccd_hpc.cluster.slurm import SlurmResources
+from pccd_hpc.generate.plan import GeneratePlan, write_plan
 from pccd_hpc.generate.summary import summarise
-from pccd_hpc.generate.tasks import run_task, task_done
+from pccd_hpc.generate.tasks import TensorSampler, run_task, task_done
 from pccd_hpc.io_utils import checked_output_dir
+from pccd_hpc.stage_config import require
+
+if TYPE_CHECKING:
+    from pccd_hpc.generate.sampling import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -26,31 +32,47 @@ class ClusterOptions:
     """Where tasks run: ``local`` (this process) or ``slurm`` (a submitit array)."""
 
     cluster: str = "local"
+    """``local`` or ``slurm``."""
     partition: str | None = None
+    """SLURM partition (None: the default one)."""
     gpus_per_task: int = 0
     cpus_per_task: int = 1
     time_min: int = 60
+    """Wall-clock limit of each array task in minutes."""
     array_parallelism: int = 64
+    """Most array tasks running at once."""
     wait: bool = True
+    """Block until the array has finished, then merge; else return at once (re-run to merge)."""
     extra: dict = field(default_factory=dict)
+    """Further submitit parameters, passed through."""
 
     def __post_init__(self) -> None:
-        if self.cluster not in ("local", "slurm"):
-            raise ValueError(f"cluster must be 'local' or 'slurm', got {self.cluster!r}")
-        if self.gpus_per_task < 0 or self.cpus_per_task < 1 or self.time_min < 1:
-            raise ValueError("gpus_per_task >= 0, cpus_per_task >= 1 and time_min >= 1 are required")
+        require(self.cluster in ("local", "slurm"), "cluster", f"must be 'local' or 'slurm', got {self.cluster!r}")
+        require(self.gpus_per_task >= 0, "gpus_per_task", f"must be >= 0, got {self.gpus_per_task}")
+        require(self.cpus_per_task >= 1, "cpus_per_task", f"must be >= 1, got {self.cpus_per_task}")
+        require(self.time_min >= 1, "time_min", f"must be >= 1, got {self.time_min}")
+        require(self.array_parallelism >= 1, "array_parallelism", f"must be >= 1, got {self.array_parallelism}")
+
+    def resources(self) -> SlurmResources:
+        """What each array task asks SLURM for."""
+        return SlurmResources(partition=self.partition, nodes=1, tasks_per_node=1, gpus_per_node=self.gpus_per_task,
+                              cpus_per_task=self.cpus_per_task, time_min=self.time_min,
+                              array_parallelism=self.array_parallelism, extra={"name": "pccd-generate", **self.extra})
 
 
-def run_generate(plan: GeneratePlan, out_dir: str | Path, cluster: ClusterOptions | None = None) -> dict | None:
-    """Run (or resume) a generation; return the summary, or None when SLURM jobs were left running."""
+def run_generate(plan: GeneratePlan, out_dir: str | Path, cluster: ClusterOptions | None = None,
+                 loaded: LoadedModel | None = None) -> dict | None:
+    """Run (or resume) a generation; return the summary, or None when SLURM jobs were left running.
+
+    ``loaded`` is the plan's model when the caller has it already (local tasks then share it).
+    """
     cluster = cluster or ClusterOptions()
     out = checked_output_dir(out_dir)
-    write_plan(out, plan)
-    plan = read_plan(out)
+    plan = write_plan(out, plan)
     todo = [k for k in range(plan.n_tasks) if not task_done(out, k)]
     started = time.time()
     if todo and cluster.cluster == "local":
-        _run_local(out, plan, todo)
+        _run_local(out, plan, todo, loaded)
     elif todo:
         if not _run_slurm(out, todo, cluster):
             return None
@@ -58,34 +80,30 @@ def run_generate(plan: GeneratePlan, out_dir: str | Path, cluster: ClusterOption
     return summarise(out, plan, time.time() - started if todo else None, n_sampled=n_sampled)
 
 
-def _run_local(out: Path, plan: GeneratePlan, todo: list[int]) -> None:
+def _run_local(out: Path, plan: GeneratePlan, todo: list[int], loaded: LoadedModel | None) -> None:
     from tqdm import tqdm
+
+    from pccd_hpc.generate.sampling import load_sampler
+
+    shared: list[TensorSampler] = []
+
+    def shared_sampler(plan: GeneratePlan) -> TensorSampler:  # the model is loaded once for all tasks
+        if not shared:
+            shared.append(load_sampler(plan, loaded))
+        return shared[0]
 
     total = sum(len(plan.task_range(k)) for k in todo)
     with tqdm(total=total, unit="sample", desc="generate", disable=not sys.stderr.isatty()) as bar:
         for task in todo:
-            run_task(out, task, progress=bar.update)
+            run_task(out, task, sampler_factory=shared_sampler, progress=bar.update, plan=plan)
 
 
 def _run_slurm(out: Path, todo: list[int], cluster: ClusterOptions) -> bool:
-    from pccd_hpc.cluster.slurm import make_submitit_executor
+    from pccd_hpc.cluster.jobs import submit_array, wait_for_results
 
-    executor = make_submitit_executor(
-        out / "slurm", partition=cluster.partition, nodes=1, tasks_per_node=1, gpus_per_node=cluster.gpus_per_task,
-        cpus_per_task=cluster.cpus_per_task, time_min=cluster.time_min, array_parallelism=cluster.array_parallelism,
-        extra={"name": "pccd-generate", **cluster.extra},
-    )
-    jobs = executor.map_array(run_task, [str(out)] * len(todo), todo)
-    log.info("submitted %d array tasks: %s", len(jobs), jobs[0].job_id.split("_")[0] if jobs else "-")
+    jobs = submit_array(run_task, [(str(out), task) for task in todo], out / "slurm", cluster.resources())
     if not cluster.wait:
         log.info("not waiting: re-run the same command to merge once the array has finished")
         return False
-    failures = []
-    for task, job in zip(todo, jobs):
-        try:
-            job.result()
-        except Exception as err:  # submitit re-raises the task's failure; report them all, not the first
-            failures.append(f"task {task} (job {job.job_id}): {err}")
-    if failures:
-        raise RuntimeError("generation tasks failed; re-run the same command to retry them:\n" + "\n".join(failures))
+    wait_for_results(jobs, [f"task {task}" for task in todo], what="generation tasks")
     return True

@@ -93,10 +93,15 @@ def sample_id(index: int) -> str:
     return f"gen-{index:07d}"
 
 
-def run_task(out_dir: str | Path, task: int, sampler_factory: SamplerFactory | None = None, progress: Callable[[int], None] | None = None) -> Path:
-    """Run task ``task`` of the plan in ``out_dir`` (idempotent, resumable); return its shard path."""
+def run_task(out_dir: str | Path, task: int, sampler_factory: SamplerFactory | None = None,
+             progress: Callable[[int], None] | None = None, plan: GeneratePlan | None = None) -> Path:
+    """Run task ``task`` of the plan in ``out_dir`` (idempotent, resumable); return its shard path.
+
+    The picklable entry point of a generation array task. ``plan`` is ``out_dir``'s plan when the caller
+    has read it already; the model is loaded (once) only when a batch is still missing.
+    """
     out_dir = Path(out_dir)
-    plan = read_plan(out_dir)
+    plan = plan or read_plan(out_dir)
     shard_path = out_dir / shard_name(task)
     problem = task_problem(out_dir, task)
     if problem is None:
@@ -167,7 +172,7 @@ def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: f
     attrs = {"task": task, "checkpoint": plan.checkpoint, "checkpoint_sha256": plan.checkpoint_sha256,
              "sampler": plan.sampler, "steps": plan.steps, "guidance": plan.guidance, "seed": plan.seed}
     extra = {"valid": np.array(valid, dtype=bool), "reason": reasons, "system": systems}
-    cif_path = out_dir / shard_name(task).replace(".h5", ".cif")
+    cif_path = out_dir / shard_name(task, ".cif")
     h5_path = out_dir / shard_name(task)
     atomic_write_text(cif_path, "\n".join(cif_blocks))
     write_shard(h5_path, records, codec.to_dict(), codec.max_sites, extra=extra, attrs=attrs)

@@ -43,6 +43,33 @@ class _Sampler:
         t = torch.full((x_t.shape[0],), step, dtype=torch.long, device=x_t.device)
         return t, guided_eps(model, x_t, t, cond, self.guidance_scale, self.magnetic_null)
 
+    def timesteps(self, start: int | None = None) -> list[int]:
+        """The timesteps visited, from ``start`` (default T - 1) down to 0."""
+        raise NotImplementedError
+
+    def _update(self, x_t: torch.Tensor, step: int, prev: int, eps: torch.Tensor,
+                generator: torch.Generator | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(self, model: torch.nn.Module, cond: Conditions, generator: torch.Generator | None = None,
+               shape: tuple[int, ...] = (3, 128, 3), device: torch.device | str = "cpu") -> torch.Tensor:
+        """Model-space samples (B, *shape) from pure noise, for conditions of batch size B."""
+        x = torch.randn((len(cond), *shape), generator=generator, device=device)
+        return self.denoise(model, x, cond, generator=generator)
+
+    @torch.no_grad()
+    def denoise(self, model: torch.nn.Module, x_t: torch.Tensor, cond: Conditions, start: int | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Run the reverse process on ``x_t`` (B, 3, 128, 3), noised to timestep ``start`` (default T - 1), down to 0."""
+        grid = self.timesteps(start)
+        x = x_t
+        for i, step in enumerate(grid):
+            prev = grid[i + 1] if i + 1 < len(grid) else -1
+            _, eps = self._eps(model, x, step, cond)
+            x = self._update(x, step, prev, eps, generator)
+        return x
+
 
 class DDPMSampler(_Sampler):
     """Ancestral sampling over all T steps (paper eq. 6), variance beta_t (``beta``) or beta tilde (``posterior``)."""
@@ -67,15 +94,13 @@ class DDPMSampler(_Sampler):
         noise = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
         return mean + var.sqrt().item() * noise
 
-    @torch.no_grad()
-    def sample(self, model: torch.nn.Module, cond: Conditions, generator: torch.Generator | None = None,
-               shape: tuple[int, ...] = (3, 128, 3), device: torch.device | str = "cpu") -> torch.Tensor:
-        """Model-space samples (B, *shape) for conditions of batch size B."""
-        x = torch.randn((len(cond), *shape), generator=generator, device=device)
-        for step in reversed(range(self.schedule.timesteps)):
-            _, eps = self._eps(model, x, step, cond)
-            x = self.step(x, step, eps, generator)
-        return x
+    def timesteps(self, start: int | None = None) -> list[int]:
+        """Every timestep from ``start`` (default T - 1) down to 0."""
+        return list(range(self.schedule.timesteps - 1 if start is None else start, -1, -1))
+
+    def _update(self, x_t: torch.Tensor, step: int, prev: int, eps: torch.Tensor,
+                generator: torch.Generator | None) -> torch.Tensor:
+        return self.step(x_t, step, eps, generator)
 
 
 class DDIMSampler(_Sampler):
@@ -85,6 +110,7 @@ class DDIMSampler(_Sampler):
                  clip_x0: bool = True, magnetic_null: int = 0) -> None:
         super().__init__(schedule, guidance_scale, clip_x0, magnetic_null)
         self.eta = eta
+        self.n_steps = n_steps
         self.steps = torch.linspace(schedule.timesteps - 1, 0, n_steps).round().long().unique_consecutive().tolist()
 
     def step(self, x_t: torch.Tensor, step: int, prev: int, eps: torch.Tensor,
@@ -104,16 +130,15 @@ class DDIMSampler(_Sampler):
             x_prev = x_prev + sigma.item() * torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
         return x_prev
 
-    @torch.no_grad()
-    def sample(self, model: torch.nn.Module, cond: Conditions, generator: torch.Generator | None = None,
-               shape: tuple[int, ...] = (3, 128, 3), device: torch.device | str = "cpu") -> torch.Tensor:
-        """Model-space samples (B, *shape) for conditions of batch size B."""
-        x = torch.randn((len(cond), *shape), generator=generator, device=device)
-        for i, step in enumerate(self.steps):
-            prev = self.steps[i + 1] if i + 1 < len(self.steps) else -1
-            _, eps = self._eps(model, x, step, cond)
-            x = self.step(x, step, prev, eps, generator)
-        return x
+    def timesteps(self, start: int | None = None) -> list[int]:
+        """``n_steps`` evenly spaced timesteps from ``start`` (default T - 1) down to 0 (fewer when start is small)."""
+        if start is None:
+            return self.steps
+        return torch.linspace(start, 0, min(self.n_steps, start + 1)).round().long().unique_consecutive().tolist()
+
+    def _update(self, x_t: torch.Tensor, step: int, prev: int, eps: torch.Tensor,
+                generator: torch.Generator | None) -> torch.Tensor:
+        return self.step(x_t, step, prev, eps, generator)
 
 
 def make_sampler(config: DiffusionConfig, schedule: NoiseSchedule, magnetic_null: int = 0) -> DDPMSampler | DDIMSampler:

@@ -7,30 +7,15 @@ from typing import Sequence
 
 import numpy as np
 
-from pccd_hpc.io_utils import atomic_path
+from pccd_hpc.plotting import pyplot, save_figure
 
 PAPER_SPLIT_EV_PER_ATOM = 0.25
 PAPER_STABLE_EV_PER_ATOM = 0.08
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-
-
 def e_hull_histogram(e_hull_ev_per_atom: Sequence[float], target: Path, bin_width: float = 0.05) -> None:
     """Fig. 3 of the paper: E_hull per atom histogram, red below 0.25 eV/atom and blue above."""
-    plt = _pyplot()
+    plt = pyplot()
     values = np.asarray([e for e in e_hull_ev_per_atom if e is not None and np.isfinite(e)], dtype=float)
     fig, ax = plt.subplots(figsize=(6, 4))
     if values.size:
@@ -48,15 +33,14 @@ def e_hull_histogram(e_hull_ev_per_atom: Sequence[float], target: Path, bin_widt
     ax.set_title(f"Energy above hull ({values.size} structures)")
     ax.legend(frameon=False)
     fig.tight_layout()
-    _save(fig, target)
-    plt.close(fig)
+    save_figure(fig, target)
 
 
 def distribution_plot(
     series: dict[str, Sequence[float]], target: Path, xlabel: str, discrete: bool = False
 ) -> None:
     """Overlaid normalised histograms of one quantity for several sets (e.g. generated vs reference)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     finite = {k: np.asarray([v for v in vals if v is not None and np.isfinite(v)], float) for k, vals in series.items()}
     all_values = np.concatenate([v for v in finite.values() if v.size] or [np.zeros(1)])
@@ -71,5 +55,4 @@ def distribution_plot(
     ax.set_ylabel("density")
     ax.legend(frameon=False)
     fig.tight_layout()
-    _save(fig, target)
-    plt.close(fig)
+    save_figure(fig, target)

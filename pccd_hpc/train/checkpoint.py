@@ -1,36 +1,131 @@
-"""Training checkpoints: ``RUN/checkpoints/step-NNNNNNNN.pt`` plus ``last.pt``, written atomically.
+"""Checkpoints: the one module that writes and reads them (train, generate, reconstruct, export).
 
-A checkpoint is a plain dict of tensors and primitive containers (config as a dict, RNG state as
-tensors, code version as a string), so it loads with ``torch.load(weights_only=True)``. Each file is
-written under a temporary name and renamed, so a file that exists is complete; ``last.pt`` is a hard
-link to the newest periodic file (falling back to a copy). Resume reads ``last.pt`` and, if that is
-unreadable, the newest periodic checkpoint that loads.
+A training run keeps its checkpoints as folders::
+
+    RUN/checkpoints/step-00000500/state.pt   weights, EMA weights, optimizer, scheduler, RNG, config, codec, step
+    RUN/checkpoints/step-00000500/COMPLETE   written last: {"step": 500, "sha256": <of state.pt>, ...}
+
+A folder counts only once its ``COMPLETE`` marker exists and the marker's hash matches ``state.pt``;
+resume takes the highest such folder, and the newest ``keep`` (at least two) complete folders are
+kept, so a checkpoint found damaged still leaves one to fall back to.
+
+A checkpoint can also be one file: :func:`export_checkpoint` writes the sampling part (EMA weights,
+config, codec, step, loss, code version) as a single ``.pt``; the bundled model is such a file.
+:func:`load_checkpoint` reads every form (run folder, ``checkpoints/`` folder, ``step-N/`` folder,
+single file, and the older ``last.pt`` / ``step-N.pt`` files) with ``torch.load(weights_only=True)``
+and returns a typed :class:`Checkpoint`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import os
+import math
+import pickle
 import re
 import shutil
 import subprocess
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from pccd_hpc import __version__
-from pccd_hpc.io_utils import atomic_path
+from pccd_hpc.config import RunConfig
+from pccd_hpc.data.codec import CodecConfig
+from pccd_hpc.io_utils import atomic_path, atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
 
-LAST = "last.pt"
-_STEP_RE = re.compile(r"^step-(\d+)\.pt$")
+STATE_NAME = "state.pt"
+MARKER_NAME = "COMPLETE"
+MIN_KEEP = 2
+_STEP_DIR_RE = re.compile(r"^step-(\d+)$")
+_LEGACY_RE = re.compile(r"^step-(\d+)\.pt$")
+_TRAINER_KEYS = ("model", "optimizer", "scheduler", "rng", "batches_seen", "epoch", "skipped_nonfinite", "world_size")
+_KNOWN_KEYS = {"ema", "config", "codec", "step", "loss", "code_version", *_TRAINER_KEYS}
+
+
+@dataclass
+class TrainerState:
+    """What resuming training needs besides the EMA weights (absent from exported checkpoints)."""
+
+    model: dict[str, torch.Tensor]
+    """The raw (non-averaged) network weights."""
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    rng: dict[str, torch.Tensor]
+    """Torch RNG states (see :func:`rng_state`)."""
+    batches_seen: int
+    epoch: int
+    skipped_nonfinite: int
+    world_size: int
+
+
+@dataclass
+class Checkpoint:
+    """One checkpoint: the EMA weights with the config and codec they belong to, and its step."""
+
+    step: int
+    config: RunConfig
+    codec: CodecConfig
+    ema: dict[str, torch.Tensor]
+    """EMA weights, loadable into the network ``config`` describes."""
+    loss: float = math.nan
+    """Training loss at the last logged step before the checkpoint (NaN when unknown)."""
+    code_version: str = ""
+    trainer: TrainerState | None = None
+    """Optimizer, RNG and raw weights for resuming; None for an exported checkpoint."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Further entries of an exported file (kept when it is exported again)."""
+    path: Path | None = None
+    """Where it was read from (a ``step-N/`` folder or a file); None before it is saved."""
+    sha256: str = ""
+    """sha256 of the file holding the state (empty before it is saved)."""
+
+    def to_state(self) -> dict[str, Any]:
+        """The plain dict written with ``torch.save`` (tensors and primitive containers only)."""
+        state: dict[str, Any] = {**self.extra, "ema": self.ema, "config": self.config.to_dict(),
+                                 "codec": self.codec.to_dict(), "step": int(self.step), "loss": float(self.loss),
+                                 "code_version": self.code_version or code_version()}
+        if self.trainer is not None:
+            state.update({key: getattr(self.trainer, key) for key in _TRAINER_KEYS})
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], source: str | Path, sha256: str = "") -> "Checkpoint":
+        """Build from a loaded dict; ``ValueError`` naming ``source`` when an entry is missing or wrong."""
+        if not isinstance(state, dict):
+            raise ValueError(f"{source}: not a pccd_hpc checkpoint (holds a {type(state).__name__}, not a dict)")
+        for key in ("config", "ema"):
+            if key not in state:
+                raise ValueError(f"{source}: not a pccd_hpc checkpoint (no {key!r} entry)")
+        try:
+            config = RunConfig.from_dict(state["config"])
+            codec = CodecConfig.from_dict(state["codec"]) if state.get("codec") else CodecConfig()
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{source}: invalid config or codec in checkpoint: {err}") from err
+        trainer = None
+        if all(key in state for key in _TRAINER_KEYS):
+            trainer = TrainerState(**{key: state[key] for key in _TRAINER_KEYS})
+            for key in ("batches_seen", "epoch", "skipped_nonfinite", "world_size"):
+                setattr(trainer, key, int(getattr(trainer, key)))
+        return cls(step=int(state.get("step", 0)), config=config, codec=codec, ema=state["ema"],
+                   loss=float(state.get("loss", math.nan)), code_version=str(state.get("code_version", "")),
+                   trainer=trainer, extra={k: v for k, v in state.items() if k not in _KNOWN_KEYS},
+                   path=Path(source), sha256=sha256)
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
     """The checkpoint folder of a run."""
     return Path(run_dir) / "checkpoints"
+
+
+def step_dir(run_dir: str | Path, step: int) -> Path:
+    """The folder of the checkpoint at ``step``."""
+    return checkpoint_dir(run_dir) / f"step-{step:08d}"
 
 
 def code_version() -> str:
@@ -43,51 +138,136 @@ def code_version() -> str:
         return __version__
 
 
-def periodic_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """(step, path) of every ``step-N.pt``, oldest first."""
+def _step_dirs(run_dir: str | Path) -> list[tuple[int, Path]]:
     folder = checkpoint_dir(run_dir)
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP_RE.match(p.name))]
-    return sorted(found)
+    return sorted((int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _STEP_DIR_RE.match(p.name)))
 
 
-def save_checkpoint(run_dir: str | Path, state: dict[str, Any], step: int, keep: int = 2) -> Path:
-    """Write ``state`` as ``step-N.pt`` and point ``last.pt`` at it; prune all but the newest ``keep``."""
-    folder = checkpoint_dir(run_dir)
-    path = folder / f"step-{step:08d}.pt"
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-    with atomic_path(folder / LAST) as tmp:
-        tmp.unlink()
-        try:
-            os.link(path, tmp)
-        except OSError:  # file systems without hard links
-            shutil.copyfile(path, tmp)
-    for _, old in periodic_checkpoints(run_dir)[:-keep]:
-        old.unlink(missing_ok=True)
-    return path
+def complete_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every ``step-N/`` folder with its completion marker, oldest first."""
+    return [(step, path) for step, path in _step_dirs(run_dir) if (path / MARKER_NAME).is_file()]
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load one checkpoint with ``weights_only=True`` (no pickled code runs)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint, keep: int = MIN_KEEP) -> Path:
+    """Write ``checkpoint`` as ``step-N/`` (state, then marker); keep the newest ``max(keep, 2)``; return the folder."""
+    folder = step_dir(run_dir, checkpoint.step)
+    marker = folder / MARKER_NAME
+    marker.unlink(missing_ok=True)  # an earlier, interrupted attempt at this step no longer counts
+    state_path = folder / STATE_NAME
+    with atomic_path(state_path) as tmp:
+        torch.save(checkpoint.to_state(), tmp)
+    digest = sha256_file(state_path)
+    atomic_write_json(marker, {"step": int(checkpoint.step), "sha256": digest, "file": STATE_NAME,
+                               "code_version": checkpoint.code_version or code_version()})
+    checkpoint.path, checkpoint.sha256 = folder, digest
+    _prune(run_dir, max(keep, MIN_KEEP))
+    return folder
 
 
-def load_latest(run_dir: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
-    """The newest readable checkpoint of a run (``last.pt`` first), or None for a fresh run."""
-    candidates = [checkpoint_dir(run_dir) / LAST] + [p for _, p in reversed(periodic_checkpoints(run_dir))]
+def _prune(run_dir: str | Path, keep: int) -> None:
+    """Remove all but the newest ``keep`` complete folders, and incomplete folders below the newest."""
+    complete = complete_checkpoints(run_dir)
+    kept = {path for _, path in complete[-keep:]}
+    newest = complete[-1][0] if complete else -1
+    for step, path in _step_dirs(run_dir):
+        if path not in kept and step <= newest:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load a checkpoint: a run folder or its ``checkpoints/`` (highest complete step), a ``step-N/`` folder, or a file.
+
+    ``FileNotFoundError`` when nothing is there; ``ValueError`` naming the file when it is damaged,
+    incomplete, or not a pccd_hpc checkpoint.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.is_file():
+        return _load_file(path, map_location)
+    if _STEP_DIR_RE.match(path.name) and not (path / "checkpoints").is_dir():
+        return _load_step_dir(path, map_location)
+    run_dir = path.parent if path.name == "checkpoints" and not (path / "checkpoints").is_dir() else path
+    found = load_latest(run_dir, map_location)
+    if found is None:
+        raise FileNotFoundError(f"no complete checkpoint in {path} (no {checkpoint_dir(run_dir).name}/step-N/{MARKER_NAME})")
+    return found
+
+
+def load_latest(run_dir: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint | None:
+    """The highest complete, undamaged checkpoint of a run, or None for a fresh run.
+
+    Runs written before ``step-N/`` folders (``last.pt``, ``step-N.pt``) still resume from their newest readable file.
+    """
+    candidates = [path for _, path in reversed(complete_checkpoints(run_dir))]
+    if not candidates:
+        candidates = _legacy_files(run_dir)
     for path in candidates:
-        if not path.exists():
-            continue
         try:
-            state = load_checkpoint(path, map_location)
-        except (RuntimeError, EOFError, OSError, ValueError) as err:  # truncated or corrupt file
-            log.warning("skipping unreadable checkpoint %s: %s", path, err)
+            checkpoint = load_checkpoint(path, map_location)
+        except ValueError as err:
+            log.warning("skipping checkpoint %s: %s", path, err)
             continue
-        log.info("resuming from %s (step %d)", path, int(state["step"]))
-        return state
+        log.info("resuming from %s (step %d)", path, checkpoint.step)
+        return checkpoint
     return None
+
+
+def _legacy_files(run_dir: str | Path) -> list[Path]:
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    periodic = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _LEGACY_RE.match(p.name)))
+    return [p for p in [folder / "last.pt"] + [p for _, p in reversed(periodic)] if p.is_file()]
+
+
+def _load_step_dir(folder: Path, map_location: str | torch.device) -> Checkpoint:
+    marker, state_path = folder / MARKER_NAME, folder / STATE_NAME
+    if not marker.is_file():
+        raise ValueError(f"{folder}: incomplete checkpoint (no {MARKER_NAME} marker)")
+    try:
+        expected = json.loads(marker.read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{marker}: unreadable completion marker: {err}") from err
+    if not state_path.is_file():
+        raise ValueError(f"{folder}: {STATE_NAME} is missing")
+    digest = sha256_file(state_path)
+    if digest != expected:
+        raise ValueError(f"{state_path}: sha256 does not match its {MARKER_NAME} marker (damaged after writing)")
+    checkpoint = _load_file(state_path, map_location, digest)
+    checkpoint.path = folder
+    return checkpoint
+
+
+def _load_file(path: Path, map_location: str | torch.device, sha256: str | None = None) -> Checkpoint:
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
+    return Checkpoint.from_state(state, path, sha256 or sha256_file(path))
+
+
+def export_checkpoint(source: str | Path, out: str | Path, extra: dict[str, Any] | None = None,
+                      weights_dtype: str | None = None) -> Path:
+    """Write the sampling part of ``source`` (any form :func:`load_checkpoint` reads) as one file, atomically.
+
+    ``weights_dtype="float16"`` stores the floating-point EMA weights in half precision (half the file;
+    loading computes in float32).
+    """
+    if weights_dtype not in (None, "float16"):
+        raise ValueError(f"weights_dtype must be None or 'float16', got {weights_dtype!r}")
+    checkpoint = load_checkpoint(source)
+    ema = checkpoint.ema
+    if weights_dtype == "float16":
+        ema = {k: v.half() if v.is_floating_point() else v for k, v in ema.items()}
+    slim = Checkpoint(step=checkpoint.step, config=checkpoint.config, codec=checkpoint.codec, ema=ema,
+                      loss=checkpoint.loss, code_version=checkpoint.code_version,
+                      extra={**checkpoint.extra, **(extra or {})})
+    with atomic_path(out) as tmp:
+        torch.save(slim.to_state(), tmp)
+    return Path(out)
 
 
 def rng_state() -> dict[str, torch.Tensor]:

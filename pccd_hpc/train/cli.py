@@ -4,7 +4,7 @@
   (NCCL on GPUs). Under ``srun`` or ``torchrun`` each started process reads its rank from the
   environment, which is how ``slurm/train.sh`` runs it.
 * ``--cluster slurm``: submit through submitit (``--nodes``, ``--gpus-per-node``/``--tasks-per-node``,
-  ``--partition``, ``--time``); the job requeues itself at the time limit and resumes from ``last.pt``.
+  ``--partition``, ``--time``); the job requeues itself at the time limit and resumes from the newest complete checkpoint.
 
 Re-running the same command on the same ``--out`` resumes from its last checkpoint.
 """

@@ -64,7 +64,7 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
     run_dir = Path(run_dir).resolve()
     state = ckpt.load_latest(run_dir, map_location=device)
     if state is not None:  # the architecture comes from the checkpoint; training settings from the command
-        saved = RunConfig.from_dict(state["config"])
+        saved = state.config
         config = RunConfig(model=saved.model, diffusion=saved.diffusion, train=config.train, dit=saved.dit,
                            denoiser=saved.denoiser, preset=saved.preset)
     tc = config.train
@@ -80,12 +80,14 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
                                                                           tc.min_lr_ratio))
     step, batches_seen, skipped_total = 0, 0, 0
     if state is not None:
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        ckpt.set_rng_state(state["rng"])
-        step, batches_seen, skipped_total = int(state["step"]), int(state["batches_seen"]), int(state["skipped_nonfinite"])
+        if state.trainer is None:
+            raise ValueError(f"{state.path}: an exported checkpoint holds no optimizer state and cannot resume training")
+        model.load_state_dict(state.trainer.model)
+        ema.load_state_dict(state.ema)
+        optimizer.load_state_dict(state.trainer.optimizer)
+        scheduler.load_state_dict(state.trainer.scheduler)
+        ckpt.set_rng_state(state.trainer.rng)
+        step, batches_seen, skipped_total = state.step, state.trainer.batches_seen, state.trainer.skipped_nonfinite
     net: torch.nn.Module = DistributedDataParallel(model) if env.distributed else model
     if tc.compile:
         net = torch.compile(net)
@@ -162,19 +164,18 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
             if step % tc.checkpoint_every == 0 or last_step:
                 if env.is_main:
                     _check_finite(model, step)
-                    ckpt.save_checkpoint(run_dir, {
-                        "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "rng": ckpt.rng_state(), "step": step,
-                        "batches_seen": batches_seen, "epoch": epoch, "skipped_nonfinite": skipped_total,
-                        "loss": last_loss, "world_size": env.world_size, "config": config.to_dict(),
-                        "codec": dataset.codec.to_dict() if hasattr(dataset.codec, "to_dict") else {},
-                        "code_version": ckpt.code_version(),
-                    }, step, keep=tc.keep_checkpoints)
+                    trainer = ckpt.TrainerState(
+                        model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                        rng=ckpt.rng_state(), batches_seen=batches_seen, epoch=epoch,
+                        skipped_nonfinite=skipped_total, world_size=env.world_size)
+                    ckpt.save_checkpoint(run_dir, ckpt.Checkpoint(
+                        step=step, config=config, codec=dataset.codec, ema=ema.state_dict(), loss=last_loss,
+                        trainer=trainer), keep=tc.keep_checkpoints)
                 dist_utils.barrier()
             if step >= tc.max_steps or out_of_time:
                 break
     if state is not None and math.isnan(last_loss):
-        last_loss = float(state.get("loss", math.nan))
+        last_loss = state.loss
     return TrainResult(step=step, loss=last_loss, skipped_nonfinite=skipped_total, run_dir=run_dir)
 
 

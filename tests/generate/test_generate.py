@@ -96,7 +96,7 @@ def test_killed_task_loses_at_most_its_current_batch(tmp_path: Path, tiny_checkp
     assert np.array_equal(_tensors(tmp_path), _tensors(tmp_path / "reference"))
 
 
-def test_cli_generate_and_bad_checkpoint(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+def test_cli_generate_and_bad_checkpoint(tmp_path: Path, tiny_checkpoint: Path, capsys, caplog) -> None:
     args = ["generate", "--n", "5", "--elements", "Mg,O", "--checkpoint", str(tiny_checkpoint), "--steps", "2",
             "--out", str(tmp_path / "g")]
     assert launch_main(args) == 0
@@ -104,8 +104,23 @@ def test_cli_generate_and_bad_checkpoint(tmp_path: Path, tiny_checkpoint: Path, 
     assert launch_main(["generate", "--n", "5", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "h")]) == 2
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(Exception):
-        launch_main(["generate", "--n", "5", "--checkpoint", str(bad), "--out", str(tmp_path / "i")])
+    assert launch_main(["generate", "--n", "5", "--checkpoint", str(bad), "--out", str(tmp_path / "i")]) == 2
+    assert "bad.pt: not a readable checkpoint" in caplog.text
+
+
+def test_cli_generate_from_a_run_folder_pins_its_newest_step(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    from pccd_hpc.train.checkpoint import load_checkpoint, save_checkpoint
+
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    for step in (5, 9):
+        checkpoint.step = step
+        save_checkpoint(tmp_path / "run", checkpoint)
+    args = ["generate", "--n", "2", "--elements", "Si", "--checkpoint", str(tmp_path / "run"), "--steps", "2",
+            "--out", str(tmp_path / "g")]
+    assert launch_main(args) == 0
+    plan = read_plan(tmp_path / "g")
+    assert Path(plan.checkpoint) == (tmp_path / "run" / "checkpoints" / "step-00000009").resolve()
+    assert plan.checkpoint_sha256 == load_model(plan.checkpoint).sha256
 
 
 @pytest.mark.slurm

@@ -144,3 +144,22 @@ def test_min_snr_weighting_matches_a_direct_computation() -> None:
     assert torch.allclose(got_v, expected_v, rtol=1e-5)
     plain = diffusion_loss(model, s, x0, cond, t, noise, drop)
     assert torch.allclose(plain, per_sample_eps.mean(), rtol=1e-6)
+
+
+def test_denoise_from_partial_noise_uses_the_same_loop() -> None:
+    """Denoising from timestep t (reconstruction) lands on x0 with the oracle, over at most n_steps timesteps."""
+    s = NoiseSchedule(DiffusionConfig())
+    x0 = torch.rand(2, 3, 128, 3) * 1.6 - 0.8
+
+    def oracle(x_t: torch.Tensor, t: torch.Tensor, c: Conditions) -> torch.Tensor:
+        a, b = s.gather(s.alphas_bar.sqrt(), t, x_t), s.gather((1 - s.alphas_bar).sqrt(), t, x_t)
+        return (x_t - a * x0) / b
+
+    cond = Conditions(torch.ones(2, 3, dtype=torch.long), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
+    sampler = DDIMSampler(s, n_steps=10, guidance_scale=1.0)
+    assert sampler.timesteps(300)[0] == 300 and sampler.timesteps(300)[-1] == 0 and len(sampler.timesteps(300)) == 10
+    assert sampler.timesteps(4) == [4, 3, 2, 1, 0] and sampler.timesteps() == sampler.steps
+    x_t = s.q_sample(x0, torch.full((2,), 300), torch.randn(x0.shape, generator=torch.Generator().manual_seed(1)))
+    torch.testing.assert_close(sampler.denoise(oracle, x_t, cond, start=300), x0, rtol=1e-4, atol=1e-4)
+    ddpm = DDPMSampler(s, guidance_scale=1.0, variance="posterior")
+    assert ddpm.timesteps(5) == [5, 4, 3, 2, 1, 0] and len(ddpm.timesteps()) == s.timesteps

@@ -12,7 +12,7 @@ from typing import Callable
 import pytest
 
 from pccd_hpc.config import RunConfig, save_toml
-from pccd_hpc.train.checkpoint import load_checkpoint, periodic_checkpoints
+from pccd_hpc.train.checkpoint import complete_checkpoints, load_checkpoint
 from pccd_hpc.train.loop import train
 
 
@@ -26,7 +26,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(sample_shards: Path, tmp
            "--preset", "tiny", "--config", str(tmp_path / "tiny.toml")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not any(step >= 10 for step, _ in periodic_checkpoints(run)):
+    while not any(step >= 10 for step, _ in complete_checkpoints(run)):
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         assert time.monotonic() < deadline, "no checkpoint at step 10 within 120 s"
         time.sleep(0.05)
@@ -40,8 +40,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(sample_shards: Path, tmp
     assert "resuming from" in second.stderr
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 31))  # every step once: rows after the checkpoint were dropped and redone
-    resumed = load_checkpoint(run / "checkpoints" / "last.pt")
+    resumed = load_checkpoint(run)
 
     reference = train(config, sample_shards, tmp_path / "reference")  # the same run, never interrupted
-    assert resumed["step"] == reference.step == 30
-    assert resumed["loss"] == reference.loss
+    assert resumed.step == reference.step == 30
+    assert resumed.loss == reference.loss

@@ -12,7 +12,7 @@ import torch
 
 from pccd_hpc.config import RunConfig, load_toml
 from pccd_hpc.train import loop
-from pccd_hpc.train.checkpoint import load_checkpoint, periodic_checkpoints
+from pccd_hpc.train.checkpoint import MARKER_NAME, complete_checkpoints, load_checkpoint
 from pccd_hpc.train.loop import TrainingDiverged, train
 
 
@@ -30,11 +30,13 @@ def test_run_folder_contents(fast_config: Callable[..., RunConfig], sample_shard
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert {"step", "loss", "lr", "samples_per_s"} <= set(rows[0])
     assert rows[0]["lr"] < rows[-1]["lr"]  # warm-up
-    state = load_checkpoint(run / "checkpoints" / "last.pt")  # weights_only=True
-    assert state["step"] == 6 and state["batches_seen"] == 6
-    assert {"model", "ema", "optimizer", "scheduler", "rng", "config", "code_version"} <= set(state)
-    assert [s for s, _ in periodic_checkpoints(run)] == [3, 6]
-    assert not torch.equal(state["ema"]["final_conv.weight"], state["model"]["final_conv.weight"])
+    state = load_checkpoint(run)  # the highest complete step-N/ folder, weights_only=True
+    assert state.step == 6 and state.trainer is not None and state.trainer.batches_seen == 6
+    assert state.trainer.optimizer and state.trainer.scheduler and state.trainer.rng and state.code_version
+    assert state.config == config and state.path == run / "checkpoints" / "step-00000006"
+    assert [s for s, _ in complete_checkpoints(run)] == [3, 6]
+    assert all((p / MARKER_NAME).is_file() for _, p in complete_checkpoints(run))
+    assert not torch.equal(state.ema["final_conv.weight"], state.trainer.model["final_conv.weight"])
 
 
 def test_resume_continues_identically(fast_config: Callable[..., RunConfig], sample_shards: Path, tmp_path: Path) -> None:
@@ -46,8 +48,8 @@ def test_resume_continues_identically(fast_config: Callable[..., RunConfig], sam
     losses_b = [r["loss"] for r in _rows(tmp_path / "b")]
     assert losses_a == losses_b  # bit-identical, including steps 4-6 after the resume
     assert resumed.loss == straight.loss
-    wa = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["model"]
-    wb = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"]
+    wa = load_checkpoint(tmp_path / "a").trainer.model
+    wb = load_checkpoint(tmp_path / "b").trainer.model
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
@@ -62,8 +64,8 @@ def test_single_nonfinite_loss_is_skipped(fast_config: Callable[..., RunConfig],
     monkeypatch.setattr(loop, "diffusion_loss", sometimes_nan)
     result = train(fast_config(max_steps=4), sample_shards, tmp_path / "run")
     assert result.step == 4 and result.skipped_nonfinite == 1 and len(calls) == 5
-    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    state = load_checkpoint(tmp_path / "run")
+    assert all(torch.isfinite(v).all() for v in state.trainer.model.values() if v.is_floating_point())
 
 
 def test_repeated_nonfinite_loss_stops_without_checkpoint(fast_config: Callable[..., RunConfig], sample_shards: Path, tmp_path: Path,
@@ -97,16 +99,17 @@ def test_dit_with_device_batches_is_deterministic_and_samples(fast_config: Calla
     train(_tiny_dit(fast_config, max_steps=6), sample_shards, tmp_path / "b")
     assert [r["loss"] for r in _rows(tmp_path / "a")] == [r["loss"] for r in _rows(tmp_path / "b")]
     assert _rows(tmp_path / "a")[-1]["lr"] < _rows(tmp_path / "a")[2]["lr"]  # cosine decay after warm-up
-    loaded = load_model(str(tmp_path / "a" / "checkpoints" / "last.pt"))
+    loaded = load_model(tmp_path / "a")
     assert loaded.config.denoiser == "dit" and loaded.config.diffusion.prediction == "v"
     sampler = CheckpointSampler(loaded, "ddim", steps=3, guidance=2.0)
     x = sampler.sample(torch.tensor([[8, 12, 12]]), None, torch.Generator().manual_seed(0))
     assert x.shape == (1, 3, 128, 3) and torch.isfinite(x).all()
-    from pccd_hpc.generate.sampling import export_slim_checkpoint
+    from pccd_hpc.train.checkpoint import export_checkpoint
 
-    half = export_slim_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt", tmp_path / "half.pt", weights_dtype="float16")
-    assert half.stat().st_size < 0.75 * (tmp_path / "a" / "checkpoints" / "last.pt").stat().st_size
-    x_half = CheckpointSampler(load_model(str(half)), "ddim", steps=3, guidance=2.0).sample(
+    full = export_checkpoint(tmp_path / "a", tmp_path / "full.pt")
+    half = export_checkpoint(tmp_path / "a", tmp_path / "half.pt", weights_dtype="float16")
+    assert half.stat().st_size < 0.75 * full.stat().st_size
+    x_half = CheckpointSampler(load_model(half), "ddim", steps=3, guidance=2.0).sample(
         torch.tensor([[8, 12, 12]]), None, torch.Generator().manual_seed(0))
     assert torch.allclose(x_half, x, atol=2e-2)  # half-precision storage, float32 compute
 
@@ -115,7 +118,7 @@ def test_wall_clock_budget_stops_with_a_checkpoint_and_the_next_call_continues(
         fast_config: Callable[..., RunConfig], sample_shards: Path, tmp_path: Path) -> None:
     first = train(fast_config(max_steps=1000, max_minutes=1e-6), sample_shards, tmp_path / "run")
     assert first.step == 1  # the budget ran out after the first step
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 1
+    assert load_checkpoint(tmp_path / "run").step == 1
     again = train(fast_config(max_steps=3), sample_shards, tmp_path / "run")
     assert again.step == 3
 

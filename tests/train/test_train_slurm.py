@@ -34,8 +34,8 @@ def _sbatch_train(tmp_path: Path, data: Path, options: list[str], args: list[str
 def test_sbatch_train_sh_cpu_preset_two_tasks(local_slurm: object, sample_shards: Path, tmp_path: Path) -> None:
     _, log = _sbatch_train(tmp_path, sample_shards, [], ["--max-steps", "2"], preset="cpu")
     assert "rank 0/2" in log and "rank 1/2" in log
-    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert state["step"] == 2 and state["world_size"] == 2 and state["config"]["preset"] == "cpu"
+    state = load_checkpoint(tmp_path / "run")
+    assert state.step == 2 and state.trainer.world_size == 2 and state.config.preset == "cpu"
 
 
 def test_two_node_job_rendezvous_on_first_node(local_slurm_2nodes: object, sample_shards: Path, tmp_path: Path,
@@ -45,8 +45,8 @@ def test_two_node_job_rendezvous_on_first_node(local_slurm_2nodes: object, sampl
                            ["--config", str(tmp_path / "tiny.toml")], preset="tiny")
     assert re.search(r"rank 0/2 on node1 joining gloo process group at node1:\d+", log), log[-3000:]
     assert re.search(r"rank 1/2 on node2 joining gloo process group at node1:\d+", log), log[-3000:]
-    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert state["step"] == 3 and state["world_size"] == 2
+    state = load_checkpoint(tmp_path / "run")
+    assert state.step == 3 and state.trainer.world_size == 2
 
 
 def test_submitit_two_tasks(local_slurm: object, sample_shards: Path, tmp_path: Path,
@@ -54,7 +54,7 @@ def test_submitit_two_tasks(local_slurm: object, sample_shards: Path, tmp_path: 
     job = submit_training(fast_config(max_steps=3), sample_shards, tmp_path / "run", tasks_per_node=2, time_min=5)
     results = job.results()
     assert [r["step"] for r in results] == [3, 3]
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["world_size"] == 2
+    assert load_checkpoint(tmp_path / "run").trainer.world_size == 2
 
 
 def _restarts(job_id: str) -> int:

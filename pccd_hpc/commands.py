@@ -1,4 +1,9 @@
-"""``encode`` and ``info`` subcommands."""
+"""``encode`` and ``info`` subcommands, which sit above the ``data`` package.
+
+``data/`` is the library every stage reads with (codec, readers, shards, dataset) and knows no
+cluster and no model: ``encode`` picks the MPI communicator here (:mod:`pccd_hpc.cluster.mpi`)
+and passes it in, and ``info`` describes the installation including the bundled model.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,11 @@ import platform
 from pathlib import Path
 
 from pccd_hpc import __version__
+from pccd_hpc.cluster.mpi import world_communicator
 from pccd_hpc.data.codec import CodecConfig
 from pccd_hpc.data.encode import EncodeConfig, load_manifest, run_encode
 from pccd_hpc.data.sample import sample_csv_path
+from pccd_hpc.io_utils import read_json
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +63,7 @@ def _run_encode(args: argparse.Namespace) -> int:
     inputs = args.input or [str(sample_csv_path())]
     config = EncodeConfig(inputs=inputs, out_dir=args.out, shard_size=args.shard_size,
                           codec=codec_from_args(args), roundtrip_check=not args.no_roundtrip_check)
-    manifest = run_encode(config)
+    manifest = run_encode(config, world_communicator())
     if manifest is not None:
         keys = ("n_input", "n_encoded", "n_rejected", "n_roundtrip_matched", "n_atom_count_matched", "rejection_reasons")
         print(json.dumps({k: manifest[k] for k in keys}, indent=2))
@@ -74,7 +81,7 @@ def _run_info(args: argparse.Namespace) -> int:
             "pccd_hpc": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "cuda_available": torch.cuda.is_available(), "bundled_sample": str(sample_csv_path()),
             "bundled_model": str(BUNDLED_CHECKPOINT) if BUNDLED_CHECKPOINT.exists() else None,
-            "bundled_model_step": json.loads(card.read_text())["step"] if card.exists() else None,
+            "bundled_model_step": read_json(card, "model card")["step"] if card.exists() else None,
         }, indent=2))
         return 0
     manifest = load_manifest(Path(args.path))
