@@ -216,9 +216,9 @@ class TrainConfig:
     log_every: int = 10
     """Steps between rows of metrics.jsonl."""
     checkpoint_every: int = 500
-    """Steps between checkpoints (``last.pt`` and a periodic ``step-N.pt``)."""
+    """Steps between checkpoints (``checkpoints/step-N/`` folders with a completion marker)."""
     keep_checkpoints: int = 2
-    """Periodic checkpoints kept (``last.pt`` is always kept)."""
+    """Complete checkpoint folders kept (at least two are always kept)."""
     max_nonfinite_steps: int = 10
     """Consecutive NaN/inf losses tolerated (each step is skipped) before training stops with an error."""
     precision: str = "auto"

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "own EDIR/part-*.json; re-running the same command reuses parts made with the same checkpoint (sha256) "
         "and settings and recomputes the others.",
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint (training last.pt or an exported .pt)")
+    p.add_argument("--checkpoint", required=True, help="checkpoint: a run folder (its newest complete step-N/), a step-N/ folder or an exported .pt")
     p.add_argument("--data", required=True, help="held-out encoded shard folder")
     p.add_argument("--train-data", default=None, help="training shard folder (adds reconstruction at t = T on training items)")
     p.add_argument("--out", required=True, help="evaluation folder EDIR")

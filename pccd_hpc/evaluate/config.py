@@ -12,7 +12,7 @@ class EvaluateConfig:
     """Everything that decides an evaluation's figures (paths are resolved by the caller)."""
 
     checkpoint: Path
-    """Checkpoint to evaluate (a training ``last.pt`` or an exported slim file)."""
+    """Checkpoint to evaluate (a run folder, a ``step-N/`` folder or an exported single file)."""
     data: Path
     """Held-out encoded shard folder: de novo systems, coverage reference, reconstruction items."""
     out: Path

@@ -32,9 +32,9 @@ def small_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_tiny_checkpoint(small_shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny preset trained for 4 steps on ``small_shards`` (a real training ``last.pt``)."""
+    """The tiny preset trained for 4 steps on ``small_shards`` (a real training run folder)."""
     config = tiny_preset().with_overrides({"train": {"batch_size": 4, "max_steps": 4, "checkpoint_every": 4,
                                                      "log_every": 1, "threads_per_process": 1, "warmup_steps": 1}})
     run = tmp_path_factory.mktemp("tiny_run")
     train(config, small_shards, run)
-    return run / "checkpoints" / "last.pt"
+    return run
