@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from pccd_hpc.followup.base import StepFailure, get_backend
+from pccd_hpc.followup.backends import get_backend
+from pccd_hpc.followup.base import StepFailure
 from pccd_hpc.followup.config import FollowupConfig
 from pccd_hpc.followup.inputs import Candidate
 from pccd_hpc.followup.steps import run_step
