@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -23,7 +24,12 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    try:
+        # mkstemp creates 0600; give the file the mode a plain open() would (0666 minus the umask), so
+        # colleagues sharing a cluster project folder can read plans, shards and reports.
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
@@ -46,6 +52,13 @@ def _fsync_dir(folder: Path) -> None:
             os.close(dir_fd)
 
 
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it; there is no read-only call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``target`` atomically (temp name, fsync, rename)."""
     with atomic_path(target) as tmp:
@@ -53,8 +66,25 @@ def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
 
 
 def atomic_write_json(target: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``target`` atomically."""
-    atomic_write_text(target, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    """Write ``obj`` as indented JSON to ``target`` atomically; NaN and infinities become ``null``.
+
+    JSON has no NaN: a bare ``NaN`` breaks strict readers (jq, JavaScript), and a metric that was
+    not computed is ``null`` ("n/a"), never a number.
+    """
+    text = json.dumps(json_safe(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    atomic_write_text(target, text + "\n")
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (also numpy scalars) replaced by None, recursively."""
+    if isinstance(obj, float) or (hasattr(obj, "dtype") and hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0):
+        value = obj.item() if hasattr(obj, "item") else obj
+        return None if isinstance(value, float) and not math.isfinite(value) else value
+    if isinstance(obj, dict):
+        return {key: json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(value) for value in obj]
+    return obj
 
 
 def atomic_write_csv(target: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]], fieldnames: Sequence[str]) -> None:

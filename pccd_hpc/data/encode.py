@@ -21,7 +21,7 @@ from typing import Any, Protocol, Sequence
 
 from pccd_hpc import __version__
 from pccd_hpc.data.codec import CodecConfig, RecordError, encode_structure
-from pccd_hpc.data.readers import RawRecord, enumerate_records, parse_record
+from pccd_hpc.data.readers import MAX_LATTICE_LENGTH_ANG, MIN_BOND_FACTOR, RawRecord, check_structure_sanity, enumerate_records, parse_record
 from pccd_hpc.data.roundtrip import check_roundtrip, structure_matcher
 from pccd_hpc.data.shards import SCHEMA_VERSION, ShardRecord, shard_name, write_shard
 from pccd_hpc.io_utils import atomic_write_csv, atomic_write_json, checked_output_dir, read_json, sha256_file
@@ -55,11 +55,17 @@ class EncodeConfig:
     """Codec settings (stored in every shard and the manifest)."""
     roundtrip_check: bool = True
     """Decode every record again and compare it with the input (``n_roundtrip_matched``)."""
+    max_lattice_length_ang: float = MAX_LATTICE_LENGTH_ANG
+    """Reject cells with a lattice vector longer than this (``lattice_out_of_range``)."""
+    min_bond_factor: float = MIN_BOND_FACTOR
+    """Reject structures with two atoms closer than this x the sum of covalent radii (``overlapping_atoms``)."""
 
     def __post_init__(self) -> None:
         self.inputs = [str(p) for p in self.inputs]
         require(bool(self.inputs), "inputs", "must name at least one file or folder")
         require(self.shard_size >= 1, "shard_size", f"must be >= 1, got {self.shard_size}")
+        require(self.max_lattice_length_ang > 0, "max_lattice_length_ang", f"must be > 0, got {self.max_lattice_length_ang}")
+        require(0 <= self.min_bond_factor < 2, "min_bond_factor", f"must be in [0, 2), got {self.min_bond_factor}")
 
 
 def _fingerprint(records: Sequence[RawRecord]) -> str:
@@ -74,7 +80,11 @@ def _summary_path(out: Path, shard_index: int) -> Path:
     return out / shard_name(shard_index, ".json")
 
 
-def _finished_summary(out: Path, shard_index: int, fingerprint: str, codec: dict) -> dict | None:
+def _checks(config: EncodeConfig) -> dict[str, float]:
+    return {"max_lattice_length_ang": config.max_lattice_length_ang, "min_bond_factor": config.min_bond_factor}
+
+
+def _finished_summary(out: Path, shard_index: int, fingerprint: str, codec: dict, checks: dict | None = None) -> dict | None:
     """The shard's summary when shard and summary are complete and match these inputs, else None."""
     summary_path = _summary_path(out, shard_index)
     shard_path = out / shard_name(shard_index)
@@ -85,6 +95,8 @@ def _finished_summary(out: Path, shard_index: int, fingerprint: str, codec: dict
     except (OSError, ValueError):
         return None
     if summary.get("input_fingerprint") != fingerprint or summary.get("codec") != codec:
+        return None
+    if checks is not None and summary.get("checks") != checks:
         return None
     if summary.get("sha256") != sha256_file(shard_path):
         log.warning("%s does not match its summary: encoding it again", shard_path.name)
@@ -102,6 +114,7 @@ def encode_shard(records: Sequence[RawRecord], config: EncodeConfig, shard_index
     for raw in records:
         try:
             structure = parse_record(raw)
+            check_structure_sanity(structure, raw.record_id, raw.source, config.max_lattice_length_ang, config.min_bond_factor)
             enc = encode_structure(structure, config.codec, raw.record_id)
         except RecordError as err:
             rejections.append({"index": raw.index, "record_id": raw.record_id, "source": raw.source, "reason": err.reason, "message": str(err)})
@@ -128,6 +141,7 @@ def encode_shard(records: Sequence[RawRecord], config: EncodeConfig, shard_index
         "input_range": [records[0].index, records[-1].index + 1] if records else [0, 0],
         "input_fingerprint": _fingerprint(records),
         "codec": config.codec.to_dict(),
+        "checks": _checks(config),
         "n_input": len(records),
         "n_records": len(encoded),
         "n_rejected": len(rejections),
@@ -155,7 +169,7 @@ def run_encode(config: EncodeConfig, comm: RankGroup | None = None) -> dict | No
     done_here = kept_here = 0
     for shard_index in range(rank, n_shards, size):
         chunk = records[shard_index * config.shard_size : (shard_index + 1) * config.shard_size]
-        if _finished_summary(out, shard_index, _fingerprint(chunk), codec) is not None:
+        if _finished_summary(out, shard_index, _fingerprint(chunk), codec, _checks(config)) is not None:
             kept_here += 1
             continue
         summary = encode_shard(chunk, config, shard_index, out)

@@ -76,7 +76,8 @@ def run_generate(plan: GeneratePlan, out_dir: str | Path, cluster: ClusterOption
     elif todo:
         if not _run_slurm(out, todo, cluster):
             return None
-    return summarise(out, plan, time.time() - started)
+    n_sampled = sum(len(plan.task_range(k)) for k in todo)
+    return summarise(out, plan, time.time() - started if todo else None, n_sampled=n_sampled)
 
 
 def _run_local(out: Path, plan: GeneratePlan, todo: list[int], loaded: LoadedModel | None) -> None:

@@ -1,9 +1,16 @@
-"""Merge finished task shards into ``summary.json``: counts, rejection reasons, compositions, speed."""
+"""Merge finished task shards into ``summary.json``: counts, rejection reasons, compositions, speed.
+
+Speed figures (``elapsed_s``, ``samples_per_s``) are those of the run that sampled: a re-run that
+finds every task done keeps the previous figures instead of dividing by a zero-second run.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+
+import json
+import logging
 
 import h5py
 import numpy as np
@@ -13,6 +20,8 @@ from pccd_hpc.data.shards import shard_name
 from pccd_hpc.generate.plan import GeneratePlan
 from pccd_hpc.io_utils import atomic_write_json
 
+log = logging.getLogger(__name__)
+
 SUMMARY_NAME = "summary.json"
 
 
@@ -20,27 +29,42 @@ def _text(values: np.ndarray) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
-def summarise(out_dir: str | Path, plan: GeneratePlan, elapsed_s: float | None = None) -> dict:
-    """Read every task shard of ``out_dir`` and write ``summary.json``; return it.
+def summarise(out_dir: str | Path, plan: GeneratePlan, elapsed_s: float | None = None, n_sampled: int | None = None) -> dict:
+    """Read every verified task shard of ``out_dir`` and write ``summary.json``; return it.
 
-    Raises ``FileNotFoundError`` naming the tasks whose shards are missing.
+    ``elapsed_s`` and ``n_sampled`` describe this run's work; with no work done (None or 0 samples)
+    the speed figures of the run that did it are kept. Raises ``FileNotFoundError`` naming the
+    tasks whose files are missing or fail verification, ``RuntimeError`` naming an unreadable shard.
     """
+    from pccd_hpc.generate.tasks import read_task_summary, task_problem
+
     out_dir = Path(out_dir)
-    missing = [k for k in range(plan.n_tasks) if not (out_dir / shard_name(k)).exists()]
-    if missing:
-        raise FileNotFoundError(f"tasks not finished yet: {missing[:20]}{' ...' if len(missing) > 20 else ''}")
+    problems = {k: p for k in range(plan.n_tasks) if (p := task_problem(out_dir, k)) is not None}
+    if problems:
+        listed = "; ".join(f"task {k}: {p}" for k, p in list(problems.items())[:20])
+        raise FileNotFoundError(f"tasks not finished or not verified ({len(problems)}): {listed}{' ...' if len(problems) > 20 else ''}")
     n_generated = n_valid = 0
     reasons: Counter = Counter()
     per_system: Counter = Counter()
     compositions: set[str] = set()
     indices: list[np.ndarray] = []
+    tasks_elapsed = 0.0
     for k in range(plan.n_tasks):
-        with h5py.File(out_dir / shard_name(k), "r") as h5:
-            valid = h5["valid"][:]
-            reason = _text(h5["reason"][:])
-            z = h5["atomic_numbers"][:]
-            indices.append(h5["input_index"][:])
-            systems = _text(h5["system"][:])
+        path = out_dir / shard_name(k)
+        try:
+            with h5py.File(path, "r") as h5:
+                valid = h5["valid"][:]
+                reason = _text(h5["reason"][:])
+                z = h5["atomic_numbers"][:]
+                indices.append(h5["input_index"][:])
+                systems = _text(h5["system"][:])
+        except (OSError, KeyError, ValueError) as err:
+            raise RuntimeError(f"{path}: unreadable generation shard ({type(err).__name__}: {err}); delete it and re-run generate") from err
+        task_summary = read_task_summary(out_dir, k)
+        if task_summary.get("n_valid") != int(valid.sum()) or task_summary.get("n_cif_blocks") != int(valid.sum()):
+            raise RuntimeError(f"{path}: {int(valid.sum())} valid samples but its task summary records "
+                               f"{task_summary.get('n_valid')} valid and {task_summary.get('n_cif_blocks')} CIF blocks")
+        tasks_elapsed += float(task_summary.get("elapsed_s") or 0.0)
         n_generated += len(valid)
         n_valid += int(valid.sum())
         reasons.update(r for r, ok in zip(reason, valid) if not ok)
@@ -69,8 +93,26 @@ def summarise(out_dir: str | Path, plan: GeneratePlan, elapsed_s: float | None =
         "checkpoint_sha256": plan.checkpoint_sha256,
         "n_tasks": plan.n_tasks,
     }
-    if elapsed_s is not None:
+    summary["tasks_elapsed_s"] = round(tasks_elapsed, 2)  # summed over tasks (array tasks run in parallel)
+    summary["samples_per_task_s"] = round(n_generated / tasks_elapsed, 3) if tasks_elapsed > 0 else None
+    if elapsed_s is not None and (n_sampled if n_sampled is not None else n_generated) > 0:
+        n_run = n_sampled if n_sampled is not None else n_generated
         summary["elapsed_s"] = round(elapsed_s, 2)
-        summary["samples_per_s"] = round(n_generated / max(elapsed_s, 1e-9), 3)
+        summary["n_sampled_in_run"] = n_run
+        summary["samples_per_s"] = round(n_run / max(elapsed_s, 1e-9), 3)
+    else:
+        previous = _previous_summary(out_dir / SUMMARY_NAME)
+        for key in ("elapsed_s", "n_sampled_in_run", "samples_per_s"):
+            if previous.get(key) is not None:
+                summary[key] = previous[key]
+        if "samples_per_s" not in summary:  # no earlier figures: none can be claimed
+            summary["elapsed_s"] = summary["samples_per_s"] = None
     atomic_write_json(out_dir / SUMMARY_NAME, summary)
     return summary
+
+
+def _previous_summary(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}

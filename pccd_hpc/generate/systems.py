@@ -4,6 +4,10 @@ A system is written ``Mg,Mn,O``; a family token stands for every element of the 
 ``AE,TM,O`` expands to all alkaline-earth + transition-metal oxides (ternaries only: a system
 whose tokens resolve to repeated elements is dropped). ``paper`` is the paper's batch: rare
 earth, alkaline earth and transition metal cations, two of them from different families, with O.
+
+Family tokens are exact upper-case words (``RE``, ``AE``, ``AM``, ``TM``) or, in any case, with an
+``@`` prefix (``@tm``). Element symbols are read case-sensitively first: ``Tm`` is thulium, ``Re``
+rhenium, ``Am`` americium (no element symbol is two capitals, so nothing is ambiguous).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ def expand_system(text: str) -> list[tuple[int, ...]]:
             out += expand_system(f"{first},{second},O")
         return sorted(set(out))
     tokens = [t.strip() for t in text.replace("-", ",").split(",") if t.strip()]
-    choices = [FAMILIES.get(t.upper(), (t,)) if t.upper() in FAMILIES else (t,) for t in tokens]
+    choices = [family_members(t) or (t,) for t in tokens]
     systems = set()
     for combo in itertools.product(*choices):
         if len(set(combo)) == len(combo):
@@ -58,6 +62,20 @@ def expand_system(text: str) -> list[tuple[int, ...]]:
     if not systems:
         raise ValueError(f"system {text!r} expands to nothing")
     return sorted(systems)
+
+
+def family_members(token: str) -> tuple[str, ...] | None:
+    """The elements of family ``token`` (``TM`` or ``@tm``), or None when it is not a family token.
+
+    Only an exact upper-case name or an ``@``-prefixed one is a family: ``Tm``, ``Re`` and ``Am``
+    are the elements thulium, rhenium and americium.
+    """
+    if token.startswith("@"):
+        name = token[1:].upper()
+        if name not in FAMILIES:
+            raise ValueError(f"unknown element family {token!r}; known: {', '.join('@' + f for f in sorted(FAMILIES))}")
+        return FAMILIES[name]
+    return FAMILIES.get(token) if token.isupper() else None
 
 
 def read_systems(elements: list[str] | None, systems_file: str | None) -> list[tuple[int, ...]]:

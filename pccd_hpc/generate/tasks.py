@@ -6,9 +6,12 @@ Layout inside the run folder ``DIR``::
     parts/task-KKKKK/batch-BBBBB.npz  raw tensors of finished batches (removed once the shard exists)
     shard-KKKKK.h5                 the task's samples: tensors, decoded structures, valid/reason
     shard-KKKKK.cif                every valid structure of the task, one CIF data block each
+    shard-KKKKK.json               the task's summary, written last: counts, timings, sha256 of both files
 
-A task whose shard exists is done; a killed task resumes at its first missing batch, so it
-loses at most the batch it was sampling.
+A task is done when its summary exists and both files still match its sha256 (as encode verifies
+its shards); a task whose files were truncated or changed is done again (its seeds are fixed, so
+it produces the same samples). A killed task resumes at its first missing batch, so it loses at
+most the batch it was sampling.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pccd_hpc.data.codec import CodecConfig, decode_tensor
 from pccd_hpc.data.shards import ShardRecord, shard_name, write_shard
 from pccd_hpc.generate.plan import GeneratePlan, read_plan
 from pccd_hpc.generate.systems import system_label
-from pccd_hpc.io_utils import atomic_path, atomic_write_text
+from pccd_hpc.io_utils import atomic_path, atomic_write_json, atomic_write_text, read_json, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +50,41 @@ def _part_path(out_dir: Path, task: int, batch: int) -> Path:
     return out_dir / "parts" / f"task-{task:05d}" / f"batch-{batch:05d}.npz"
 
 
+def task_summary_path(out_dir: Path, task: int) -> Path:
+    """Where task ``task`` writes its summary (the marker that it finished)."""
+    return Path(out_dir) / shard_name(task, ".json")
+
+
+def task_problem(out_dir: Path, task: int) -> str | None:
+    """Why task ``task`` is not (or no longer) done, naming the file; None when its files verify."""
+    out_dir = Path(out_dir)
+    summary_path = task_summary_path(out_dir, task)
+    if not summary_path.exists():
+        return f"{summary_path.name} missing (task not finished)"
+    try:
+        summary = read_json(summary_path, "task summary")
+    except (OSError, ValueError) as err:
+        return f"{summary_path} unreadable ({err})"
+    for key, name in (("h5_sha256", shard_name(task)), ("cif_sha256", shard_name(task, ".cif"))):
+        path = out_dir / name
+        if not path.exists():
+            return f"{path} missing"
+        if sha256_file(path) != summary.get(key):
+            return f"{path} does not match its sha256 in {summary_path.name} (truncated or changed)"
+    return None
+
+
 def task_done(out_dir: Path, task: int) -> bool:
-    """True when the task's shard has been written."""
-    return (out_dir / shard_name(task)).exists()
+    """True when the task's summary exists and its HDF5 and CIF files match their recorded sha256."""
+    return task_problem(out_dir, task) is None
+
+
+def read_task_summary(out_dir: Path, task: int) -> dict:
+    """The summary task ``task`` wrote (``FileNotFoundError`` naming it when absent)."""
+    path = task_summary_path(out_dir, task)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} missing: task {task} has not finished")
+    return read_json(path, "task summary")
 
 
 def sample_id(index: int) -> str:
@@ -67,9 +102,13 @@ def run_task(out_dir: str | Path, task: int, sampler_factory: SamplerFactory | N
     out_dir = Path(out_dir)
     plan = plan or read_plan(out_dir)
     shard_path = out_dir / shard_name(task)
-    if shard_path.exists():
-        log.info("task %d: %s already written, nothing to do", task, shard_path.name)
+    problem = task_problem(out_dir, task)
+    if problem is None:
+        log.info("task %d: %s verified, nothing to do", task, shard_path.name)
         return shard_path
+    if shard_path.exists() or task_summary_path(out_dir, task).exists():
+        log.warning("task %d: %s: doing the task again", task, problem)
+        task_summary_path(out_dir, task).unlink(missing_ok=True)
     if sampler_factory is None:
         from pccd_hpc.generate.sampling import load_sampler as sampler_factory
     sampler = None
@@ -92,7 +131,7 @@ def run_task(out_dir: str | Path, task: int, sampler_factory: SamplerFactory | N
         log.info("task %d: batch %d/%d (%d samples) in %.1f s", task, b + 1, len(plan.batches(task)), len(indices), time.time() - t0)
         if progress:
             progress(len(indices))
-    _write_task_shard(out_dir, plan, task)
+    _write_task_shard(out_dir, plan, task, elapsed_s=time.time() - started)
     part_dir = out_dir / "parts" / f"task-{task:05d}"
     for part in sorted(part_dir.glob("batch-*.npz")):
         part.unlink()
@@ -107,7 +146,7 @@ def _batch_seed(seed: int, task: int, batch: int) -> int:
     return int(np.random.SeedSequence([seed, task, batch]).generate_state(1, dtype=np.uint64)[0] % (2**63))
 
 
-def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int) -> None:
+def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: float) -> None:
     codec = CodecConfig.from_dict(plan.codec)
     records: list[ShardRecord] = []
     valid, reasons, systems = [], [], []
@@ -132,5 +171,11 @@ def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int) -> None:
     attrs = {"task": task, "checkpoint": plan.checkpoint, "checkpoint_sha256": plan.checkpoint_sha256,
              "sampler": plan.sampler, "steps": plan.steps, "guidance": plan.guidance, "seed": plan.seed}
     extra = {"valid": np.array(valid, dtype=bool), "reason": reasons, "system": systems}
-    atomic_write_text(out_dir / shard_name(task, ".cif"), "\n".join(cif_blocks))
-    write_shard(out_dir / shard_name(task), records, codec.to_dict(), codec.max_sites, extra=extra, attrs=attrs)
+    cif_path = out_dir / shard_name(task, ".cif")
+    h5_path = out_dir / shard_name(task)
+    atomic_write_text(cif_path, "\n".join(cif_blocks))
+    write_shard(h5_path, records, codec.to_dict(), codec.max_sites, extra=extra, attrs=attrs)
+    summary = {"task": task, "n_samples": len(valid), "n_valid": int(sum(valid)), "n_cif_blocks": len(cif_blocks),
+               "elapsed_s": round(elapsed_s, 3), "h5_sha256": sha256_file(h5_path), "cif_sha256": sha256_file(cif_path),
+               "checkpoint_sha256": plan.checkpoint_sha256}
+    atomic_write_json(task_summary_path(out_dir, task), summary)  # written last: the task's completion marker

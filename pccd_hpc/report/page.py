@@ -63,7 +63,7 @@ def build_report(paths: ReportPaths) -> Path:
     distribution_plot(n_el, out / "n_elements.png", "number of elements", discrete=True)
     bands = _copy_band_plots(paths.val_dir / "phonons", out / "phonons")
 
-    fractions = {thr: M.fraction_below(e_hull, thr) for thr in PAPER_FRACTIONS}
+    fractions = {thr: _hull_fraction(rows, thr) for thr in PAPER_FRACTIONS}
     summary = {"n_results": len(rows), "fractions_below": {str(k): v for k, v in fractions.items()},
                "as_generated": as_generated, "validation_metrics": metrics}
     atomic_write_json(out / "summary.json", summary)
@@ -71,6 +71,15 @@ def build_report(paths: ReportPaths) -> Path:
     atomic_write_text(out / "report.md", page)
     log.info("report: wrote %s", out / "report.md")
     return out / "report.md"
+
+
+def _hull_fraction(rows: list[dict[str, Any]], threshold: float) -> float | None:
+    """Fraction below ``threshold`` over the rows a hull exists for (validate's ``hull_status``);
+    None ("n/a") when there is none. Failed and unphysical rows count as not below."""
+    status = [r.get("hull_status") or ("ok" if r.get("e_above_hull_ev_per_atom") is not None
+                                       else "failed" if r.get("error") else "no_hull") for r in rows]
+    values = [r.get("e_above_hull_ev_per_atom") if s == "ok" else None for r, s in zip(rows, status)]
+    return M.eligible_fraction_below(values, [s != "no_hull" for s in status], threshold)
 
 
 def _as_generated_metrics(generated: list[Structure]) -> dict[str, Any]:
@@ -109,7 +118,11 @@ def _render(rows, metrics, as_generated, fractions, bands, paths: ReportPaths) -
              "| E_hull below | this run | paper (746 VASP-screened structures) |", "| --- | --- | --- |"]
     for thr, frac in fractions.items():
         lines.append(f"| {thr} eV/atom | {_pct(frac)} | {100 * PAPER_FRACTIONS[thr]:.2f} % |")
-    lines += ["", "Fractions are over all validated structures; failed relaxations count as not below.", "",
+    n_no_hull = sum(1 for r in rows if r.get("hull_status") == "no_hull")
+    lines += ["", "Fractions are over the validated structures a hull exists for; failed relaxations and "
+              "unphysical structures count as not below."
+              + (f" {n_no_hull} structures have no hull (n/a): see their hull_note." if n_no_hull else ""),
+              f"Hull reference: {metrics.get('hull_reference') or 'n/a'}.", "",
               "## Metrics", "", "| metric | value |", "| --- | --- |"]
     for key, label, fmt in [
         ("structural_validity", "structural validity (as generated)", _pct),
@@ -119,7 +132,9 @@ def _render(rows, metrics, as_generated, fractions, bands, paths: ReportPaths) -
         if key in as_generated:
             lines.append(f"| {label} | {fmt(as_generated[key])} |")
     for key, value in sorted(metrics.items()):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value is None and key not in ("n_missing_records",):
+            lines.append(f"| {key} | n/a |")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
             fmt = _pct if 0 <= value <= 1 and isinstance(value, float) and not key.startswith("wdist") else _num
             lines.append(f"| {key} | {fmt(value)} |")
     for key in ("wdist_density_vs_reference", "wdist_n_elements_vs_reference"):

@@ -17,12 +17,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``validate`` subcommand."""
     p = subparsers.add_parser("validate", help="relax candidates, energy above hull, phonons, metrics",
                               description=__doc__)
-    p.add_argument("--input", required=True, type=Path, help="candidates: CIF folder, shard folder or CSV with a cif column")
+    p.add_argument("--input", required=True, type=Path, help="candidates: CIF (every data block) or POSCAR/*.vasp file or folder, shard folder, "
+                   "or CSV with a cif column; unusable inputs are listed in VDIR/rejected_inputs.csv")
     p.add_argument("--out", required=True, type=Path, help="validation folder VDIR")
     p.add_argument("--backend", default="chgnet", help="energy backend: chgnet (default, offline) or vasp")
-    p.add_argument("--reference", type=Path, help="hull reference: shards/CIF folder/CSV, or ComputedStructureEntry JSON")
+    p.add_argument("--reference", type=Path, help="hull reference: shards/CIF folder/CSV, or ComputedStructureEntry JSON "
+                   "(default: the bundled MP-20 set for the paper's RE/AE/TM oxide systems, CHGNet energies)")
     p.add_argument("--train", type=Path, help="training set (novelty; default hull reference)")
-    p.add_argument("--reference-cache", type=Path, help="shared cache of reference energies (default VDIR/reference_cache)")
+    p.add_argument("--reference-cache", type=Path, help="shared cache of reference energies (default VDIR/reference_cache; "
+                   "~/.cache/pccd_hpc for the bundled set)")
     p.add_argument("--phonons", action="store_true", help="phonopy phonons for every relaxed candidate")
     p.add_argument("--band-structure", default="", help="comma-separated candidate ids to plot phonon bands for")
     p.add_argument("--optimizer", default="BFGS", help="ASE optimizer (BFGS, FIRE, LBFGS)")
@@ -76,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
         from pccd_hpc.validate.finalize import finalize_validation
         from pccd_hpc.validate.stage import plan, stores_for
 
-        finalize_validation(config, paths, plan(paths), stores_for(config, paths))
+        finalize_validation(config, paths, plan(paths, config.backend), stores_for(config, paths))
         return 0
     if task_index is None:
         summary = run_validate(config, paths, 0, 1, finalize=not args.no_finalize)

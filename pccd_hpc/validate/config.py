@@ -91,12 +91,27 @@ class ValidateConfig:
     """E_hull below this counts as stable for the S.U.N. rate (MatterGen's convention)."""
     metastable_thresholds_ev_per_atom: tuple[float, ...] = (0.25, 0.08)
     """Extra E_hull fractions reported beside the paper (62.68 % < 0.25, 16.35 % < 0.08)."""
-
+    min_bond_factor: float = 0.7
+    """Plausibility bound: two atoms closer than this x the sum of their covalent radii. Before
+    relaxation it marks a candidate implausible as generated (``plausible_initial``; it is still
+    relaxed); after relaxation it makes the record ``unphysical``, kept out of the stable and
+    S.U.N. counts. Every MP-20 structure passes 0.7 (``pccd_hpc.data.geometry``)."""
+    no_relax_bond_factor: float = 0.5
+    """Atoms this close (x the sum of covalent radii) sit on top of each other: the candidate is
+    ``unphysical`` and not relaxed (such cells gave huge forces; a 0.05 A cell took 22 GB)."""
+    max_relaxed_volume_ratio: float = 3.0
+    """A relaxation that grows or shrinks the volume by more than this factor is ``unphysical``."""
     def __post_init__(self) -> None:
         if not self.backend:
             raise ValueError("ValidateConfig.backend must be a backend name")
         if self.workers < 1:
             raise ValueError(f"ValidateConfig.workers must be >= 1, got {self.workers}")
+        if not 0 < self.min_bond_factor < 2:
+            raise ValueError(f"ValidateConfig.min_bond_factor must be in (0, 2), got {self.min_bond_factor}")
+        if not 0 <= self.no_relax_bond_factor <= self.min_bond_factor:
+            raise ValueError(f"ValidateConfig.no_relax_bond_factor must be in [0, min_bond_factor], got {self.no_relax_bond_factor}")
+        if not self.max_relaxed_volume_ratio > 1:
+            raise ValueError(f"ValidateConfig.max_relaxed_volume_ratio must be > 1, got {self.max_relaxed_volume_ratio}")
         if not isinstance(self.relax, RelaxConfig):
             object.__setattr__(self, "relax", RelaxConfig(**self.relax))
         if not isinstance(self.phonon, PhononConfig):

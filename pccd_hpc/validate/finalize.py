@@ -5,13 +5,15 @@ Runs once after every array task has finished (locally: right after the compute 
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
-import math
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from pymatgen.core import Composition, Structure
 
-from pccd_hpc.io_utils import atomic_write_json
+from pccd_hpc.io_utils import atomic_write_json, atomic_write_text
 from pccd_hpc.validate import metrics as M
 from pccd_hpc.validate.config import ValidateConfig
 from pccd_hpc.validate.hull import HullCalculator, ReferenceEnergy
@@ -24,13 +26,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+HULL_OK, HULL_FAILED, HULL_UNPHYSICAL, HULL_NONE = "ok", "failed", "unphysical", "no_hull"
+"""Per-candidate hull status: E_hull computed; relaxation failed (counts as not stable); geometry
+unphysical (kept out of stable/S.U.N. counts); no hull possible (left out of the fractions, "n/a")."""
+
+
+SUSPICIOUS_BELOW_HULL_EV = -0.2
+"""An E_hull further below zero than this (eV/atom) says more about the reference set than the candidate."""
+
+
 def reference_energies(plan: "Plan", cache: RecordStore) -> tuple[list[ReferenceEnergy], list[str]]:
     """Reference energies from the cache (computed with this backend) and ready entries; plus notes."""
-    refs, notes = [], []
+    refs, notes = list(plan.ready_references), []
     for job in plan.references:
         record = cache.get(job.record_id)
-        if record is None or record.get("energy_ev_per_atom") is None:
-            notes.append(f"reference {job.record_id} unavailable ({(record or {}).get('error') or 'not computed'})")
+        if record is None or record.get("energy_ev_per_atom") is None or record.get("unphysical"):
+            reason = (record or {}).get("error") or (record or {}).get("unphysical_reason") or "not computed"
+            notes.append(f"reference {job.record_id} unavailable ({reason})")
             continue
         refs.append(ReferenceEnergy(job.record_id, Composition(record["composition"]), float(record["energy_ev_per_atom"])))
         if record.get("note"):
@@ -40,8 +52,35 @@ def reference_energies(plan: "Plan", cache: RecordStore) -> tuple[list[Reference
     return refs, notes
 
 
+def hull_for_record(record: dict[str, Any], hull: HullCalculator | None, plan: "Plan") -> tuple[float | None, str, str]:
+    """``(E_hull or None, status, note)`` of one candidate record."""
+    if record.get("unphysical") and record.get("energy_ev_per_atom") is None:
+        return None, HULL_UNPHYSICAL, f"unphysical: {record.get('unphysical_reason')}"
+    if record.get("energy_ev_per_atom") is None:
+        return None, HULL_FAILED, "no energy (relaxation failed)"
+    composition = Composition(record["composition"])
+    system = frozenset(str(el) for el in composition.elements)
+    if plan.hull_systems is not None and not any(system <= s for s in plan.hull_systems):
+        return None, HULL_NONE, (f"n/a: {'-'.join(sorted(system))} is outside the bundled reference set "
+                                 "(paper RE/AE/TM oxides); pass --reference for this system")
+    if system in plan.hull_gaps:
+        return None, HULL_NONE, f"n/a: {plan.hull_gaps[system]}; pass --reference for this system"
+    if hull is None:
+        return None, HULL_NONE, "n/a: no reference energies"
+    value, note = hull.e_above_hull(composition, record["energy_ev_per_atom"])
+    if value is None:
+        return None, HULL_NONE, f"n/a: {note}"
+    if record.get("unphysical"):
+        return value, HULL_UNPHYSICAL, f"unphysical: {record.get('unphysical_reason')}"
+    if value < SUSPICIOUS_BELOW_HULL_EV:
+        note = (f"{note + '; ' if note else ''}{-value:.2f} eV/atom below the reference hull: "
+                "the reference set probably lacks a competing phase (check with --reference)")
+    return value, HULL_OK, note
+
+
 def finalize_validation(config: ValidateConfig, paths: "ValidatePaths", plan: "Plan", stores: dict[str, RecordStore]) -> dict[str, Any]:
-    """Add E_hull and uniqueness/novelty to every candidate record; write results.csv and metrics.json."""
+    """Add E_hull and uniqueness/novelty to every candidate record; write results.csv, metrics.json
+    and rejected_inputs.csv (every input that could not be used, with its reason)."""
     candidate_store = stores["candidate"]
     records = [r for job in plan.candidates if (r := candidate_store.get(job.record_id)) is not None]
     missing = len(plan.candidates) - len(records)
@@ -50,14 +89,8 @@ def finalize_validation(config: ValidateConfig, paths: "ValidatePaths", plan: "P
     refs, notes = reference_energies(plan, stores["reference"])
     hull = HullCalculator(refs) if refs else None
     for record in records:
-        record["e_above_hull_ev_per_atom"], record["hull_note"] = None, ""
-        if record.get("energy_ev_per_atom") is None:
-            record["hull_note"] = "no energy (relaxation failed)"
-        elif hull is None:
-            record["hull_note"] = "no reference set"
-        else:
-            value, note = hull.e_above_hull(Composition(record["composition"]), record["energy_ev_per_atom"])
-            record["e_above_hull_ev_per_atom"], record["hull_note"] = value, note
+        value, status, note = hull_for_record(record, hull, plan)
+        record["e_above_hull_ev_per_atom"], record["hull_status"], record["hull_note"] = value, status, note
     final = [_final_structure(r) for r in records]
     unique = M.uniqueness_flags(final)
     training = [s for _, s in iter_input_structures(paths.train)] if paths.train is not None else None
@@ -66,20 +99,36 @@ def finalize_validation(config: ValidateConfig, paths: "ValidatePaths", plan: "P
         record["is_unique"], record["is_novel"] = u, n
         candidate_store.put(record)
     write_results_csv(records, paths.out_dir / "results.csv")
+    _write_rejections(plan, paths.out_dir / "rejected_inputs.csv")
     result = compute_metrics(config, records, unique, novel, plan, training)
-    result.update(n_missing_records=missing, hull_notes=sorted(set(notes)))
+    reasons = Counter(rej.reason for rej in plan.rejections)
+    result.update(n_missing_records=missing, hull_notes=sorted(set(notes)), hull_reference=plan.hull_description,
+                  n_rejected_inputs=len(plan.rejections), rejected_input_reasons=dict(sorted(reasons.items())))
     atomic_write_json(paths.out_dir / "metrics.json", result)
-    log.info("validate: wrote %s and metrics.json (%d records)", paths.out_dir / "results.csv", len(records))
+    log.info("validate: wrote %s and metrics.json (%d records, %d inputs rejected)", paths.out_dir / "results.csv",
+             len(records), len(plan.rejections))
     return result
+
+
+def _write_rejections(plan: "Plan", target) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["source", "record_id", "reason", "message"])
+    for rej in plan.rejections:
+        writer.writerow([rej.source, rej.record_id, rej.reason, rej.message])
+    atomic_write_text(target, buffer.getvalue())
 
 
 def compute_metrics(
     config: ValidateConfig, records: list[dict[str, Any]], unique: list[bool], novel: list[bool | None],
     plan: "Plan", training: list[Structure] | None,
 ) -> dict[str, Any]:
-    """The metric table (fractions over all candidates, failures counting as failing)."""
+    """The metric table. E_hull fractions are over the candidates a hull exists for; failed and
+    unphysical ones count as not stable; with no such candidate a fraction is None ("n/a")."""
     initial = [Structure.from_str(r["initial_cif"], fmt="cif") for r in records]
-    e_hull = [r.get("e_above_hull_ev_per_atom") for r in records]
+    status = [r.get("hull_status") for r in records]
+    eligible = [s != HULL_NONE for s in status]
+    stable_e = [r.get("e_above_hull_ev_per_atom") if s == HULL_OK else None for r, s in zip(records, status)]
     n = len(records)
     stable_thr = config.stable_threshold_ev_per_atom
     out: dict[str, Any] = {
@@ -89,16 +138,23 @@ def compute_metrics(
         "compositional_validity": _mean([M.compositional_validity(s) for s in initial]),
         "relax_converged": _mean([bool(r.get("converged")) for r in records]),
         "relax_failed": sum(1 for r in records if r.get("energy_ev_per_atom") is None),
+        "n_unphysical": sum(1 for r in records if r.get("unphysical")),
+        "n_unphysical_before_relaxation": sum(1 for r in records if r.get("error_kind") == "unphysical_initial"),
+        "plausible_as_generated": _mean([bool(r.get("plausible_initial")) for r in records]),
         "uniqueness": _mean(unique),
-        "with_e_hull": sum(1 for e in e_hull if e is not None),
-        f"stable_below_{stable_thr:g}": M.fraction_below(e_hull, stable_thr),
-        "stable_below_0": M.fraction_below(e_hull, 0.0, strict=False),
+        "with_e_hull": sum(1 for s in status if s == HULL_OK),
+        "n_far_below_hull": sum(1 for r, s in zip(records, status) if s == HULL_OK
+                                and r["e_above_hull_ev_per_atom"] < SUSPICIOUS_BELOW_HULL_EV),
+        "n_without_hull": sum(1 for s in status if s == HULL_NONE),
+        "n_hull_eligible": sum(eligible),
+        f"stable_below_{stable_thr:g}": M.eligible_fraction_below(stable_e, eligible, stable_thr),
+        "stable_below_0": M.eligible_fraction_below(stable_e, eligible, 0.0, strict=False),
     }
     for thr in config.metastable_thresholds_ev_per_atom:
-        out[f"e_hull_below_{thr:g}"] = M.fraction_below(e_hull, thr)
+        out[f"e_hull_below_{thr:g}"] = M.eligible_fraction_below(stable_e, eligible, thr)
     if training is not None:
         out["novelty"] = _mean([bool(v) for v in novel])
-        out["sun_rate"] = M.sun_rate(e_hull, unique, [bool(v) for v in novel], stable_thr)
+        out["sun_rate"] = M.sun_rate(stable_e, unique, [bool(v) for v in novel], stable_thr, eligible=eligible)
     phonon_done = [r for r in records if r.get("imaginary_modes") is not None]
     if phonon_done:
         out["phonon_calculated"] = len(phonon_done)
@@ -112,5 +168,5 @@ def _final_structure(record: dict[str, Any]) -> Structure:
     return Structure.from_str(record.get("relaxed_cif") or record["initial_cif"], fmt="cif")
 
 
-def _mean(flags: list[bool]) -> float:
-    return sum(bool(f) for f in flags) / len(flags) if flags else math.nan
+def _mean(flags: list[bool]) -> float | None:
+    return sum(bool(f) for f in flags) / len(flags) if flags else None

@@ -103,16 +103,34 @@ def fraction_below(e_hull_ev_per_atom: Sequence[float | None], threshold: float,
     return hits / len(e_hull_ev_per_atom)
 
 
+def eligible_fraction_below(
+    e_hull_ev_per_atom: Sequence[float | None], eligible: Sequence[bool], threshold: float, strict: bool = True
+) -> float | None:
+    """Fraction of the *eligible* structures (those a hull exists for) with E_hull below ``threshold``;
+    None (printed "n/a", never 0 %) when no structure is eligible. None values count as not below."""
+    if len(eligible) != len(e_hull_ev_per_atom):
+        raise ValueError("eligible_fraction_below: e_hull and eligible must have the same length")
+    kept = [e for e, ok in zip(e_hull_ev_per_atom, eligible) if ok]
+    if not kept:
+        return None
+    return fraction_below(kept, threshold, strict)
+
+
 def sun_rate(
-    e_hull_ev_per_atom: Sequence[float | None], unique: Sequence[bool], novel: Sequence[bool], threshold: float = 0.1
-) -> float:
-    """Fraction of structures that are stable (E_hull < threshold), unique and novel (S.U.N.)."""
+    e_hull_ev_per_atom: Sequence[float | None], unique: Sequence[bool], novel: Sequence[bool], threshold: float = 0.1,
+    eligible: Sequence[bool] | None = None,
+) -> float | None:
+    """Fraction of (eligible) structures that are stable (E_hull < threshold), unique and novel (S.U.N.);
+    None when there is no eligible structure."""
     n = len(e_hull_ev_per_atom)
-    if n == 0:
-        return float("nan")
     if not (len(unique) == len(novel) == n):
         raise ValueError("sun_rate: e_hull, unique and novel must have the same length")
-    return sum(1 for e, u, v in zip(e_hull_ev_per_atom, unique, novel) if e is not None and e < threshold and u and v) / n
+    eligible = [True] * n if eligible is None else list(eligible)
+    denominator = sum(bool(x) for x in eligible)
+    if denominator == 0:
+        return None
+    hits = sum(1 for e, u, v, ok in zip(e_hull_ev_per_atom, unique, novel, eligible) if ok and e is not None and e < threshold and u and v)
+    return hits / denominator
 
 
 def density_g_cm3(structures: Sequence[Structure]) -> np.ndarray:

@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import multiprocessing
 import signal
 import threading
 import time
@@ -73,16 +72,27 @@ def compute_jobs(jobs: list[Job], stores: dict[str, RecordStore], config: Valida
     return done
 
 
-def iter_results(jobs: list[Job], config: ValidateConfig, out_dir: Path) -> Iterator[dict[str, Any]]:
-    """Yield one record per job, in completion order, from ``config.workers`` processes."""
+def iter_results(jobs: list[Job], config: ValidateConfig, out_dir: Path, pids: list[int] | None = None) -> Iterator[dict[str, Any]]:
+    """Yield one record per job, in completion order, from ``config.workers`` processes.
+
+    A worker that dies (OOM kill, signal) costs only the structure it held: that record says
+    ``error_kind = "worker_died"`` with the signal, and a new worker takes the remaining jobs.
+    ``pids`` is kept filled with the live worker process ids.
+    """
     if config.workers == 1:
         _worker_init(config, out_dir)
         yield from map(_compute, jobs)
         return
-    # spawn: each worker starts a clean interpreter (torch and fork do not mix) and loads the model once.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(config.workers, initializer=_worker_init, initargs=(config, out_dir), maxtasksperchild=200) as pool:
-        yield from pool.imap_unordered(_compute, jobs, chunksize=1)
+    from pccd_hpc.validate.pool import run_pool
+
+    def _failed(job: Job, reason: str, kind: str) -> dict[str, Any]:
+        record = new_record(job, config.backend)
+        record.update(error=f"{job.record_id}: {reason}", error_kind=kind)
+        return record
+
+    yield from run_pool(jobs, config.workers, _compute, _worker_init, (config, out_dir),
+                        on_death=lambda job, reason: _failed(job, reason, "worker_died"),
+                        on_error=lambda job, reason: _failed(job, reason, "exception"), pids=pids)
 
 
 # Process-local worker state: the backend (and its loaded model) lives once per worker process.
@@ -111,6 +121,8 @@ def new_record(job: Job, backend_name: str) -> dict[str, Any]:
         "energy_ev_per_atom": None, "converged": False, "n_steps": None, "max_force_ev_per_ang": None,
         "wall_s": None, "relaxed_cif": None, "error": None, "error_kind": None,
         "imaginary_modes": None, "min_frequency_thz": None, "phonon_error": None,
+        "unphysical": False, "unphysical_reason": None, "plausible_initial": None,
+        "min_bond_ratio_initial": None, "min_bond_ratio_relaxed": None,
     }
 
 
@@ -118,6 +130,20 @@ def compute_record(job: Job, backend: Backend, config: ValidateConfig, out_dir: 
     """Relax one job (and run phonons for candidates when asked); never raises for a bad structure."""
     record = new_record(job, backend.name)
     start = time.perf_counter()
+    try:
+        ratio, problem = geometry_problem(job.structure, config.no_relax_bond_factor)
+    except Exception as err:  # noqa: BLE001 - batch boundary: a structure the check cannot read is recorded
+        record.update(error=f"{job.record_id}: geometry check failed: {type(err).__name__}: {err}", error_kind="exception", wall_s=0.0)
+        log.warning("%s", record["error"])
+        return record
+    record["min_bond_ratio_initial"] = ratio
+    record["plausible_initial"] = problem is None and (ratio is None or ratio >= config.min_bond_factor)
+    if problem is not None:
+        # Not relaxed: overlapping atoms give huge forces and neighbour lists (one 0.05 A cell took 22 GB).
+        record.update(unphysical=True, unphysical_reason=f"before relaxation: {problem}", error_kind="unphysical_initial",
+                      error=f"{job.record_id}: unphysical before relaxation ({problem}); not relaxed", wall_s=0.0)
+        log.warning("%s", record["error"])
+        return record
     try:
         with _hard_timeout(config.relax.timeout_s * 1.5 + 30, job.record_id):
             result = backend.relax(job.structure, config.relax, job.record_id)
@@ -128,16 +154,49 @@ def compute_record(job: Job, backend: Backend, config: ValidateConfig, out_dir: 
         )
         if not result.converged:
             record["error_kind"] = "not_converged"
+        _check_relaxed_geometry(record, job.structure, result.structure, config)
     except ValidationFailure as err:
         record.update(error=str(err), error_kind=err.kind)
         log.warning("%s", err)
     except Exception as err:  # noqa: BLE001 - batch boundary: a crash on one structure is recorded
         record.update(error=f"{job.record_id}: {type(err).__name__}: {err}", error_kind="exception")
         log.exception("validate: %s failed", job.record_id)
-    if job.kind == "candidate" and config.phonons and record["relaxed_cif"] is not None:
+    if job.kind == "candidate" and config.phonons and record["relaxed_cif"] is not None and not record["unphysical"]:
         _add_phonons(record, Structure.from_str(record["relaxed_cif"], fmt="cif"), backend, config, out_dir)
     record["wall_s"] = time.perf_counter() - start
     return record
+
+
+def geometry_problem(structure: Structure, factor: float) -> tuple[float | None, str | None]:
+    """``(min bond ratio, problem)``: problem says why ``structure`` is unphysical (atoms closer than
+    ``factor`` x the sum of covalent radii, or a cell too small for its atoms), else None.
+
+    The cell-size test runs first so that the neighbour search never meets a 0.05 A cell.
+    """
+    from pccd_hpc.data.geometry import min_bond_ratio, shortest_distance_ang
+
+    matrix = structure.lattice.matrix
+    volume = abs(float(np.linalg.det(matrix)))
+    widths = volume / np.linalg.norm(np.cross(matrix[[1, 2, 0]], matrix[[2, 0, 1]]), axis=1) if volume > 0 else np.zeros(3)
+    if widths.min() < 0.3 or volume / len(structure) < 1.0:
+        return None, f"cell too small for its atoms (width {widths.min():.3g} A, {volume / len(structure):.3g} A^3 per atom)"
+    ratio = min_bond_ratio(structure)
+    if ratio < factor:
+        return ratio, (f"shortest distance {shortest_distance_ang(structure):.3f} A is {ratio:.2f} x the sum of "
+                       f"covalent radii (< {factor:g})")
+    return (ratio if np.isfinite(ratio) else None), None
+
+
+def _check_relaxed_geometry(record: dict[str, Any], initial: Structure, relaxed: Structure, config: ValidateConfig) -> None:
+    """Flag a relaxed structure with short bonds or an exploded/collapsed volume as unphysical."""
+    ratio, problem = geometry_problem(relaxed, config.min_bond_factor)
+    record["min_bond_ratio_relaxed"] = ratio
+    volume_ratio = relaxed.volume / initial.volume
+    if problem is None and not (1 / config.max_relaxed_volume_ratio <= volume_ratio <= config.max_relaxed_volume_ratio):
+        problem = f"volume changed by a factor {volume_ratio:.3g} during relaxation (limit {config.max_relaxed_volume_ratio:g})"
+    if problem is not None:
+        record.update(unphysical=True, unphysical_reason=f"after relaxation: {problem}")
+        log.warning("%s: unphysical after relaxation: %s", record["id"], problem)
 
 
 def _add_phonons(record: dict[str, Any], structure: Structure, backend: Backend, config: ValidateConfig, out_dir: Path) -> None:

@@ -7,7 +7,7 @@ and a SLURM array task is just ``run_validate(..., task_index=i, num_tasks=K, fi
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,8 @@ from pymatgen.entries.computed_entries import ComputedStructureEntry
 from pccd_hpc.io_utils import atomic_write_json
 from pccd_hpc.validate.backends.base import get_backend, get_backend_class
 from pccd_hpc.validate.config import ValidateConfig
-from pccd_hpc.validate.hull import ELEMENT_FALLBACK_PREFIX, chemsys, elemental_fallback_structures, select_references
-from pccd_hpc.validate.inputs import iter_input_structures, load_reference
+from pccd_hpc.validate.hull import ELEMENT_FALLBACK_PREFIX, ReferenceEnergy, chemsys, elemental_fallback_structures, select_references
+from pccd_hpc.validate.inputs import InputRejection, load_reference, read_input_structures
 from pccd_hpc.validate.runner import Job, compute_jobs, pending_jobs
 from pccd_hpc.validate.store import RecordStore
 
@@ -33,7 +33,8 @@ class ValidatePaths:
     out_dir: Path
     """VDIR: records/, results.csv, metrics.json, config.json."""
     reference: Path | None = None
-    """Hull reference: structures (relaxed with the backend, cached) or a ComputedStructureEntry JSON."""
+    """Hull reference: structures (relaxed with the backend, cached) or a ComputedStructureEntry JSON.
+    None (and no ``train``): the bundled reference set (``validate.reference``)."""
     train: Path | None = None
     """Training set for novelty; also the default hull reference when ``reference`` is None."""
     reference_cache: Path | None = None
@@ -51,9 +52,18 @@ class ValidatePaths:
         return self.reference if self.reference is not None else self.train
 
     def cache_dir(self, backend: str) -> Path:
-        """Reference-cache folder for ``backend`` (energies are only comparable within one backend)."""
-        root = self.reference_cache if self.reference_cache is not None else self.out_dir / "reference_cache"
-        return root / backend
+        """Reference-cache folder for ``backend`` (energies are only comparable within one backend).
+
+        Default: ``VDIR/reference_cache`` for a user's reference set, the per-user cache
+        (``reference.default_cache_root()``) for the bundled one, which every run shares.
+        """
+        if self.reference_cache is not None:
+            return self.reference_cache / backend
+        if self.hull_reference is None:
+            from pccd_hpc.validate.reference import default_cache_root
+
+            return default_cache_root() / "hull-reference" / backend
+        return self.out_dir / "reference_cache" / backend
 
 
 @dataclass
@@ -64,21 +74,29 @@ class Plan:
     references: list[Job]
     ready_entries: list[ComputedStructureEntry]
     reference_structures: list[Any]
+    ready_references: list[ReferenceEnergy] = field(default_factory=list)
+    """Reference energies used as given (the bundled set, when the backend made them)."""
+    hull_systems: set[frozenset[str]] | None = None
+    """Chemical systems the reference set covers; None: whatever the references span."""
+    hull_description: str = ""
+    hull_gaps: dict[frozenset[str], str] = field(default_factory=dict)
+    """Candidate systems the reference set cannot give a meaningful hull for, with the reason."""
+    rejections: list[InputRejection] = field(default_factory=list)
+    """Inputs that could not be used, each with its reason."""
 
 
-def plan(paths: ValidatePaths) -> Plan:
+def plan(paths: ValidatePaths, backend: str = "chgnet") -> Plan:
     """Read candidates and the reference set; pick references in the candidates' chemical systems,
-    adding ASE elemental reference states for elements with no elemental phase."""
-    candidates = [Job(rid, "candidate", s) for rid, s in iter_input_structures(paths.input)]
-    seen: set[str] = set()
-    for job in candidates:
-        if job.record_id in seen:
-            raise ValueError(f"duplicate record id {job.record_id!r} in {paths.input}")
-        seen.add(job.record_id)
+    adding ASE elemental reference states for elements with no elemental phase. Without a
+    reference set, the bundled one (``validate.reference``) is used for the systems it covers."""
+    found, rejections = read_input_structures(paths.input)
+    candidates = [Job(rid, "candidate", s) for rid, s in found]
     structures, entries = ([], [])
     if paths.hull_reference is not None:
         structures, entries = load_reference(paths.hull_reference)
     systems = {chemsys(job.structure.composition.elements) for job in candidates}
+    if paths.hull_reference is None:
+        return _plan_bundled(candidates, systems, backend, rejections)
     selected = select_references(systems, structures)
     references = [Job(rid, "reference", s) for rid, s in _dedupe(selected)]
     have_elements = {str(j.structure.composition.elements[0]) for j in references if len(j.structure.composition.elements) == 1}
@@ -90,7 +108,23 @@ def plan(paths: ValidatePaths) -> Plan:
         references.append(Job(f"{ELEMENT_FALLBACK_PREFIX}{symbol}", "reference", structure, note))
     log.info("validate plan: %d candidates, %d reference structures to compute, %d ready reference entries",
              len(candidates), len(references), len(entries))
-    return Plan(candidates, references, entries, [s for _, s in structures])
+    return Plan(candidates, references, entries, [s for _, s in structures], hull_description=f"reference set {paths.hull_reference}",
+                rejections=rejections)
+
+
+def _plan_bundled(candidates: list[Job], systems: set[frozenset[str]], backend: str, rejections: list[InputRejection]) -> Plan:
+    from pccd_hpc.validate.reference import bundled_references, coverage_gap, covered, default_systems
+
+    hull_systems = default_systems()
+    gaps = {s: gap for s in systems if covered(s, hull_systems) and (gap := coverage_gap(s)) is not None}
+    inside = {s for s in systems if covered(s, hull_systems) and s not in gaps}
+    ready, to_relax, description = bundled_references(inside, backend)
+    references = [Job(rid, "reference", s) for rid, s in to_relax]
+    log.info("validate plan: %d candidates (%d of %d chemical systems inside the bundled hull set), %d bundled "
+             "reference energies, %d reference structures to compute", len(candidates), len(inside), len(systems),
+             len(ready), len(references))
+    return Plan(candidates, references, [], [], ready_references=ready, hull_systems=hull_systems,
+                hull_description=description, rejections=rejections, hull_gaps=gaps)
 
 
 def run_validate(
@@ -103,7 +137,7 @@ def run_validate(
     out_dir = paths.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "config.json", {"validate": config.to_dict(), "paths": {k: str(v) for k, v in vars(paths).items()}})
-    the_plan = plan(paths)
+    the_plan = plan(paths, config.backend)
     stores = stores_for(config, paths)
     my_candidates = the_plan.candidates[task_index::num_tasks]
     my_references = the_plan.references[task_index::num_tasks]

@@ -14,7 +14,8 @@ from pccd_hpc.cluster.slurm import sbatch
 
 log = logging.getLogger(__name__)
 
-JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
+JOBS_DIR = Path(__file__).resolve().parents[1] / "jobs"
+"""The job scripts ship inside the package (package data), so a non-editable install can submit them."""
 
 
 def validate_args(args: argparse.Namespace) -> list[str]:

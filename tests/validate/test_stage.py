@@ -43,6 +43,7 @@ def test_validate_end_to_end_and_resume(candidates, tmp_path, caplog):
     assert any("Si: ASE diamond" in note for note in metrics["hull_notes"])
     # One failure is recorded, the others finished.
     assert rows["mgo-overlap"]["error"] and "mgo-overlap" in rows["mgo-overlap"]["error"]
+    assert rows["mgo-overlap"]["unphysical"] is True and rows["mgo-overlap"]["hull_status"] == "unphysical"
     assert rows["mgo-overlap"]["e_above_hull_ev_per_atom"] is None
     assert metrics["relax_failed"] == 1 and metrics["structural_validity"] == pytest.approx(0.75)
     assert metrics["n_candidates"] == 4 and 0 < metrics["stable_below_0.1"] < 1
@@ -60,7 +61,8 @@ def test_validate_end_to_end_and_resume(candidates, tmp_path, caplog):
     assert run_validate(config, other)["computed"] == 1
 
 
-def test_array_tasks_split_the_work(candidates, tmp_path):
+def test_array_tasks_split_the_work(candidates, tmp_path, monkeypatch):
+    monkeypatch.setenv("PCCD_HPC_CACHE", str(tmp_path / "user-cache"))
     out = tmp_path / "vdir"
     paths = ValidatePaths(input=candidates, out_dir=out)
     config = ValidateConfig(relax=RelaxConfig(max_steps=3, max_force_abort_ev_per_ang=200.0))
@@ -74,9 +76,10 @@ def test_array_tasks_split_the_work(candidates, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_with_phonons_and_band_plot(tmp_path):
+def test_cli_with_phonons_and_band_plot(tmp_path, monkeypatch):
     from pccd_hpc.launch import main
 
+    monkeypatch.setenv("PCCD_HPC_CACHE", str(tmp_path / "user-cache"))
     cands = tmp_path / "cands"
     cands.mkdir()
     diamond_si().to(filename=str(cands / "si.cif"))
@@ -85,15 +88,18 @@ def test_cli_with_phonons_and_band_plot(tmp_path):
                  "--phonon-min-length", "7"]) == 0
     row = read_results_csv(out / "results.csv")[0]
     assert row["imaginary_modes"] is False and row["min_frequency_thz"] > -0.1
-    assert row["hull_note"] == "no reference set" and row["e_above_hull_ev_per_atom"] is None
+    # Si lies outside the bundled reference set (paper RE/AE/TM oxides): n/a with the reason, not 0.
+    assert row["hull_status"] == "no_hull" and row["e_above_hull_ev_per_atom"] is None
+    assert row["hull_note"].startswith("n/a") and "Si" in row["hull_note"]
     assert (out / "phonons" / "si_bands.png").stat().st_size > 10_000
     assert json.loads((out / "config.json").read_text())["validate"]["phonons"] is True
     assert main(["report", "--val", str(out), "--out", str(tmp_path / "report")]) == 0
     assert (tmp_path / "report" / "phonons" / "si_bands.png").exists()
 
 
-def test_shard_folder_input_from_the_encode_stage(candidates, tmp_path):
+def test_shard_folder_input_from_the_encode_stage(candidates, tmp_path, monkeypatch):
     """validate reads the structures stored in HDF5 shards (encode or generate output)."""
+    monkeypatch.setenv("PCCD_HPC_CACHE", str(tmp_path / "user-cache"))
     from pccd_hpc.data.encode import EncodeConfig, run_encode
 
     shards = tmp_path / "shards"
@@ -102,6 +108,7 @@ def test_shard_folder_input_from_the_encode_stage(candidates, tmp_path):
     config = ValidateConfig(relax=RelaxConfig(max_steps=3, max_force_abort_ev_per_ang=200.0))
     run_validate(config, ValidatePaths(input=shards, out_dir=out))
     rows = {r["id"]: r for r in read_results_csv(out / "results.csv")}
-    assert len(rows) == manifest["n_encoded"] == 4
+    assert len(rows) == manifest["n_encoded"] == 3  # encode refuses the overlapping cell
+    assert manifest["rejection_reasons"] == {"overlapping_atoms": 1}
     assert {"mgo-rocksalt.cif", "si-diamond.cif"} <= set(rows)
     assert rows["si-diamond.cif"]["formula"] == "Si"
