@@ -22,7 +22,9 @@ CLI_MODULES: tuple[str, ...] = (
     "pccd_hpc.train.cli",
     "pccd_hpc.generate.cli",
     "pccd_hpc.validate.cli",
+    "pccd_hpc.followup.cli",
     "pccd_hpc.report.cli",
+    "pccd_hpc.evaluate.cli",
 )
 
 

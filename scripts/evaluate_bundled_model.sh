@@ -1,25 +1,35 @@
 #!/usr/bin/env bash
-# Evaluate a checkpoint the way the model card reports it (default: the bundled model).
-# Usage: bash scripts/evaluate_bundled_model.sh [CHECKPOINT] [OUT_DIR]
-# Needs runs/bundled/{train,heldout}-shards from scripts/build_bundled_model.sh.
+# The one evaluation of the bundled model (or any checkpoint) on the shipped held-out split:
+# de novo quality over the held-out chemical systems (validity, plausibility, SMACT, uniqueness,
+# COV-R/COV-P, Wasserstein distances), reconstruction at t = 300 and t = T on held-out items and
+# t = T on training items, wall time of each part. Writes EDIR/evaluate.json and EDIR/evaluate.md.
+#
+# Usage: bash scripts/evaluate_bundled_model.sh [CHECKPOINT [EDIR [EVALUATE_OPTION ...]]]
+#   CHECKPOINT  default pccd_hpc/weights/pccd-cpu.pt
+#   EDIR        default runs/bundled/eval
+#   further arguments go to `evaluate` unchanged (e.g. --skip-coverage, --steps 20)
+# Environment: SHARED_DATA (default ../shared/data), DATA (default runs/bundled: heldout-shards and
+# train-shards are made there from SHARED_DATA when missing), N_SAMPLES (1000), N_RECONSTRUCT (1280),
+# N_TRAIN_RECONSTRUCT (256), THREADS (torch threads; default torch's choice).
+# Re-running the same command resumes: finished parts with the same checkpoint and settings are kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CKPT=${1:-pccd_hpc/weights/pccd-cpu.pt}
-OUT=${2:-runs/bundled/eval}
-mkdir -p "$OUT"
-run() { python -m pccd_hpc.launch --log-level WARNING "$@"; }
-for t in 300 1000; do
-  run reconstruct --checkpoint "$CKPT" --data runs/bundled/heldout-shards --n 1280 --t "$t" --label held-out --out "$OUT/rec-heldout-t$t" > /dev/null
-  run reconstruct --checkpoint "$CKPT" --data runs/bundled/train-shards --n 256 --t "$t" --label training --out "$OUT/rec-train-t$t" > /dev/null
-done
-python - "$OUT" <<'PY'
-import json, sys, pathlib
-out = pathlib.Path(sys.argv[1])
-print(f"{'run':22s} {'protocol':18s} {'n':>5s} {'valid%':>7s} {'count%':>7s} {'match%':>7s}  a/b/c box%           x/y/z box%")
-for path in sorted(out.glob("rec-*/reconstruct.json")):
-    m = json.loads(path.read_text())
-    b = m["box_fraction_pct"]
-    print(f"{path.parent.name:22s} {m['protocol']:18s} {m['n']:5d} {100*m['valid_fraction']:7.1f} {m['atom_count_accuracy_pct']:7.1f} "
-          f"{m['match_rate_pct']:7.1f}  {b['a']:5.1f}/{b['b']:5.1f}/{b['c']:5.1f}    {b['x']:5.1f}/{b['y']:5.1f}/{b['z']:5.1f}")
-print("paper (t = T, training set)                  67.8            88.5/ 90.6/ 89.4    70.8/ 71.6/ 72.0")
-PY
+EDIR=${2:-runs/bundled/eval}
+shift $(( $# < 2 ? $# : 2 ))
+SHARED=${SHARED_DATA:-../shared/data}
+DATA=${DATA:-runs/bundled}
+PY=${PYTHON:-python}
+
+if [ ! -f "$DATA/heldout-shards/manifest.json" ] || [ ! -f "$DATA/train-shards/manifest.json" ]; then
+  "$PY" scripts/prepare_bundled_data.py "$SHARED" "$DATA"
+  "$PY" -m pccd_hpc.launch encode --input "$DATA/heldout.csv" --out "$DATA/heldout-shards" > /dev/null
+  "$PY" -m pccd_hpc.launch encode --input "$DATA/train.csv" --out "$DATA/train-shards" > /dev/null
+fi
+
+args=(evaluate --checkpoint "$CKPT" --data "$DATA/heldout-shards" --train-data "$DATA/train-shards" --out "$EDIR"
+      --n-samples "${N_SAMPLES:-1000}" --n-reconstruct "${N_RECONSTRUCT:-1280}"
+      --n-train-reconstruct "${N_TRAIN_RECONSTRUCT:-256}")
+if [ -n "${THREADS:-}" ]; then args+=(--threads "$THREADS"); fi
+"$PY" -m pccd_hpc.launch "${args[@]}" "$@"
+echo "page: $EDIR/evaluate.md"

@@ -1,7 +1,8 @@
 """Export a run's newest complete checkpoint as the slim bundled model (EMA weights + config + codec) with its card data.
 
-Usage: python scripts/export_model.py RUN_DIR OUT.pt
-Writes OUT.pt atomically and OUT.json (sha256, step, final loss, parameter count, config).
+Usage: python scripts/export_model.py RUN_DIR OUT.pt [--float16]
+Writes OUT.pt atomically and OUT.json (sha256, step, final loss, parameter count, config). With
+``--float16`` the weights are stored in half precision (half the file; loaded back as float32).
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from pathlib import Path
 from pccd_hpc.generate.sampling import load_model
 from pccd_hpc.train.checkpoint import export_checkpoint
 from pccd_hpc.io_utils import atomic_write_json
-from pccd_hpc.model.unet import count_parameters
+from pccd_hpc.model.unet import count_parameters  # any nn.Module
 
 
-def main(run_dir: Path, out: Path) -> None:
+def main(run_dir: Path, out: Path, float16: bool = False) -> None:
     """Export and describe."""
-    export_checkpoint(run_dir, out)
+    export_checkpoint(run_dir, out, weights_dtype="float16" if float16 else None)
     loaded = load_model(out)
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     card = {
@@ -36,4 +37,5 @@ def main(run_dir: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    args = [a for a in sys.argv[1:] if a != "--float16"]
+    main(Path(args[0]), Path(args[1]), float16="--float16" in sys.argv[1:])

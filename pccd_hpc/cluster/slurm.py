@@ -6,6 +6,7 @@ inherits PATH and finds the same Python (sbatch's default ``--export=ALL``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -306,3 +307,50 @@ def executor_for(folder: Path, resources: SlurmResources) -> submitit.AutoExecut
     params.update(resources.extra)
     executor.update_parameters(**params)
     return executor
+
+
+@dataclass(frozen=True)
+class ChainJob:
+    """One job of a dependency chain (``submit_chain``); dependencies name earlier jobs of the chain."""
+
+    name: str
+    """Unique name within the chain (also used in ``--job-name``)."""
+    script: Path
+    """Job script passed to sbatch."""
+    args: tuple[str, ...] = ()
+    """Arguments after the script."""
+    sbatch_options: tuple[str, ...] = ()
+    """Further sbatch options (``--array=...``, ``--time=...``, ``--output=...``)."""
+    after_ok: tuple[str, ...] = ()
+    """Start only after these jobs all completed successfully."""
+    after_any: tuple[str, ...] = ()
+    """Start after these jobs ended, whatever their state (collect/finalize jobs)."""
+
+
+def submit_chain(jobs: Sequence[ChainJob], env: Mapping[str, str] | None = None) -> dict[str, int]:
+    """Submit ``jobs`` in order with ``--dependency`` from their ``after_ok``/``after_any`` names; return name -> job id.
+
+    ``--kill-on-invalid-dep=yes`` makes SLURM cancel a job whose ``afterok`` can never be met (an
+    upstream step failed) instead of leaving it pending forever; ``afterany`` jobs still run. If a
+    submission fails, the jobs already submitted are cancelled and ``SlurmError`` is raised.
+    """
+    ids: dict[str, int] = {}
+    try:
+        for job in jobs:
+            if job.name in ids:
+                raise ValueError(f"duplicate chain job name {job.name!r}")
+            unknown = [n for n in (*job.after_ok, *job.after_any) if n not in ids]
+            if unknown:
+                raise ValueError(f"chain job {job.name!r} depends on {unknown}, not submitted before it")
+            deps = [f"afterok:{':'.join(str(ids[n]) for n in job.after_ok)}"] if job.after_ok else []
+            deps += [f"afterany:{':'.join(str(ids[n]) for n in job.after_any)}"] if job.after_any else []
+            options = [*job.sbatch_options]
+            if deps:
+                options += [f"--dependency={','.join(deps)}", "--kill-on-invalid-dep=yes"]
+            ids[job.name] = sbatch(job.script, job.args, options, env=env)
+    except (SlurmError, ValueError):
+        if ids:
+            with contextlib.suppress(SlurmError):
+                _run(["scancel", *(str(i) for i in ids.values())])
+        raise
+    return ids

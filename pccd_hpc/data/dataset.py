@@ -34,7 +34,8 @@ class ShardDataset(Dataset):
     permutation-invariant, so the model must see both.
     """
 
-    def __init__(self, folder: str | Path, augment: bool = False, seed: int = 0) -> None:
+    def __init__(self, folder: str | Path, augment: bool = False, seed: int = 0, site_order: str = "random",
+                 origin: str = "random") -> None:
         self.folder = Path(folder)
         self.shards = list_shards(self.folder)
         if not self.shards:
@@ -43,7 +44,13 @@ class ShardDataset(Dataset):
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         with h5py.File(self.shards[0], "r") as h5:
             self.codec = CodecConfig.from_dict(json.loads(h5.attrs["codec"]))
+        if site_order not in ("random", "canonical"):
+            raise ValueError(f"site_order must be random or canonical, got {site_order!r}")
+        if origin not in ("random", "anchor"):
+            raise ValueError(f"origin must be random or anchor, got {origin!r}")
         self.augment = augment
+        self.site_order = site_order
+        self.origin = origin
         self.seed = seed
         self.epoch = 0
         self._cache: dict[int, _ShardArrays] = {}
@@ -60,8 +67,13 @@ class ShardDataset(Dataset):
         if self._pid != os.getpid():  # a forked worker must not reuse the parent's arrays or handles
             self._cache, self._pid = {}, os.getpid()
         if shard not in self._cache:
-            self._cache[shard] = _ShardArrays.load(self.shards[shard], with_tensors=not self.augment)
+            with_tensors = not self.augment and self.site_order == "random" and self.origin == "random"
+            self._cache[shard] = _ShardArrays.load(self.shards[shard], with_tensors=with_tensors)
         return self._cache[shard]
+
+    def shard_arrays(self, shard: int) -> "_ShardArrays":
+        """Per-record site arrays of shard number ``shard`` (frac_coords, slot_index, n_sites, lattice_params, ...)."""
+        return self._shard(shard)
 
     def locate(self, index: int) -> tuple[int, int]:
         """(shard number, row) of dataset item ``index``."""
@@ -75,6 +87,8 @@ class ShardDataset(Dataset):
         arrays = self._shard(shard)
         if self.augment:
             x = self._augmented(arrays, row, index)
+        elif self.site_order == "canonical" or self.origin == "anchor":
+            x = self._canonical(arrays, row)
         else:
             x = arrays.tensors[row]
         return {
@@ -85,13 +99,35 @@ class ShardDataset(Dataset):
             "index": torch.tensor(int(index), dtype=torch.int64),
         }
 
+    def _canonical(self, arrays: "_ShardArrays", row: int) -> np.ndarray:
+        """The record as a model trained with this site order and origin sees it, without random choices
+        (anchor: the first atom of the first species in file order)."""
+        n_sites = int(arrays.n_sites[row])
+        slots = arrays.slot_index[row, :n_sites]
+        frac = np.mod(arrays.frac_coords[row, :n_sites], 1.0)
+        if self.origin == "anchor":
+            frac = np.mod(frac + 0.5 - frac[int(np.argmin(slots))], 1.0)
+        if self.site_order == "canonical":
+            order = np.lexsort((frac[:, 2], frac[:, 1], frac[:, 0], slots))
+        else:
+            order = np.arange(n_sites)
+        return encode_arrays(frac[order], slots[order], arrays.lattice_params[row], self.codec)
+
     def _augmented(self, arrays: "_ShardArrays", row: int, index: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         n_sites = int(arrays.n_sites[row])
         slots = arrays.slot_index[row, :n_sites]
-        order = np.lexsort((rng.random(n_sites), slots))  # shuffle within each species, keep slot order
-        shifted = np.mod(arrays.frac_coords[row, order] + rng.random(3), 1.0)
-        return encode_arrays(shifted, slots[order], arrays.lattice_params[row], self.codec)
+        shuffle = rng.random(n_sites)
+        shift = rng.random(3)
+        if self.origin == "anchor":  # a random atom of the first species moves to the cell centre
+            first = np.flatnonzero(slots == slots.min())
+            shift = 0.5 - arrays.frac_coords[row, first[int(rng.integers(len(first)))]]
+        shifted = np.mod(arrays.frac_coords[row, :n_sites] + shift, 1.0)
+        if self.site_order == "canonical":  # within each species, sorted by the shifted coordinates
+            order = np.lexsort((shifted[:, 2], shifted[:, 1], shifted[:, 0], slots))
+        else:  # shuffle within each species, keep slot order
+            order = np.lexsort((shuffle, slots))
+        return encode_arrays(shifted[order], slots[order], arrays.lattice_params[row], self.codec)
 
 
 class _ShardArrays:

@@ -27,21 +27,31 @@ def covalent_radius_ang(symbol: str) -> float:
     return float(CovalentRadius.radius.get(symbol, _FALLBACK_RADIUS_ANG))
 
 
+_MAX_CUTOFF_ANG = 64.0
+"""Beyond this no pair is searched (``min_bond_ratio`` returns ``inf``)."""
+
+
 def min_bond_ratio(structure: Structure) -> float:
-    """Smallest d_ij / (r_i + r_j) over all atom pairs including periodic images; ``inf`` for one isolated atom.
+    """Smallest d_ij / (r_i + r_j) over all atom pairs including periodic images (exact, also above 1).
 
     Self-images (an atom and its own copy one lattice vector away) count too: a cell shorter than
-    an atom's diameter is as unphysical as two overlapping atoms.
+    an atom's diameter is as unphysical as two overlapping atoms. ``inf`` only when no pair lies
+    within 64 A.
     """
     if len(structure) == 0:
         raise ValueError("empty structure has no bonds")
     radii = np.array([covalent_radius_ang(site.specie.symbol) for site in structure])
-    cutoff = 2.0 * float(radii.max()) + 1e-6  # a ratio < 1 needs d < r_i + r_j <= 2 r_max
-    centers, points, _images, dists = structure.get_neighbor_list(cutoff)
-    if len(dists) == 0:
-        return math.inf
-    ratios = dists / (radii[centers] + radii[points])
-    return float(ratios.min())
+    two_r_max = 2.0 * float(radii.max())
+    cutoff = two_r_max + 1e-6  # a ratio < 1 needs d < r_i + r_j <= 2 r_max
+    while cutoff <= _MAX_CUTOFF_ANG:
+        centers, points, _images, dists = structure.get_neighbor_list(cutoff)
+        if len(dists):
+            best = float((dists / (radii[centers] + radii[points])).min())
+            # a pair beyond the cut-off has a ratio above cutoff / (2 r_max): the minimum is exact below that
+            if best <= cutoff / two_r_max:
+                return best
+        cutoff *= 2.0
+    return math.inf
 
 
 def is_plausible(structure: Structure, factor: float = PLAUSIBLE_BOND_FACTOR) -> bool:

@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     gen.add_argument("--n", type=int, required=True, help="number of samples")
     gen.add_argument("--elements", action="append", default=None, metavar="SYSTEM",
-                     help="a chemical system such as Mg,Mn,O or with families (RE, AE, AM, TM) such as AE,TM,O, "
+                     help="a chemical system such as Mg,Mn,O or with families (exact upper-case RE, AE, AM, TM, "
+                     "or @-prefixed such as @tm; Tm, Re, Am are elements) such as AE,TM,O, "
                      "or 'paper' (the paper's RE/AE/TM oxide batch); repeatable (default: paper)")
     gen.add_argument("--systems", default=None, metavar="FILE", help="file with one system per line")
     gen.add_argument("--band-gap-class", type=int, choices=[0, 1, 2], default=None,

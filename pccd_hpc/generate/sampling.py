@@ -14,7 +14,7 @@ from pccd_hpc.data.codec import CodecConfig
 from pccd_hpc.model.conditioning import BAND_GAP_NULL, Conditions
 from pccd_hpc.model.diffusion import NoiseSchedule, from_model_space
 from pccd_hpc.model.samplers import DDIMSampler, DDPMSampler
-from pccd_hpc.model.unet import UNet
+from pccd_hpc.model.factory import EpsPredictor, build_denoiser
 from pccd_hpc.train.checkpoint import export_checkpoint, load_checkpoint
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "pccd-cpu
 
 @dataclass
 class LoadedModel:
-    """A denoiser with the EMA weights of a checkpoint, and the settings it was trained with."""
+    """A denoiser with the EMA weights of a checkpoint (wrapped to predict noise), and its training settings."""
 
     model: torch.nn.Module
     config: RunConfig
@@ -50,11 +50,22 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_model(checkpoint: str | Path, device: str = "cpu") -> LoadedModel:
-    """Load a checkpoint (file, ``step-N/`` or run folder) and build its network with the EMA weights, in eval mode."""
+def load_model(checkpoint: str | Path, device: str = "cpu", precision: str = "auto") -> LoadedModel:
+    """Load a checkpoint (file, ``step-N/`` or run folder) and build its network with the EMA weights, in eval mode.
+
+    ``precision``: ``auto`` runs the network in bf16 autocast where it was trained so (``train.precision
+    = "bf16"``) or on a GPU, else float32; ``bf16`` / ``fp32`` force one. Weights stored in float16 are
+    loaded as float32.
+    """
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
     loaded = load_checkpoint(checkpoint, map_location=device)
-    model = UNet(loaded.config.model).to(device)
-    model.load_state_dict(loaded.ema)
+    config = loaded.config
+    net = build_denoiser(config)
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in loaded.ema.items()})
+    bf16 = precision == "bf16" or (precision == "auto" and (config.train.precision == "bf16"
+                                                             or str(device).startswith("cuda")))
+    model = EpsPredictor(net, NoiseSchedule(config.diffusion), config.diffusion.prediction, bf16).to(device)
     model.eval()
     return LoadedModel(model, loaded.config, loaded.codec, loaded.sha256, loaded.step, loaded.path)
 

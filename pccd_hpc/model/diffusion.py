@@ -79,6 +79,23 @@ class NoiseSchedule:
         s = self.gather((1 - self.alphas_bar).sqrt(), t, x0)
         return a * x0 + s * noise
 
+    def v_target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The v-prediction target v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0."""
+        a = self.gather(self.alphas_bar.sqrt(), t, x0)
+        s = self.gather((1 - self.alphas_bar).sqrt(), t, x0)
+        return a * noise - s * x0
+
+    def eps_from_v(self, x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Noise implied by a v prediction: eps = sqrt(alpha_bar_t) v + sqrt(1 - alpha_bar_t) x_t."""
+        a = self.gather(self.alphas_bar.sqrt(), t, x_t)
+        s = self.gather((1 - self.alphas_bar).sqrt(), t, x_t)
+        return a * v + s * x_t
+
+    def snr(self, t: torch.Tensor) -> torch.Tensor:
+        """Signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t) for timesteps t (B,), float32."""
+        ab = self.alphas_bar.to(t.device)[t]
+        return (ab / (1 - ab)).float()
+
     def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Invert eq. 3 for x0 given the predicted noise."""
         a = self.gather(self.alphas_bar.sqrt(), t, x_t)
@@ -101,10 +118,22 @@ def sample_training_noise(batch_size: int, timesteps: int, cond_drop_prob: float
 
 def diffusion_loss(model: torch.nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, cond: Conditions,
                    t: torch.Tensor, noise: torch.Tensor, drop: torch.Tensor, loss_type: str = "l2",
-                   magnetic_null: int = 0) -> torch.Tensor:
-    """Epsilon-prediction loss for clean model-space tensors x0 (B, 3, 128, 3) with conditions dropped where ``drop``."""
+                   magnetic_null: int = 0, prediction: str = "eps", weighting: str = "none",
+                   min_snr_gamma: float = 5.0) -> torch.Tensor:
+    """Denoising loss for clean model-space tensors x0 (B, 3, 128, 3) with conditions dropped where ``drop``.
+
+    ``prediction`` ``eps`` regresses the noise (the paper), ``v`` the velocity. ``weighting`` ``min_snr``
+    weights each sample by min(SNR_t, gamma) / SNR_t (eps) or min(SNR_t, gamma) / (SNR_t + 1) (v), which is
+    the same weight on the implied x0 error (Hang et al. 2023): low-noise steps stop dominating.
+    """
     x_t = schedule.q_sample(x0, t, noise)
-    eps = model(x_t, t, cond.dropped(drop, magnetic_null)).float()
-    if loss_type == "l1":
-        return F.l1_loss(eps, noise)
-    return F.mse_loss(eps, noise)
+    out = model(x_t, t, cond.dropped(drop, magnetic_null)).float()
+    target = noise if prediction == "eps" else schedule.v_target(x0, t, noise)
+    per_element = F.l1_loss(out, target, reduction="none") if loss_type == "l1" else F.mse_loss(out, target, reduction="none")
+    per_sample = per_element.flatten(1).mean(dim=1)
+    if weighting == "min_snr":
+        snr = schedule.snr(t)
+        clipped = snr.clamp(max=min_snr_gamma)
+        weight = clipped / snr if prediction == "eps" else clipped / (snr + 1)
+        per_sample = per_sample * weight
+    return per_sample.mean()

@@ -31,6 +31,7 @@ class ReportPaths:
     out_dir: Path
     gen_dir: Path | None = None
     reference: Path | None = None
+    followup_dir: Path | None = None
 
 
 def build_report(paths: ReportPaths) -> Path:
@@ -63,13 +64,17 @@ def build_report(paths: ReportPaths) -> Path:
     distribution_plot(density, out / "density.png", "density (g/cm³)")
     distribution_plot(n_el, out / "n_elements.png", "number of elements", discrete=True)
     bands = _copy_band_plots(paths.val_dir / "phonons", out / "phonons")
+    from pccd_hpc.report.structure_picture import followup_figures, top_n_pictures
+
+    pictures = top_n_pictures(rows, out, n=15)
+    followup = followup_figures(paths.followup_dir, out) if paths.followup_dir else []
 
     # validate's finalize computed the fractions (over the structures a hull exists for): read, never recompute
     fractions = {thr: metrics.get(f"e_hull_below_{thr:g}") for thr in PAPER_FRACTIONS}
     summary = {"n_results": len(rows), "fractions_below": {str(k): v for k, v in fractions.items()},
                "distances_vs_reference": distances, "validation_metrics": metrics}
     atomic_write_json(out / "summary.json", summary)
-    page = _render(rows, metrics, distances, fractions, bands, paths)
+    page = _render(rows, metrics, distances, fractions, bands, paths, pictures, followup)
     atomic_write_text(out / "report.md", page)
     log.info("report: wrote %s", out / "report.md")
     return out / "report.md"
@@ -92,7 +97,8 @@ def _num(value: Any) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
 
 
-def _render(rows, metrics, distances, fractions, bands, paths: ReportPaths) -> str:
+def _render(rows, metrics, distances, fractions, bands, paths: ReportPaths, pictures=None, followup=()) -> str:
+    pictures = pictures or {}
     lines = [f"# Validation report: {paths.val_dir.name}", "",
              f"{len(rows)} structures validated with backend `{metrics.get('backend', '?')}`"
              f" (val: `{paths.val_dir}`{f', gen: `{paths.gen_dir}`' if paths.gen_dir else ''}).", "",
@@ -121,15 +127,22 @@ def _render(rows, metrics, distances, fractions, bands, paths: ReportPaths) -> s
     if metrics.get("hull_notes"):
         lines += ["", "Hull notes: " + "; ".join(metrics["hull_notes"])]
     lines += ["", "## Distributions", "", "![density](density.png) ![number of elements](n_elements.png)", "",
-              "## Lowest E_hull", "", "| id | formula | sites | E_hull (eV/atom) | converged | imaginary modes |",
-              "| --- | --- | --- | --- | --- | --- |"]
+              "## Lowest E_hull", "", "| id | formula | sites | E_hull (eV/atom) | converged | imaginary modes | structure |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     ranked = sorted((r for r in rows if r.get("e_above_hull_ev_per_atom") is not None), key=lambda r: r["e_above_hull_ev_per_atom"])
     for r in ranked[:15]:
+        picture = f"![{r['id']}]({pictures[r['id']]})" if r["id"] in pictures else ""
         lines.append(f"| {r['id']} | {r['formula']} | {r['n_sites']} | {r['e_above_hull_ev_per_atom']:.3f} | "
-                     f"{r['converged']} | {'n/a' if r.get('imaginary_modes') is None else r['imaginary_modes']} |")
+                     f"{r['converged']} | {'n/a' if r.get('imaginary_modes') is None else r['imaginary_modes']} | {picture} |")
     failures = [r for r in rows if r.get("error")]
     if failures:
         lines += ["", f"## Failures ({len(failures)})", ""] + [f"- `{r['id']}`: {r['error']}" for r in failures[:30]]
+    if followup:
+        lines += ["", "## DFT followup (paper Fig. 4)", ""]
+        for cid, png, s in followup:
+            gap = "n/a" if s.get("band_gap_ev") is None else f"{s['band_gap_ev']:.2f} eV ({'direct' if s['gap_is_direct'] else 'indirect'})"
+            low = "n/a" if s.get("lowest_phonon_frequency_thz") is None else f"{s['lowest_phonon_frequency_thz']:.2f} THz"
+            lines += [f"**{cid}** ({s['formula']}, {s.get('backend')}): gap {gap}, lowest phonon {low}", "", f"![{cid}]({png})", ""]
     if bands:
         lines += ["", "## Phonon band structures", ""] + [f"![{b.stem}]({b.as_posix()})" for b in bands]
     return "\n".join(lines) + "\n"

@@ -249,10 +249,20 @@ def _load_file(path: Path, map_location: str | torch.device, sha256: str | None 
     return Checkpoint.from_state(state, path, sha256 or sha256_file(path))
 
 
-def export_checkpoint(source: str | Path, out: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write the sampling part of ``source`` (any form :func:`load_checkpoint` reads) as one file, atomically."""
+def export_checkpoint(source: str | Path, out: str | Path, extra: dict[str, Any] | None = None,
+                      weights_dtype: str | None = None) -> Path:
+    """Write the sampling part of ``source`` (any form :func:`load_checkpoint` reads) as one file, atomically.
+
+    ``weights_dtype="float16"`` stores the floating-point EMA weights in half precision (half the file;
+    loading computes in float32).
+    """
+    if weights_dtype not in (None, "float16"):
+        raise ValueError(f"weights_dtype must be None or 'float16', got {weights_dtype!r}")
     checkpoint = load_checkpoint(source)
-    slim = Checkpoint(step=checkpoint.step, config=checkpoint.config, codec=checkpoint.codec, ema=checkpoint.ema,
+    ema = checkpoint.ema
+    if weights_dtype == "float16":
+        ema = {k: v.half() if v.is_floating_point() else v for k, v in ema.items()}
+    slim = Checkpoint(step=checkpoint.step, config=checkpoint.config, codec=checkpoint.codec, ema=ema,
                       loss=checkpoint.loss, code_version=checkpoint.code_version,
                       extra={**checkpoint.extra, **(extra or {})})
     with atomic_path(out) as tmp:

@@ -142,3 +142,15 @@ def barrier() -> None:
     """Wait for every process (no-op for one process)."""
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
+
+
+def any_process(flag: bool, device: torch.device | str = "cpu") -> bool:
+    """True on every process when ``flag`` is true on at least one (a no-op without a process group).
+
+    ``device`` is where the reduction runs (the training device: NCCL reduces CUDA tensors only).
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)

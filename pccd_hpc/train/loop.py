@@ -28,10 +28,12 @@ from pccd_hpc.data.dataset import ShardDataset
 from pccd_hpc.io_utils import atomic_write_text
 from pccd_hpc.model.conditioning import conditions_from_batch
 from pccd_hpc.model.diffusion import NoiseSchedule, diffusion_loss, sample_training_noise, to_model_space
-from pccd_hpc.model.unet import UNet, count_parameters
+from pccd_hpc.model.factory import build_denoiser
+from pccd_hpc.model.unet import count_parameters
 from pccd_hpc.train import checkpoint as ckpt
 from pccd_hpc.train import distributed as dist_utils
 from pccd_hpc.train.data import RankBatchSampler, epoch_loader, steps_per_epoch
+from pccd_hpc.train.device_batches import DeviceBatches
 from pccd_hpc.train.distributed import DistEnv
 from pccd_hpc.train.ema import EMA
 
@@ -63,17 +65,19 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
     state = ckpt.load_latest(run_dir, map_location=device)
     if state is not None:  # the architecture comes from the checkpoint; training settings from the command
         saved = state.config
-        config = RunConfig(model=saved.model, diffusion=saved.diffusion, train=config.train, preset=saved.preset)
+        config = RunConfig(model=saved.model, diffusion=saved.diffusion, train=config.train, dit=saved.dit,
+                           denoiser=saved.denoiser, preset=saved.preset)
     tc = config.train
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_toml(config, run_dir / "config.toml")
 
     torch.manual_seed(tc.seed)
-    model = UNet(config.model).to(device)
-    ema = EMA(model, tc.ema_decay)
+    model = build_denoiser(config).to(device)
+    ema = EMA(model, tc.ema_decay, tc.ema_warmup)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup(tc.warmup_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _LRSchedule(tc.warmup_steps, tc.max_steps, tc.lr_decay,
+                                                                          tc.min_lr_ratio))
     step, batches_seen, skipped_total = 0, 0, 0
     if state is not None:
         if state.trainer is None:
@@ -89,8 +93,9 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
         net = torch.compile(net)
     schedule = NoiseSchedule(config.diffusion)
     magnetic_null = config.model.num_magnetic_classes
-    dataset = ShardDataset(data_dir, augment=tc.augment, seed=tc.seed)
+    dataset = ShardDataset(data_dir, augment=tc.augment, seed=tc.seed, site_order=tc.site_order, origin=tc.origin)
     n_batches = steps_per_epoch(len(dataset), tc.batch_size)
+    on_device = DeviceBatches(dataset, device, tc.augment, tc.site_order, tc.origin) if tc.device_batches else None
     metrics = _MetricsLog(run_dir / "metrics.jsonl", step) if env.is_main else None
     if env.is_main:
         log.info("model %s: %d parameters; %d records, %d steps/epoch, %d processes, device %s",
@@ -99,11 +104,15 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
     # ---- loop ---------------------------------------------------------------------------------
     consecutive_bad, loss_sum, loss_count, grad_norm = 0, 0.0, 0, 0.0
     last_loss, t_log, batches_at_log = math.nan, time.perf_counter(), batches_seen
-    while step < tc.max_steps:
+    deadline = time.monotonic() + tc.max_minutes * 60 if tc.max_minutes > 0 else math.inf
+    out_of_time = False
+    while step < tc.max_steps and not out_of_time:
         epoch, start = divmod(batches_seen, n_batches)
         dataset.set_epoch(epoch)
         sampler = RankBatchSampler(len(dataset), tc.batch_size, epoch, tc.seed, env.rank, env.world_size, start)
-        for batch in epoch_loader(dataset, sampler, tc.num_workers, pin_memory=device.type == "cuda"):
+        batches = (on_device.epoch(iter(sampler), tc.seed, epoch, start) if on_device is not None
+                   else epoch_loader(dataset, sampler, tc.num_workers, pin_memory=device.type == "cuda"))
+        for batch in batches:
             gen = torch.Generator().manual_seed((tc.seed * 1_000_000_007 + batches_seen) % 2**63)
             t, noise, drop = (v[env.rank::env.world_size] for v in sample_training_noise(
                 tc.batch_size, schedule.timesteps, config.diffusion.cond_drop_prob, gen))
@@ -111,8 +120,9 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
             x0 = to_model_space(batch["x"].to(device, non_blocking=True))
             cond = conditions_from_batch(batch, magnetic_null).to(device)
             with _autocast(tc.precision, device):
+                dc = config.diffusion
                 loss = diffusion_loss(net, schedule, x0, cond, t.to(device), noise.to(device), drop.to(device),
-                                      config.diffusion.loss, magnetic_null)
+                                      dc.loss, magnetic_null, dc.prediction, dc.loss_weighting, dc.min_snr_gamma)
             mean_loss = dist_utils.mean_over_processes(loss.detach().float()).item()
             ok = math.isfinite(mean_loss)
             if ok:
@@ -132,12 +142,14 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
             lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
             scheduler.step()
-            ema.update(model)
+            ema.update(model, step + 1)
             step, consecutive_bad = step + 1, 0
             loss_sum, loss_count, last_loss = loss_sum + mean_loss, loss_count + 1, mean_loss
 
             # ---- log --------------------------------------------------------------------------
-            if step % tc.log_every == 0 or step == tc.max_steps:
+            out_of_time = dist_utils.any_process(time.monotonic() > deadline, device) if tc.max_minutes > 0 else False
+            last_step = step == tc.max_steps or out_of_time
+            if step % tc.log_every == 0 or last_step:
                 now = time.perf_counter()
                 row = {"step": step, "loss": loss_sum / loss_count, "lr": lr,
                        "samples_per_s": (batches_seen - batches_at_log) * tc.batch_size / max(now - t_log, 1e-9),
@@ -149,7 +161,7 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
                 loss_sum, loss_count, t_log, batches_at_log = 0.0, 0, now, batches_seen
 
             # ---- checkpoint -------------------------------------------------------------------
-            if step % tc.checkpoint_every == 0 or step == tc.max_steps:
+            if step % tc.checkpoint_every == 0 or last_step:
                 if env.is_main:
                     _check_finite(model, step)
                     trainer = ckpt.TrainerState(
@@ -160,24 +172,26 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
                         step=step, config=config, codec=dataset.codec, ema=ema.state_dict(), loss=last_loss,
                         trainer=trainer), keep=tc.keep_checkpoints)
                 dist_utils.barrier()
-            if step >= tc.max_steps:
+            if step >= tc.max_steps or out_of_time:
                 break
     if state is not None and math.isnan(last_loss):
         last_loss = state.loss
     return TrainResult(step=step, loss=last_loss, skipped_nonfinite=skipped_total, run_dir=run_dir)
 
 
-def _warmup(warmup_steps: int) -> Any:
-    """Linear warm-up from lr / warmup_steps to lr, constant afterwards."""
-    return _Warmup(warmup_steps)
+class _LRSchedule:
+    """Learning-rate factor: linear warm-up from lr / warmup_steps to lr, then constant or cosine down to min_ratio."""
 
-
-class _Warmup:
-    def __init__(self, steps: int) -> None:
-        self.steps = steps
+    def __init__(self, warmup_steps: int, max_steps: int, decay: str = "none", min_ratio: float = 0.1) -> None:
+        self.steps, self.max_steps, self.decay, self.min_ratio = warmup_steps, max_steps, decay, min_ratio
 
     def __call__(self, step: int) -> float:
-        return 1.0 if self.steps == 0 else min(1.0, (step + 1) / self.steps)
+        if self.steps and step < self.steps:
+            return (step + 1) / self.steps
+        if self.decay == "none":
+            return 1.0
+        progress = min(1.0, (step - self.steps) / max(1, self.max_steps - self.steps))
+        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:

@@ -111,6 +111,41 @@ def test_ddim_with_oracle_recovers_the_clean_tensor() -> None:
     torch.testing.assert_close(out, x0, rtol=1e-4, atol=1e-4)
 
 
+def test_v_prediction_target_and_its_noise_agree() -> None:
+    """eps recovered from the exact v target is the noise that made x_t (independent algebra)."""
+    s = NoiseSchedule(DiffusionConfig())
+    gen = torch.Generator().manual_seed(1)
+    x0, noise = torch.randn(5, 3, 128, 3, generator=gen), torch.randn(5, 3, 128, 3, generator=gen)
+    t = torch.tensor([0, 1, 250, 700, 999])
+    x_t = s.q_sample(x0, t, noise)
+    ab = s.alphas_bar[t].float().reshape(-1, 1, 1, 1)
+    v = ab.sqrt() * noise - (1 - ab).sqrt() * x0
+    assert torch.allclose(s.v_target(x0, t, noise), v, atol=1e-5)
+    assert torch.allclose(s.eps_from_v(x_t, t, v), noise, atol=1e-4)
+
+
+def test_min_snr_weighting_matches_a_direct_computation() -> None:
+    s = NoiseSchedule(DiffusionConfig())
+    gen = torch.Generator().manual_seed(2)
+    x0, noise = torch.randn(3, 3, 128, 3, generator=gen), torch.randn(3, 3, 128, 3, generator=gen)
+    t, drop = torch.tensor([5, 300, 900]), torch.zeros(3, dtype=torch.bool)
+    cond = Conditions(torch.ones(3, 3, dtype=torch.long), torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long))
+    out = torch.randn(3, 3, 128, 3, generator=gen)
+    model = lambda *a: out  # noqa: E731
+    snr = (s.alphas_bar[t] / (1 - s.alphas_bar[t])).float()
+    per_sample_eps = ((out - noise) ** 2).flatten(1).mean(1)
+    expected_eps = (per_sample_eps * torch.clamp(snr, max=5.0) / snr).mean()
+    got_eps = diffusion_loss(model, s, x0, cond, t, noise, drop, prediction="eps", weighting="min_snr")
+    assert torch.allclose(got_eps, expected_eps, rtol=1e-5)
+    v = s.v_target(x0, t, noise)
+    per_sample_v = ((out - v) ** 2).flatten(1).mean(1)
+    expected_v = (per_sample_v * torch.clamp(snr, max=5.0) / (snr + 1)).mean()
+    got_v = diffusion_loss(model, s, x0, cond, t, noise, drop, prediction="v", weighting="min_snr")
+    assert torch.allclose(got_v, expected_v, rtol=1e-5)
+    plain = diffusion_loss(model, s, x0, cond, t, noise, drop)
+    assert torch.allclose(plain, per_sample_eps.mean(), rtol=1e-6)
+
+
 def test_denoise_from_partial_noise_uses_the_same_loop() -> None:
     """Denoising from timestep t (reconstruction) lands on x0 with the oracle, over at most n_steps timesteps."""
     s = NoiseSchedule(DiffusionConfig())

@@ -83,3 +83,55 @@ def test_overfits_a_handful_of_structures(fast_config: Callable[..., RunConfig],
     losses = [r["loss"] for r in _rows(tmp_path / "run")]
     start, end = sum(losses[:10]) / 10, sum(losses[-20:]) / 20
     assert end < 0.4 * start, (start, end)
+
+
+def _tiny_dit(fast_config: Callable[..., RunConfig], **train_values: object) -> RunConfig:
+    return fast_config(device_batches=True, site_order="canonical", lr_decay="cosine", **train_values).with_overrides({
+        "denoiser": "dit", "dit": {"width": 32, "depth": 2, "heads": 2, "element_emb_dim": 8},
+        "diffusion": {"prediction": "v", "loss_weighting": "min_snr"}})
+
+
+def test_dit_with_device_batches_is_deterministic_and_samples(fast_config: Callable[..., RunConfig],
+                                                                  sample_shards: Path, tmp_path: Path) -> None:
+    from pccd_hpc.generate.sampling import CheckpointSampler, load_model
+
+    train(_tiny_dit(fast_config, max_steps=6), sample_shards, tmp_path / "a")
+    train(_tiny_dit(fast_config, max_steps=6), sample_shards, tmp_path / "b")
+    assert [r["loss"] for r in _rows(tmp_path / "a")] == [r["loss"] for r in _rows(tmp_path / "b")]
+    assert _rows(tmp_path / "a")[-1]["lr"] < _rows(tmp_path / "a")[2]["lr"]  # cosine decay after warm-up
+    loaded = load_model(tmp_path / "a")
+    assert loaded.config.denoiser == "dit" and loaded.config.diffusion.prediction == "v"
+    sampler = CheckpointSampler(loaded, "ddim", steps=3, guidance=2.0)
+    x = sampler.sample(torch.tensor([[8, 12, 12]]), None, torch.Generator().manual_seed(0))
+    assert x.shape == (1, 3, 128, 3) and torch.isfinite(x).all()
+    from pccd_hpc.train.checkpoint import export_checkpoint
+
+    full = export_checkpoint(tmp_path / "a", tmp_path / "full.pt")
+    half = export_checkpoint(tmp_path / "a", tmp_path / "half.pt", weights_dtype="float16")
+    assert half.stat().st_size < 0.75 * full.stat().st_size
+    x_half = CheckpointSampler(load_model(half), "ddim", steps=3, guidance=2.0).sample(
+        torch.tensor([[8, 12, 12]]), None, torch.Generator().manual_seed(0))
+    assert torch.allclose(x_half, x, atol=2e-2)  # half-precision storage, float32 compute
+
+
+def test_wall_clock_budget_stops_with_a_checkpoint_and_the_next_call_continues(
+        fast_config: Callable[..., RunConfig], sample_shards: Path, tmp_path: Path) -> None:
+    first = train(fast_config(max_steps=1000, max_minutes=1e-6), sample_shards, tmp_path / "run")
+    assert first.step == 1  # the budget ran out after the first step
+    assert load_checkpoint(tmp_path / "run").step == 1
+    again = train(fast_config(max_steps=3), sample_shards, tmp_path / "run")
+    assert again.step == 3
+
+
+def test_ema_warmup_follows_the_weights_early_and_the_decay_late() -> None:
+    from pccd_hpc.train.ema import EMA
+
+    net = torch.nn.Linear(2, 1)
+    ema = EMA(net, 0.999, warmup=True)
+    assert ema.decay_at(1) == 2 / 11 and ema.decay_at(100_000) == 0.999
+    start = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    ema.update(net, 1)
+    assert torch.allclose(ema.shadow["weight"], 2 / 11 * start + 9 / 11 * torch.ones_like(start))
+    assert EMA(net, 0.999).decay_at(1) == 0.999  # without warm-up: the plain decay

@@ -1,0 +1,69 @@
+"""``evaluate`` subcommand: one evaluation of a checkpoint on held-out shards, the same every time."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+import torch
+
+from pccd_hpc.evaluate.config import EvaluateConfig
+from pccd_hpc.io_utils import checked_input_path
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``evaluate`` subcommand."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="measure a checkpoint on held-out shards: de novo quality, coverage, reconstruction, wall time",
+        description="Writes EDIR/evaluate.json and EDIR/evaluate.md (with PNG figures). Each part's result is its "
+        "own EDIR/part-*.json; re-running the same command reuses parts made with the same checkpoint (sha256) "
+        "and settings and recomputes the others.",
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint: a run folder (its newest complete step-N/), a step-N/ folder or an exported .pt")
+    p.add_argument("--data", required=True, help="held-out encoded shard folder")
+    p.add_argument("--train-data", default=None, help="training shard folder (adds reconstruction at t = T on training items)")
+    p.add_argument("--out", required=True, help="evaluation folder EDIR")
+    p.add_argument("--n-samples", type=int, default=1000, help="de novo samples (default 1000)")
+    p.add_argument("--n-reconstruct", type=int, default=1280, help="held-out items to reconstruct per protocol (default 1280)")
+    p.add_argument("--n-train-reconstruct", type=int, default=256, help="training items to reconstruct at t = T (default 256)")
+    p.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
+    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
+    p.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim", help="de novo sampler (default ddim)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=128, help="samples per model call (default 128)")
+    p.add_argument("--skip-coverage", action="store_true", help="skip COV-R / COV-P (fingerprints are slow)")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="network arithmetic (default auto: bf16 autocast where the model was trained in bf16)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the evaluation; print the headline figures; return an exit code."""
+    from pccd_hpc.evaluate.stage import run_evaluate
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    config = EvaluateConfig(
+        checkpoint=checked_input_path(args.checkpoint, "--checkpoint"), data=checked_input_path(args.data, "--data"),
+        out=args.out, train_data=checked_input_path(args.train_data, "--train-data") if args.train_data else None,
+        n_samples=args.n_samples, n_reconstruct=args.n_reconstruct, n_train_reconstruct=args.n_train_reconstruct,
+        steps=args.steps, guidance=args.guidance, sampler=args.sampler, seed=args.seed, batch_size=args.batch_size,
+        skip_coverage=args.skip_coverage, precision=args.precision,
+    )
+    summary = run_evaluate(config)
+    d = summary["denovo"]
+    headline = {k: d[k] for k in ("decode_valid_pct", "valid_pct", "plausible_pct", "valid_and_plausible_pct")}
+    if summary["coverage"]:
+        headline.update(cov_recall_pct=summary["coverage"]["cov_recall_pct"], cov_precision_pct=summary["coverage"]["cov_precision_pct"])
+    for name, rec in summary["reconstruction"].items():
+        headline[f"{name}.atom_count_accuracy_pct"] = rec["atom_count_accuracy_pct"]
+        headline[f"{name}.match_rate_pct"] = rec["match_rate_pct"]
+    print(json.dumps(headline, indent=2))
+    return 0

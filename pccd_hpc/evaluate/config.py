@@ -1,0 +1,58 @@
+"""Settings of one evaluation run, validated on construction."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class EvaluateConfig:
+    """Everything that decides an evaluation's figures (paths are resolved by the caller)."""
+
+    checkpoint: Path
+    """Checkpoint to evaluate (a run folder, a ``step-N/`` folder or an exported single file)."""
+    data: Path
+    """Held-out encoded shard folder: de novo systems, coverage reference, reconstruction items."""
+    out: Path
+    """Evaluation folder EDIR (evaluate.json, evaluate.md, one JSON per part)."""
+    train_data: Path | None = None
+    """Training shard folder for the paper's protocol (t = T on training items); None skips that part."""
+    n_samples: int = 1000
+    """De novo samples, over the held-out structures' element slots cycled in a seeded order."""
+    n_reconstruct: int = 1280
+    """Held-out records reconstructed at t = 300 and at t = T (fewer when the folder holds fewer)."""
+    n_train_reconstruct: int = 256
+    """Training records reconstructed at t = T (only with ``train_data``)."""
+    steps: int = 50
+    """Sampler steps (DDIM; ignored by DDPM) for de novo samples and reconstruction."""
+    guidance: float = 3.0
+    """Classifier-free guidance scale."""
+    sampler: str = "ddim"
+    """De novo sampler: ``ddim`` or ``ddpm`` (reconstruction is always deterministic DDIM)."""
+    seed: int = 0
+    """Seed of the system order, the sampling noise and the reconstruction subsets."""
+    batch_size: int = 128
+    """Samples per model call (changes no figure beyond floating-point noise, but is recorded)."""
+    partial_t: int = 300
+    """Noise step of the partial-noise reconstruction (the paper's Fig. 1 uses 300)."""
+    skip_coverage: bool = False
+    """Skip the fingerprint-based COV-R / COV-P (the slowest part)."""
+    precision: str = "auto"
+    """Network arithmetic: ``auto`` (bf16 autocast where the model was trained so), ``bf16`` or ``fp32``."""
+
+    def __post_init__(self) -> None:
+        for name in ("n_samples", "n_reconstruct", "n_train_reconstruct", "steps", "batch_size", "partial_t"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.sampler not in ("ddim", "ddpm"):
+            raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {self.sampler!r}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if not self.guidance >= 0:
+            raise ValueError(f"guidance must be >= 0, got {self.guidance}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings (paths as strings)."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}

@@ -1,0 +1,201 @@
+"""De novo generation over the held-out chemical systems, and the metrics of what comes out.
+
+Every figure counts over ALL samples unless its name says otherwise; a tensor that does not
+decode is a failure, never dropped. Two validity notions are reported:
+
+* ``decode_valid``: the codec accepts the tensor (a lattice, 1..16 atoms, no two atoms closer than
+  0.5 A) -- the field's "structural validity";
+* ``valid``: decode_valid AND every requested element has an atom, exactly the rule the
+  ``generate`` stage applies before it keeps a sample (``decode_tensor(..., require_all_elements=True)``
+  with the generate stage's decode settings, see :func:`generate_decode_codec`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import numpy as np
+import torch
+from pymatgen.core import Structure
+
+from pccd_hpc.data.codec import CodecConfig, DecodeResult, decode_tensor
+from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR, min_bond_ratio, shortest_distance_ang
+from pccd_hpc.data.shards import list_shards, read_structures
+from pccd_hpc.generate.cli import GENERATE_MIN_POINTS, decode_codec
+from pccd_hpc.generate.sampling import CheckpointSampler, LoadedModel
+from pccd_hpc.validate.metrics import compositional_validity, uniqueness_flags, wasserstein_distances
+
+log = logging.getLogger(__name__)
+
+SHORT_BOND_ANG = 1.0
+"""A generated structure whose shortest interatomic distance is below this is reported."""
+
+
+@dataclass
+class HeldOut:
+    """The held-out records: ids, structures (the encoded cells) and element slots (N, 3)."""
+
+    record_ids: list[str]
+    structures: list[Structure]
+    element_z: np.ndarray
+
+
+def load_heldout(data_dir: Path) -> HeldOut:
+    """Read every record of a shard folder (ids, structures, element slots)."""
+    shards = list_shards(data_dir)
+    if not shards:
+        raise FileNotFoundError(f"no shard-*.h5 files in {data_dir}")
+    ids, structures, slots = [], [], []
+    for shard in shards:
+        with h5py.File(shard, "r") as h5:
+            element_z = h5["element_z"][:].astype(np.int64)
+            if "valid" in h5:
+                element_z = element_z[h5["valid"][:].astype(bool)]
+        records = read_structures(shard)
+        if len(records) != len(element_z):
+            raise ValueError(f"{shard}: {len(records)} structures but {len(element_z)} element-slot rows")
+        ids += [rid for rid, _ in records]
+        structures += [s for _, s in records]
+        slots.append(element_z)
+    return HeldOut(ids, structures, np.concatenate(slots))
+
+
+def cycled_systems(element_z: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """(n, 3) element slots: the rows of ``element_z`` in a seeded random order, repeated to length n."""
+    if len(element_z) == 0:
+        raise ValueError("no held-out element slots to sample for")
+    order = np.random.default_rng(seed).permutation(len(element_z))
+    return element_z[np.resize(order, n)]
+
+
+def _batch_seed(seed: int, batch: int) -> int:
+    return int(np.random.SeedSequence([seed, batch]).generate_state(1, dtype=np.uint64)[0] % (2**63))
+
+
+def sample_tensors(loaded: LoadedModel, systems: np.ndarray, sampler: str, steps: int, guidance: float,
+                   seed: int, batch_size: int, device: str = "cpu") -> np.ndarray:
+    """Codec tensors (n, 3, 128, 3) sampled for ``systems`` (n, 3), unconditioned on band gap; seeded per batch."""
+    model_sampler = CheckpointSampler(loaded, sampler, steps, guidance, device)
+    out = []
+    for b, start in enumerate(range(0, len(systems), batch_size)):
+        element_z = torch.as_tensor(systems[start : start + batch_size], dtype=torch.int64)
+        generator = torch.Generator().manual_seed(_batch_seed(seed, b))
+        out.append(model_sampler.sample(element_z, None, generator).numpy().astype(np.float32))
+        log.info("de novo: sampled %d/%d", min(start + batch_size, len(systems)), len(systems))
+    return np.concatenate(out)
+
+
+def generate_decode_codec(loaded: LoadedModel) -> CodecConfig:
+    """The decode settings of the ``generate`` stage's defaults (the checkpoint's codec, 4 points per atom)."""
+    return decode_codec(loaded.codec, None, GENERATE_MIN_POINTS)
+
+
+@dataclass
+class DecodedSample:
+    """One sample after decoding (``structure`` is None when the codec rejected it)."""
+
+    result: DecodeResult
+    requested: tuple[int, ...]
+
+    @property
+    def structure(self) -> Structure | None:
+        """The decoded structure, or None."""
+        return self.result.structure
+
+    @property
+    def elements_correct(self) -> bool:
+        """Decoded with exactly the requested set of elements."""
+        s = self.result.structure
+        return s is not None and {site.specie.Z for site in s} == set(self.requested)
+
+    @property
+    def valid(self) -> bool:
+        """The generate stage's rule: decoded and every requested element present."""
+        return self.elements_correct
+
+
+def decode_samples(tensors: np.ndarray, systems: np.ndarray, codec: CodecConfig) -> list[DecodedSample]:
+    """Decode every tensor for its element slots (no element requirement; see :class:`DecodedSample`)."""
+    return [DecodedSample(decode_tensor(t, z, codec), tuple(int(v) for v in z)) for t, z in zip(tensors, systems)]
+
+
+def _pct(count: int, total: int) -> float | None:
+    return 100.0 * count / total if total else None
+
+
+def _ratios(structures: Sequence[Structure]) -> list[float | None]:
+    """min_bond_ratio per structure; None (not inf) where no pair lies within the cut-off."""
+    return [r if math.isfinite(r) else None for r in (min_bond_ratio(s) for s in structures)]
+
+
+def reference_geometry(structures: Sequence[Structure], factor: float = PLAUSIBLE_BOND_FACTOR) -> dict:
+    """Plausibility, min-bond-ratio median and short-bond fraction of real (reference) structures."""
+    ratios = _ratios(structures)
+    finite = [r for r in ratios if r is not None]
+    short = [shortest_distance_ang(s) < SHORT_BOND_ANG for s in structures]
+    return {
+        "n": len(structures),
+        "plausible_pct": _pct(sum(r is None or r >= factor for r in ratios), len(structures)),
+        "min_bond_ratio_median": float(np.median(finite)) if finite else None,
+        "short_bond_pct": _pct(sum(short), len(structures)),
+        "min_bond_ratio": ratios,
+    }
+
+
+def denovo_metrics(samples: Sequence[DecodedSample], reference: Sequence[Structure],
+                   factor: float = PLAUSIBLE_BOND_FACTOR) -> dict:
+    """All de novo figures (percentages of ALL samples unless the key says ``_of_valid``)."""
+    n = len(samples)
+    decoded = [s for s in samples if s.structure is not None]
+    valid = [s.structure for s in samples if s.valid]
+    ratios = _ratios([s.structure for s in decoded])
+    plausible = [r is None or r >= factor for r in ratios]  # None: no neighbour within 2 r_max, nothing overlaps
+    plausible_valid = sum(p for p, s in zip(plausible, decoded) if s.valid)
+    short_valid = [shortest_distance_ang(s) < SHORT_BOND_ANG for s in valid]
+    smact = [compositional_validity(s) for s in valid]
+    unique = uniqueness_flags(valid)
+    reasons: dict[str, int] = {}
+    for s in samples:
+        if s.structure is None:
+            reasons[s.result.reason or "unknown"] = reasons.get(s.result.reason or "unknown", 0) + 1
+        elif not s.valid:
+            reasons["missing_requested_element"] = reasons.get("missing_requested_element", 0) + 1
+    finite = [r for r in ratios if r is not None]
+    wdist = wasserstein_distances(valid, list(reference)) if valid and reference else {}
+    metrics = {
+        "n_samples": n,
+        "decode_valid_pct": _pct(len(decoded), n),
+        "valid_pct": _pct(len(valid), n),
+        "element_count_correct_pct": _pct(len(valid), n),
+        "plausible_pct": _pct(sum(plausible), n),
+        "valid_and_plausible_pct": _pct(plausible_valid, n),
+        "plausible_factor": factor,
+        "min_bond_ratio_median": float(np.median(finite)) if finite else None,
+        "short_bond_pct_of_valid": _pct(sum(short_valid), len(valid)),
+        "short_bond_ang": SHORT_BOND_ANG,
+        "smact_valid_pct": _pct(sum(smact), n),
+        "unique_pct_of_valid": _pct(sum(unique), len(valid)),
+        "n_unique_valid": sum(unique),
+        "wdist_density": wdist.get("wdist_density"),
+        "wdist_n_elements": wdist.get("wdist_n_elements"),
+        "rejection_reasons": reasons,
+        "min_bond_ratio": ratios,
+    }
+    metrics["not_computed"] = {key: _why_missing(key, n, decoded, valid, finite, reference)
+                               for key, value in metrics.items() if value is None}
+    return metrics
+
+
+def _why_missing(key: str, n: int, decoded: list, valid: list, finite: list, reference: Sequence[Structure]) -> str:
+    if n == 0:
+        return "no samples"
+    if key.startswith("wdist") and not reference:
+        return "no reference structures"
+    if key == "min_bond_ratio_median":
+        return "no decoded sample" if not decoded else "no decoded sample has a pair within 64 A"
+    return "no valid sample" if not valid else "not computed"

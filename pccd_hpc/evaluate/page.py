@@ -1,0 +1,113 @@
+"""``evaluate.md``: the evaluation as one Markdown page with PNG figures (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pccd_hpc.generate.reconstruct import PAPER_ATOM_COUNT_ACCURACY, PAPER_TABLE1
+from pccd_hpc.io_utils import atomic_path, atomic_write_text
+
+MIN_BOND_FIGURE = "figures/min-bond-ratio.png"
+
+
+def _fmt(value: Any, digits: int = 1, unit: str = "") -> str:
+    """A number for the page; ``n/a`` for anything not computed (never 0 in its place)."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}{unit}"
+    return f"{value}{unit}"
+
+
+def min_bond_histogram(generated: list[float | None], reference: list[float | None], factor: float, target: Path) -> None:
+    """Histogram of min(d_ij / (r_i + r_j)) per structure, generated against held-out (density-normalised)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gen = np.array([r for r in generated if r is not None], dtype=float)
+    ref = np.array([r for r in reference if r is not None], dtype=float)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    edges = np.linspace(0.0, 1.6, 65)
+    if ref.size:
+        ax.hist(np.clip(ref, 0, 1.6), bins=edges, density=True, alpha=0.55, label=f"held-out (n={ref.size})")
+    if gen.size:
+        ax.hist(np.clip(gen, 0, 1.6), bins=edges, density=True, alpha=0.55, label=f"generated, decoded (n={gen.size})")
+    ax.axvline(factor, color="k", linestyle="--", linewidth=1, label=f"plausibility bound {factor}")
+    ax.set_xlabel("min over atom pairs of d_ij / (r_i + r_j)  (values > 1.6 in the last bin)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def write_page(out: Path, summary: dict[str, Any], records: dict[str, dict]) -> Path:
+    """Write ``out/evaluate.md`` (and its figures) from the summary and the part records."""
+    denovo_full = records["denovo"]["result"]
+    min_bond_histogram(denovo_full.get("min_bond_ratio") or [], (denovo_full.get("heldout") or {}).get("min_bond_ratio") or [],
+                       denovo_full.get("plausible_factor", 0.7), out / MIN_BOND_FIGURE)
+    ck, st, m = summary["checkpoint"], summary["settings"], summary["machine"]
+    d, ref = summary["denovo"], summary["heldout_reference"] or {}
+    lines = [
+        "# Evaluation", "",
+        f"Checkpoint `{ck['path']}` (sha256 `{ck['sha256'][:16]}…`, step {ck['step']}, preset `{ck['preset']}`, "
+        f"{ck['network']} with {ck['parameters']:,} parameters, run in {ck['precision']}).",
+        f"Held-out data `{summary['data']['heldout']['path']}` ({summary['data']['heldout']['n_records']} structures). "
+        f"Sampler {st['sampler']}, {st['steps']} steps, guidance {st['guidance']}, seed {st['seed']}.",
+        f"Machine: {m['cpus_usable']} usable of {m['cpu_count']} CPUs, {m['torch_threads']} torch thread(s), "
+        f"torch {m['torch']}, pccd_hpc {m['pccd_hpc']}.", "",
+        f"## De novo generation ({d['n_samples']} samples over the held-out chemical systems)", "",
+        "Percentages of ALL samples (a failed decode counts as a failure) unless marked *of valid*.", "",
+        "| measure | generated | held-out structures |", "|---|---|---|",
+        f"| decode valid (codec: lattice, 1–16 atoms, no pair < 0.5 Å) | {_fmt(d['decode_valid_pct'], unit=' %')} | |",
+        f"| valid = decoded with every requested element (the generate stage's rule) | {_fmt(d['valid_pct'], unit=' %')} | |",
+        f"| element-count correct (exactly the requested elements) | {_fmt(d['element_count_correct_pct'], unit=' %')} | |",
+        f"| plausible (decoded, every d_ij ≥ {d['plausible_factor']} (r_i + r_j)) | {_fmt(d['plausible_pct'], unit=' %')} | {_fmt(ref.get('plausible_pct'), unit=' %')} |",
+        f"| **valid and plausible** | **{_fmt(d['valid_and_plausible_pct'], unit=' %')}** | |",
+        f"| median min(d_ij / (r_i + r_j)) (decoded) | {_fmt(d['min_bond_ratio_median'], 2)} | {_fmt(ref.get('min_bond_ratio_median'), 2)} |",
+        f"| shortest bond < {d['short_bond_ang']} Å, *of valid* | {_fmt(d['short_bond_pct_of_valid'], unit=' %')} | {_fmt(ref.get('short_bond_pct'), unit=' %')} |",
+        f"| SMACT valid | {_fmt(d['smact_valid_pct'], unit=' %')} | |",
+        f"| unique (StructureMatcher), *of valid* | {_fmt(d['unique_pct_of_valid'], unit=' %')} | |",
+        f"| Wasserstein distance of density (g/cm³), valid vs held-out | {_fmt(d['wdist_density'], 3)} | |",
+        f"| Wasserstein distance of number of elements | {_fmt(d['wdist_n_elements'], 3)} | |",
+    ]
+    cov = summary.get("coverage")
+    if cov is None:
+        lines.append(f"| COV-R / COV-P | n/a ({summary['not_computed'].get('coverage', 'not computed')}) | |")
+    else:
+        lines += [f"| COV-R (CDVAE, cut-offs {cov['structure_cutoff']} / {cov['composition_cutoff']}) | {_fmt(cov['cov_recall_pct'], unit=' %')} | |",
+                  f"| COV-P | {_fmt(cov['cov_precision_pct'], unit=' %')} | |"]
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(d.get("rejection_reasons", {}).items())) or "none"
+    lines += ["", f"Rejections: {reasons}.", "", f"![min bond ratio]({MIN_BOND_FIGURE})", "",
+              "## Reconstruction (paper Fig. 1 / Table 1)", "",
+              "| protocol | n | atom count | a / b / c in Table-1 boxes | x / y / z in boxes | StructureMatcher match | mean RMS |",
+              "|---|---|---|---|---|---|---|"]
+    for name, r in summary["reconstruction"].items():
+        box = r.get("box_fraction_pct") or {}
+        lines.append(f"| {r['label']}, t={r['t']}: {r['protocol']} | {r['n']} | {_fmt(r['atom_count_accuracy_pct'], unit=' %')} | "
+                     + " / ".join(_fmt(box.get(k)) for k in "abc") + " % | " + " / ".join(_fmt(box.get(k)) for k in "xyz")
+                     + f" % | {_fmt(r['match_rate_pct'], unit=' %')} | {_fmt(r['rms_mean'], 3)} |")
+    paper_abc = " / ".join(f"{PAPER_TABLE1[k][0]:.1f}" for k in "abc")
+    paper_xyz = " / ".join(f"{PAPER_TABLE1[k][0]:.1f}" for k in "xyz")
+    lines += [f"| paper (training items, t = T) | | {PAPER_ATOM_COUNT_ACCURACY} % | {paper_abc} % | {paper_xyz} % | | |", ""]
+    lines += [f"![{name}]({r['figure']})" for name, r in summary["reconstruction"].items() if r.get("figure")]
+    lines += ["", "## Wall time", "", "CPU time is this process's; where it is well below the wall time the machine was "
+              "shared with other work.", "",
+              "| part | wall time | CPU time | items | items/s | torch threads / usable CPUs | |",
+              "|---|---|---|---|---|---|---|"]
+    for name, t in summary["timing"].items():
+        note = "from an earlier run" if t["reused_from_earlier_run"] else ""
+        lines.append(f"| {name} | {_fmt(t['wall_s'], unit=' s')} | {_fmt(t.get('cpu_s'), unit=' s')} | {t['n_items']} | "
+                     f"{_fmt(t['items_per_s'], 2)} | {_fmt(t.get('torch_threads'))} / {_fmt(t.get('cpus_usable'))} | {note} |")
+    if summary["not_computed"]:
+        lines += ["", "## Not computed", ""] + [f"- `{k}`: {v}" for k, v in sorted(summary["not_computed"].items())]
+    target = out / "evaluate.md"
+    atomic_write_text(target, "\n".join(lines) + "\n")
+    return target

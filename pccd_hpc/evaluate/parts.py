@@ -1,0 +1,134 @@
+"""Resumable parts: each part's result is ``EDIR/part-<name>.json``, reused only for the same checkpoint and settings.
+
+A part file holds ``{"part", "checkpoint_sha256", "settings", "result", "wall_s"}``. On a re-run a
+part is skipped when its file exists, parses, and names the same checkpoint hash and settings;
+otherwise it is recomputed and the file replaced (atomically). The settings include the sha256 of
+the source code that computes the part (:func:`source_digest`), so a changed metric or sampler
+never passes off an old figure as new. Results never hold bare NaN:
+:func:`json_safe` turns non-finite floats into ``null`` and records why under ``not_computed``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from pccd_hpc.evaluate.machine import machine_info
+from pccd_hpc.io_utils import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+def part_path(out_dir: Path, name: str) -> Path:
+    """File of part ``name`` in the evaluation folder."""
+    return out_dir / f"part-{name}.json"
+
+
+def json_safe(obj: Any, not_computed: dict[str, str] | None = None, where: str = "") -> Any:
+    """A copy of ``obj`` with every NaN/inf float replaced by None (noted in ``not_computed[where]``)."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v, not_computed, f"{where}.{k}" if where else str(k)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v, not_computed, where) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        if not_computed is not None and where and where not in not_computed:
+            not_computed[where] = f"not finite ({obj}): no data to compute it from"
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _canonical(settings: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(json_safe(settings), sort_keys=True))
+
+
+def load_part(out_dir: Path, name: str, checkpoint_sha256: str, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored part record when it matches the checkpoint and settings, else None (with the reason logged)."""
+    path = part_path(out_dir, name)
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        log.warning("part %s: %s unreadable (%s); recomputing", name, path, err)
+        return None
+    if record.get("checkpoint_sha256") != checkpoint_sha256:
+        log.info("part %s: stored result is for another checkpoint; recomputing", name)
+        return None
+    if record.get("settings") != _canonical(settings):
+        log.info("part %s: stored result has other settings; recomputing", name)
+        return None
+    return record
+
+
+def run_part(out_dir: Path, name: str, checkpoint_sha256: str, settings: dict[str, Any],
+             compute: Callable[[], tuple[dict[str, Any], int]],
+             still_valid: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    """Return part ``name``'s record, computing it with ``compute() -> (result, n_items)`` unless stored.
+
+    ``still_valid(record)`` may veto a stored record (e.g. a file it refers to is gone or changed).
+    The record gains ``wall_s``, ``cpu_s`` (CPU time of this process: on a shared machine the wall time
+    depends on the load, the CPU time much less), ``n_items``, ``items_per_s`` (None when nothing was timed) and the
+    ``machine`` it was timed on (a reused part keeps the machine of the run that computed it).
+    """
+    stored = load_part(out_dir, name, checkpoint_sha256, settings)
+    if stored is not None and still_valid is not None and not still_valid(stored):
+        log.info("part %s: the files the stored result refers to are missing or changed; recomputing", name)
+        stored = None
+    if stored is not None:
+        log.info("part %s: reusing %s (same checkpoint and settings)", name, part_path(out_dir, name).name)
+        stored["reused"] = True
+        return stored
+    log.info("part %s: computing", name)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    result, n_items = compute()
+    wall_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
+    not_computed: dict[str, str] = dict(result.pop("not_computed", {}) or {})
+    record = {
+        "part": name, "checkpoint_sha256": checkpoint_sha256, "settings": _canonical(settings),
+        "result": json_safe(result, not_computed), "not_computed": not_computed,
+        "wall_s": wall_s, "cpu_s": cpu_s, "n_items": n_items, "items_per_s": n_items / wall_s if wall_s > 0 else None,
+        "machine": machine_info(),
+    }
+    atomic_write_json(part_path(out_dir, name), record)
+    log.info("part %s: done in %.1f s (%d items)", name, wall_s, n_items)
+    record["reused"] = False
+    return record
+
+
+def folder_digest(folder: Path, pattern: str = "shard-*.h5") -> str:
+    """sha256 over the names and bytes of the files matching ``pattern`` (identifies a data set)."""
+    digest = hashlib.sha256()
+    files = sorted(folder.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no {pattern} files in {folder}")
+    for path in files:
+        digest.update(path.name.encode())
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def source_digest(modules: tuple[str, ...]) -> str:
+    """sha256 of the source files of ``modules`` (a package contributes every ``.py`` file under it)."""
+    digest = hashlib.sha256()
+    for name in sorted(modules):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ValueError(f"no source for module {name}")
+        origin = Path(spec.origin)
+        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        for path in files:
+            digest.update(f"{name}:{path.name}".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()

@@ -1,0 +1,203 @@
+"""Run an evaluation: the de novo, coverage and reconstruction parts, then evaluate.json and evaluate.md.
+
+Folder layout of EDIR::
+
+    part-<name>.json             one finished part (checkpoint sha256, settings, result, wall time)
+    denovo-samples.npz           the de novo tensors and their element slots (part ``sample``)
+    heldout-fingerprints.npz     cached fingerprints of the held-out structures (keyed by the data's sha256)
+    reconstruct-*/               reconstruct.json and reconstruct.png of each reconstruction protocol
+    evaluate.json, evaluate.md   the summary and the page (rebuilt on every run from the parts)
+    figures/*.png                the page's figures
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR
+from pccd_hpc.evaluate.config import EvaluateConfig
+from pccd_hpc.evaluate.coverage import COMPOSITION_CUTOFF_MP20, STRUCTURE_CUTOFF_MP20, Fingerprints, coverage, fingerprint_structures
+from pccd_hpc.evaluate.denovo import (
+    HeldOut, cycled_systems, decode_samples, denovo_metrics, generate_decode_codec, load_heldout, reference_geometry,
+    sample_tensors,
+)
+from pccd_hpc.evaluate.machine import machine_info
+from pccd_hpc.evaluate.parts import folder_digest, json_safe, run_part, source_digest
+from pccd_hpc.evaluate.reconstruction import protocols, run_protocol
+from pccd_hpc.generate.sampling import LoadedModel, load_model
+from pccd_hpc.io_utils import atomic_path, atomic_write_json, checked_output_dir, sha256_file
+
+log = logging.getLogger(__name__)
+
+SAMPLES_FILE = "denovo-samples.npz"
+HELDOUT_FINGERPRINTS = "heldout-fingerprints.npz"
+# Keys of part results that are per-structure arrays: kept in the part files (for the figures),
+# left out of evaluate.json.
+ARRAY_KEYS = ("min_bond_ratio",)
+# The code each part's figures come from (its source sha256 is part of the part's settings).
+_MODEL_CODE = ("pccd_hpc.model", "pccd_hpc.generate.sampling")
+SAMPLE_CODE = _MODEL_CODE + ("pccd_hpc.evaluate.denovo",)  # the samples file's sha256 then pins the tensors
+DENOVO_CODE = ("pccd_hpc.data.codec", "pccd_hpc.data.geometry", "pccd_hpc.validate.metrics", "pccd_hpc.evaluate.denovo")
+COVERAGE_CODE = ("pccd_hpc.data.codec", "pccd_hpc.evaluate.coverage")
+RECONSTRUCT_CODE = _MODEL_CODE + ("pccd_hpc.generate.reconstruct", "pccd_hpc.data.dataset", "pccd_hpc.data.codec",
+                                  "pccd_hpc.data.roundtrip")
+
+
+def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
+    """Run (or resume) every part of the evaluation in ``config.out``; return the evaluate.json content."""
+    out = checked_output_dir(config.out, "--out")
+    loaded = load_model(str(config.checkpoint), "cpu", config.precision)
+    precision = "bf16" if getattr(loaded.model, "bf16", False) else "fp32"
+    sha = loaded.sha256
+    heldout_digest = folder_digest(config.data)
+    heldout = load_heldout(config.data)
+    codec = generate_decode_codec(loaded)
+    records: dict[str, dict] = {}
+
+    sample_settings = {"data_sha256": heldout_digest, "n_samples": config.n_samples, "sampler": config.sampler,
+                       "steps": config.steps, "guidance": config.guidance, "seed": config.seed,
+                       "batch_size": config.batch_size, "precision": precision}
+    records["sample"] = run_part(out, "sample", sha, {**sample_settings, "code_sha256": source_digest(SAMPLE_CODE)},
+                                 lambda: _sample(out, loaded, heldout, config),
+                                 still_valid=lambda rec: _samples_intact(out, rec))
+    # What the de novo figures are computed from: exactly these tensors, against these held-out structures.
+    inputs = {"samples_sha256": records["sample"]["result"]["samples_sha256"], "data_sha256": heldout_digest,
+              "codec": codec.to_dict()}
+
+    @lru_cache(maxsize=1)
+    def decoded():
+        with np.load(out / SAMPLES_FILE) as data:
+            return decode_samples(data["tensors"], data["element_z"], codec)
+
+    denovo_settings = {**inputs, "plausible_factor": PLAUSIBLE_BOND_FACTOR, "code_sha256": source_digest(DENOVO_CODE)}
+    records["denovo"] = run_part(out, "denovo", sha, denovo_settings, lambda: _denovo(decoded(), heldout))
+
+    if config.skip_coverage:
+        records["coverage"] = {"skipped": "not computed: --skip-coverage was given"}
+    else:
+        cov_settings = {**inputs, "structure_cutoff": STRUCTURE_CUTOFF_MP20, "composition_cutoff": COMPOSITION_CUTOFF_MP20,
+                        "code_sha256": source_digest(COVERAGE_CODE)}
+        records["coverage"] = run_part(out, "coverage", sha, cov_settings,
+                                       lambda: _coverage(out, decoded(), heldout, heldout_digest))
+
+    timesteps = loaded.config.diffusion.timesteps
+    for protocol in protocols(config.data, config.train_data, config.n_reconstruct, config.n_train_reconstruct,
+                              config.partial_t, timesteps):
+        digest = heldout_digest if protocol.data == config.data else folder_digest(protocol.data)
+        settings = {"data_sha256": digest, "n": protocol.n, "t": protocol.t, "steps": config.steps,
+                    "guidance": config.guidance, "seed": config.seed, "batch_size": config.batch_size,
+                    "codec": codec.to_dict(), "precision": precision, "code_sha256": source_digest(RECONSTRUCT_CODE)}
+
+        def compute(protocol=protocol):
+            metrics = run_protocol(loaded, protocol, out, config.steps, config.guidance, config.seed,
+                                   config.batch_size, codec)
+            metrics["not_computed"] = {
+                key: reason for key, reason in (("rms_mean", "no reconstruction matched its original"),
+                                                ("coordinate_mae_frac", "no reconstruction with the right atoms"))
+                if metrics.get(key) is None or not np.isfinite(metrics[key])}
+            return metrics, int(metrics["n"])
+
+        records[protocol.name] = run_part(out, protocol.name, sha, settings, compute,
+                                          still_valid=lambda rec, p=protocol: (out / p.name / "reconstruct.json").exists())
+
+    summary = _summary(config, loaded, precision, heldout, heldout_digest, records)
+    atomic_write_json(out / "evaluate.json", summary)
+    from pccd_hpc.evaluate.page import write_page
+
+    write_page(out, summary, records)
+    log.info("evaluation written: %s, %s", out / "evaluate.json", out / "evaluate.md")
+    return summary
+
+
+def _sample(out: Path, loaded: LoadedModel, heldout: HeldOut, config: EvaluateConfig) -> tuple[dict, int]:
+    systems = cycled_systems(heldout.element_z, config.n_samples, config.seed)
+    tensors = sample_tensors(loaded, systems, config.sampler, config.steps, config.guidance, config.seed,
+                             config.batch_size)
+    with atomic_path(out / SAMPLES_FILE) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, tensors=tensors, element_z=systems)
+    n_systems = len({tuple(sorted(set(row.tolist()))) for row in systems})
+    return {"n_samples": len(tensors), "n_chemical_systems": n_systems,
+            "samples_sha256": sha256_file(out / SAMPLES_FILE)}, len(tensors)
+
+
+def _samples_intact(out: Path, record: dict) -> bool:
+    path = out / SAMPLES_FILE
+    return path.exists() and sha256_file(path) == record["result"].get("samples_sha256")
+
+
+def _denovo(decoded, heldout: HeldOut) -> tuple[dict, int]:
+    result = denovo_metrics(decoded, heldout.structures)
+    result["heldout"] = reference_geometry(heldout.structures)
+    return result, len(decoded)
+
+
+def _coverage(out: Path, decoded, heldout: HeldOut, heldout_digest: str) -> tuple[dict, int]:
+    from importlib.metadata import version
+
+    cache = out / HELDOUT_FINGERPRINTS
+    # cached fingerprints count only for the same structures, fingerprint code and matminer
+    key = f"{heldout_digest}:{source_digest(COVERAGE_CODE)}:matminer-{version('matminer')}"
+    reference = Fingerprints.load(cache, key)
+    cached = reference is not None
+    if reference is None:
+        reference = fingerprint_structures(heldout.structures, "held-out structures")
+        reference.save(cache, key)
+    structures = [s.structure for s in decoded if s.structure is not None]
+    generated = fingerprint_structures(structures, "generated structures")
+    result: dict[str, Any] = coverage(generated, reference, n_generated=len(decoded))
+    result["heldout_fingerprints_cached"] = cached
+    result["not_computed"] = {k: "no fingerprinted structure to compare" for k, v in result.items() if v is None}
+    for key in ("cov_recall", "cov_precision"):
+        result[f"{key}_pct"] = None if result[key] is None else 100.0 * result[key]
+    return result, len(decoded)
+
+
+def _timing(record: dict) -> dict[str, Any]:
+    return {"wall_s": record.get("wall_s"), "cpu_s": record.get("cpu_s"), "n_items": record.get("n_items"),
+            "items_per_s": record.get("items_per_s"),
+            "reused_from_earlier_run": record.get("reused", False),
+            "torch_threads": (record.get("machine") or {}).get("torch_threads"),
+            "cpus_usable": (record.get("machine") or {}).get("cpus_usable")}
+
+
+def _strip_arrays(result: dict) -> dict:
+    return {k: (_strip_arrays(v) if isinstance(v, dict) else v) for k, v in result.items() if k not in ARRAY_KEYS}
+
+
+def _summary(config: EvaluateConfig, loaded: LoadedModel, precision: str, heldout: HeldOut, heldout_digest: str,
+             records: dict[str, dict]) -> dict[str, Any]:
+    not_computed: dict[str, str] = {}
+    for name, record in records.items():
+        if "skipped" in record:
+            not_computed[name] = record["skipped"]
+        for key, reason in (record.get("not_computed") or {}).items():
+            not_computed[f"{name}.{key}"] = reason
+    if config.train_data is None:
+        not_computed["reconstruct-train-tT"] = "not computed: no --train-data given"
+    recon = {name: _strip_arrays(rec["result"]) for name, rec in records.items() if name.startswith("reconstruct-")}
+    denovo = _strip_arrays(records["denovo"]["result"])
+    summary = {
+        "checkpoint": {"path": str(config.checkpoint), "sha256": loaded.sha256, "step": loaded.step,
+                       "preset": loaded.config.preset, "network": type(getattr(loaded.model, "net", loaded.model)).__name__,
+                       "precision": precision,
+                       "parameters": int(sum(p.numel() for p in loaded.model.parameters())),
+                       "config": loaded.config.to_dict()},
+        "settings": config.to_dict(),
+        "data": {"heldout": {"path": str(config.data), "sha256": heldout_digest, "n_records": len(heldout.structures)},
+                 "train": None if config.train_data is None else {"path": str(config.train_data)}},
+        "machine": machine_info(),
+        "denovo": {k: v for k, v in denovo.items() if k != "heldout"},
+        "heldout_reference": denovo.get("heldout"),
+        "coverage": None if "skipped" in records["coverage"] else _strip_arrays(records["coverage"]["result"]),
+        "reconstruction": recon,
+        "timing": {name: _timing(rec) for name, rec in records.items() if "skipped" not in rec},
+    }
+    summary = json_safe(summary, not_computed)
+    summary["not_computed"] = not_computed
+    return summary

@@ -1,0 +1,102 @@
+"""Training batches built and augmented on the training device, from the shards' site arrays.
+
+The per-item path (:class:`pccd_hpc.data.dataset.ShardDataset` with ``augment``) re-encodes every
+record in numpy on the host; on a GPU that starves the device. Here every record's sites (fractional
+coordinates, element slots, lattice) sit on the device once, and a whole batch is shifted, ordered
+and spread over the 128 point rows with a few tensor operations -- the same tensor
+:func:`pccd_hpc.data.codec.encode_arrays` writes (tested against it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from pccd_hpc.data.codec import CodecConfig, point_counts
+from pccd_hpc.data.dataset import ShardDataset
+
+
+class DeviceBatches:
+    """All records of a :class:`ShardDataset` as device tensors; :meth:`batch` returns augmented codec tensors."""
+
+    def __init__(self, dataset: ShardDataset, device: torch.device | str, augment: bool = True,
+                 site_order: str = "random", origin: str = "random") -> None:
+        if site_order not in ("random", "canonical"):
+            raise ValueError(f"site_order must be random or canonical, got {site_order!r}")
+        self.codec: CodecConfig = dataset.codec
+        self.device = torch.device(device)
+        if origin not in ("random", "anchor"):
+            raise ValueError(f"origin must be random or anchor, got {origin!r}")
+        self.augment, self.site_order, self.origin = augment, site_order, origin
+        parts = [dataset.shard_arrays(k) for k in range(len(dataset.shards))]
+        cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+        n_sites = cat("n_sites")
+        max_sites = self.codec.max_sites
+        frac = np.zeros((len(n_sites), max_sites, 3), dtype=np.float32)
+        slots = np.full((len(n_sites), max_sites), 0, dtype=np.int64)
+        frac_all, slot_all = cat("frac_coords"), cat("slot_index")
+        frac[:, :frac_all.shape[1]] = frac_all
+        slots[:, :slot_all.shape[1]] = slot_all
+        lattice = cat("lattice_params")
+        to = lambda a, dtype: torch.as_tensor(a, dtype=dtype, device=self.device)  # noqa: E731
+        self.frac, self.slots, self.n_sites = to(frac, torch.float32), to(slots, torch.long), to(n_sites, torch.long)
+        self.element_z = to(cat("element_z"), torch.long)
+        self.band_gap = to(cat("band_gap"), torch.float32)
+        self.angle_rows = to(np.radians(lattice[:, 3:]) / math.pi, torch.float32)
+        self.length_rows = to(self.codec.normalise_lengths(lattice[:, :3].astype(np.float64)), torch.float32)
+        rows = np.zeros((max_sites + 1, self.codec.n_points), dtype=np.int64)
+        for n in range(1, max_sites + 1):
+            rows[n] = np.repeat(np.arange(n), point_counts(n, self.codec.n_points))
+        self.row_site = to(rows, torch.long)
+
+    def __len__(self) -> int:
+        return int(self.n_sites.shape[0])
+
+    def batch(self, indices: torch.Tensor | list[int], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Codec tensors ``x`` (B, 3, n_points, 3) plus ``element_z`` and ``band_gap_ev`` for dataset ``indices``.
+
+        With ``augment``: a random origin shift (added mod 1) per record, then the atoms of each species
+        in random (``site_order = "random"``) or shifted-coordinate (``"canonical"``) order. ``generator``
+        is a CPU generator (the random numbers are drawn on the CPU and moved, so a run is reproducible
+        on any device).
+        """
+        idx = torch.as_tensor(indices, dtype=torch.long, device=self.device)
+        b, max_sites = idx.shape[0], self.frac.shape[1]
+        frac, slots, n = self.frac[idx], self.slots[idx], self.n_sites[idx]
+        present = torch.arange(max_sites, device=self.device)[None, :] < n[:, None]
+        if self.augment:
+            shift = torch.rand((b, 1, 3), generator=generator).to(self.device)
+            if self.origin == "anchor":  # a random atom of the first species moves to the cell centre
+                pick = torch.rand((b, max_sites), generator=generator).to(self.device)
+                pick = torch.where(present & (slots == 0), pick, torch.full_like(pick, -1.0))
+                anchor = pick.argmax(dim=1)
+                shift = 0.5 - frac[torch.arange(b, device=self.device), anchor][:, None, :]
+            frac = torch.remainder(frac + shift, 1.0)
+            frac = torch.where(frac >= 1.0, torch.zeros_like(frac), frac)
+            if self.site_order == "canonical":
+                order = torch.arange(max_sites, device=self.device).expand(b, -1)
+                for col in (2, 1, 0):  # stable sorts from the least to the most significant key
+                    key = torch.gather(frac[:, :, col], 1, order)
+                    order = torch.gather(order, 1, torch.sort(key, dim=1, stable=True).indices)
+            else:
+                order = torch.argsort(torch.rand((b, max_sites), generator=generator).to(self.device), dim=1)
+            key = torch.gather(torch.where(present, slots, torch.full_like(slots, 1 << 20)), 1, order)
+            order = torch.gather(order, 1, torch.sort(key, dim=1, stable=True).indices)
+            frac, slots = torch.gather(frac, 1, order[:, :, None].expand(-1, -1, 3)), torch.gather(slots, 1, order)
+        rows = self.row_site[n]  # (B, n_points): site of each point row
+        x = torch.empty((b, 3, self.codec.n_points, 3), dtype=torch.float32, device=self.device)
+        x[:, 0] = torch.gather(frac, 1, rows[:, :, None].expand(-1, -1, 3))
+        x[:, 1] = torch.nn.functional.one_hot(torch.gather(slots, 1, rows), 3).float()
+        half = self.codec.n_points // 2
+        x[:, 2, :half] = self.angle_rows[idx][:, None, :]
+        x[:, 2, half:] = self.length_rows[idx][:, None, :]
+        return {"x": x, "element_z": self.element_z[idx], "band_gap_ev": self.band_gap[idx]}
+
+    def epoch(self, batches: Iterator[list[int]], seed: int, epoch: int, first_batch: int) -> Iterator[dict[str, torch.Tensor]]:
+        """Augmented batches for an epoch's index lists; batch k's randomness comes from (seed, epoch, k)."""
+        for k, indices in enumerate(batches, start=first_batch):
+            gen = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_033 + k)
+            yield self.batch(indices, gen)

@@ -1,0 +1,123 @@
+"""The ``evaluate`` command end to end with a real (tiny, briefly trained) model: outputs, rules, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pccd_hpc.data.codec import decode_tensor
+from pccd_hpc.evaluate.denovo import generate_decode_codec, load_heldout
+from pccd_hpc.generate.sampling import load_model
+from pccd_hpc.launch import main as launch_main
+
+PARTS = ("sample", "denovo", "coverage", "reconstruct-heldout-t300", "reconstruct-heldout-tT", "reconstruct-train-tT")
+
+
+def _no_nan(text: str) -> dict:
+    def refuse(token: str):
+        raise AssertionError(f"bare {token} in JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _nulls(obj, path=""):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _nulls(v, f"{path}.{k}" if path else k)
+    elif obj is None:
+        yield path
+
+
+def _evaluate(ckpt: Path, data: Path, out: Path, *extra: str) -> dict:
+    args = ["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--train-data", str(data), "--out", str(out),
+            "--n-samples", "6", "--n-reconstruct", "3", "--n-train-reconstruct", "2", "--steps", "2",
+            "--batch-size", "4", "--threads", "1", *extra]
+    assert launch_main(args) == 0
+    return _no_nan((out / "evaluate.json").read_text())
+
+
+def test_evaluate_writes_every_part_and_resumes_only_what_changed(trained_tiny_checkpoint: Path, small_shards: Path,
+                                                                  tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    summary = _evaluate(trained_tiny_checkpoint, small_shards, out)
+    loaded = load_model(str(trained_tiny_checkpoint))
+    assert summary["checkpoint"]["sha256"] == loaded.sha256 and summary["checkpoint"]["step"] == 4
+    assert summary["machine"]["torch_threads"] == 1
+    assert summary["denovo"]["n_samples"] == 6
+    assert summary["coverage"]["n_generated"] == 6 and summary["coverage"]["n_reference"] == 9
+    assert set(summary["reconstruction"]) == {p for p in PARTS if p.startswith("reconstruct-")}
+    assert summary["reconstruction"]["reconstruct-train-tT"]["n"] == 2
+    assert summary["reconstruction"]["reconstruct-heldout-tT"]["t"] == loaded.config.diffusion.timesteps - 1
+    for name in PARTS:
+        assert (out / f"part-{name}.json").exists()
+        timing = summary["timing"][name]
+        assert timing["wall_s"] > 0 and timing["cpu_s"] > 0 and not timing["reused_from_earlier_run"]
+    # every null in the figures is explained
+    for section in ("denovo", "coverage", "reconstruction"):
+        for path in _nulls(summary[section]):
+            key = path if section == "reconstruction" else f"{section}.{path}"
+            assert any(key.endswith(k.split(".", 1)[-1]) for k in summary["not_computed"]), path
+
+    # systems come from the held-out element slots; validity is exactly the generate stage's rule
+    heldout = load_heldout(small_shards)
+    with np.load(out / "denovo-samples.npz") as data:
+        tensors, systems = data["tensors"], data["element_z"]
+    assert {tuple(z) for z in systems} <= {tuple(z) for z in heldout.element_z}
+    codec = generate_decode_codec(loaded)
+    generate_valid = [decode_tensor(t, z, codec, require_all_elements=True).valid for t, z in zip(tensors, systems)]
+    assert summary["denovo"]["valid_pct"] == pytest.approx(100 * np.mean(generate_valid))
+
+    page = (out / "evaluate.md").read_text()
+    assert "valid and plausible" in page and "COV-R" in page and "NaN" not in page and "nan %" not in page
+    for figure in ("figures/min-bond-ratio.png", "reconstruct-heldout-t300/reconstruct.png"):
+        assert f"]({figure})" in page
+        assert (out / figure).read_bytes()[:4] == b"\x89PNG"
+
+    # the same command again: every part is reused, nothing is rewritten
+    stamps = {name: (out / f"part-{name}.json").stat().st_mtime_ns for name in PARTS}
+    again = _evaluate(trained_tiny_checkpoint, small_shards, out)
+    assert all(again["timing"][name]["reused_from_earlier_run"] for name in PARTS)
+    assert {name: (out / f"part-{name}.json").stat().st_mtime_ns for name in PARTS} == stamps
+    assert again["denovo"] == summary["denovo"]
+
+    # lost samples file: sampling and everything after it is redone; another guidance: all sampling parts redone
+    (out / "denovo-samples.npz").write_bytes(b"corrupt")
+    third = _evaluate(trained_tiny_checkpoint, small_shards, out, "--guidance", "1.5", "--skip-coverage")
+    assert not third["timing"]["sample"]["reused_from_earlier_run"]
+    assert not third["timing"]["reconstruct-heldout-t300"]["reused_from_earlier_run"]
+    assert third["coverage"] is None and "coverage" in third["not_computed"]
+    assert json.loads((out / "part-sample.json").read_text())["settings"]["guidance"] == 1.5
+
+
+def test_evaluate_rejects_bad_input_with_a_clear_error(trained_tiny_checkpoint: Path, small_shards: Path,
+                                                       tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert launch_main(["evaluate", "--checkpoint", str(trained_tiny_checkpoint), "--data", str(empty),
+                        "--out", str(tmp_path / "e")]) == 2
+    assert "no shard-*.h5 files" in caplog.text
+    assert launch_main(["evaluate", "--checkpoint", str(tmp_path / "missing.pt"), "--data", str(small_shards),
+                        "--out", str(tmp_path / "e")]) == 2
+    assert "missing.pt" in caplog.text
+    assert launch_main(["evaluate", "--checkpoint", str(trained_tiny_checkpoint), "--data", str(small_shards),
+                        "--out", str(tmp_path / "e"), "--n-samples", "0"]) == 2
+    assert "n_samples must be >= 1" in caplog.text
+
+
+def test_source_digest_follows_the_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pccd_hpc.evaluate.parts import source_digest
+
+    package = tmp_path / "evalprobe"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "metric.py").write_text("FACTOR = 0.7\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = source_digest(("evalprobe",))
+    assert source_digest(("evalprobe",)) == before
+    (package / "metric.py").write_text("FACTOR = 0.8\n")
+    assert source_digest(("evalprobe",)) != before
+    with pytest.raises(ValueError, match="no source"):
+        source_digest(("evalprobe_missing_module",))

@@ -1,0 +1,82 @@
+"""Batches built on the device equal the codec's own encoding (no augmentation, and canonical order)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pccd_hpc.data.codec import encode_arrays
+from pccd_hpc.data.dataset import ShardDataset
+from pccd_hpc.train.device_batches import DeviceBatches
+from pccd_hpc.train.loop import _LRSchedule
+
+
+def test_without_augmentation_batches_equal_the_stored_tensors(sample_shards: Path) -> None:
+    dataset = ShardDataset(sample_shards)
+    device = DeviceBatches(dataset, "cpu", augment=False)
+    idx = [0, 3, 17, len(dataset) - 1]
+    got = device.batch(idx)["x"]
+    want = torch.stack([dataset[i]["x"] for i in idx])
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_canonical_order_matches_numpy_encoding_of_the_shifted_sorted_sites(sample_shards: Path) -> None:
+    dataset = ShardDataset(sample_shards)
+    device = DeviceBatches(dataset, "cpu", augment=True, site_order="canonical")
+    idx = list(range(0, len(dataset), max(1, len(dataset) // 12)))
+    gen = torch.Generator().manual_seed(5)
+    got = device.batch(idx, gen)["x"].numpy()
+    shifts = torch.rand((len(idx), 1, 3), generator=torch.Generator().manual_seed(5)).numpy()
+    for k, i in enumerate(idx):
+        shard, row = dataset.locate(i)
+        arrays = dataset.shard_arrays(shard)
+        n = int(arrays.n_sites[row])
+        frac = np.mod(arrays.frac_coords[row, :n].astype(np.float32) + shifts[k, 0], 1.0)
+        slots = arrays.slot_index[row, :n]
+        order = np.lexsort((frac[:, 2], frac[:, 1], frac[:, 0], slots))
+        want = encode_arrays(frac[order].astype(np.float64), slots[order], arrays.lattice_params[row], dataset.codec)
+        assert np.allclose(got[k], want, atol=1e-5), f"record {i}"
+
+
+def test_random_order_keeps_each_species_sites(sample_shards: Path) -> None:
+    dataset = ShardDataset(sample_shards)
+    device = DeviceBatches(dataset, "cpu", augment=True, site_order="random")
+    x = device.batch([1, 2], torch.Generator().manual_seed(0))["x"]
+    plain = DeviceBatches(dataset, "cpu", augment=False).batch([1, 2])["x"]
+    assert torch.equal(x[:, 1], plain[:, 1])  # species blocks stay where they were
+    assert torch.equal(x[:, 2], plain[:, 2])  # lattice rows untouched
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor() -> None:
+    sched = _LRSchedule(warmup_steps=10, max_steps=110, decay="cosine", min_ratio=0.1)
+    assert sched(0) == 0.1 and sched(9) == 1.0
+    assert abs(sched(10) - 1.0) < 1e-9 and abs(sched(60) - 0.55) < 1e-9 and abs(sched(110) - 0.1) < 1e-9
+    assert _LRSchedule(10, 110)(100) == 1.0
+
+
+def test_canonical_dataset_items_are_the_unshifted_canonical_encoding(sample_shards: Path) -> None:
+    plain, canonical = ShardDataset(sample_shards), ShardDataset(sample_shards, site_order="canonical")
+    for i in (0, 5, 40):
+        item = canonical[i]["x"]
+        assert torch.equal(item[1], plain[i]["x"][1]) and torch.equal(item[2], plain[i]["x"][2])
+        rows = item[0].numpy()  # positions of each species block are sorted lexicographically
+        slots = item[1].argmax(-1).numpy()
+        for slot in set(slots.tolist()):
+            block = rows[slots == slot]
+            keys = [tuple(r) for r in block]
+            assert keys == sorted(keys), f"record {i}"
+
+
+def test_anchor_origin_puts_an_atom_of_the_first_species_at_the_centre(sample_shards: Path) -> None:
+    dataset = ShardDataset(sample_shards, augment=True, site_order="canonical", origin="anchor")
+    device = DeviceBatches(ShardDataset(sample_shards), "cpu", augment=True, site_order="canonical", origin="anchor")
+    batch = device.batch(list(range(20)), torch.Generator().manual_seed(3))["x"]
+    for i in range(20):
+        for x in (dataset[i]["x"], batch[i]):
+            first_species = x[1].argmax(-1) == 0
+            rows = x[0][first_species]
+            assert (rows - 0.5).abs().max(dim=1).values.min() < 1e-5, f"record {i}"
+    centre_free = ShardDataset(sample_shards, augment=True, site_order="canonical", origin="random")
+    assert not all(((centre_free[i]["x"][0] - 0.5).abs().max(dim=1).values.min() < 1e-5) for i in range(20))
