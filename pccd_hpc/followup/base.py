@@ -85,14 +85,3 @@ class DftBackend:
     def forces(self, supercell: Structure, folder: Path, candidate: str) -> np.ndarray:
         """Forces (n_atoms, 3) in eV/Å on a displaced supercell."""
         raise NotImplementedError
-
-
-def get_backend(config: FollowupConfig) -> DftBackend:
-    """The backend named by ``config.backend``."""
-    if config.backend == "gpaw":
-        from pccd_hpc.followup.gpaw import GpawBackend
-
-        return GpawBackend(config)
-    from pccd_hpc.followup.vasp import VaspBackend
-
-    return VaspBackend(config)

@@ -9,7 +9,7 @@ import csv
 import hashlib
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, Sequence
 
 from pccd_hpc.io_utils import atomic_write_csv, atomic_write_json, read_json
 from pccd_hpc.validate.record import ValidationRecord
@@ -74,9 +74,13 @@ class RecordStore:
         return sum(1 for _ in self.folder.glob("*.json"))
 
 
-def write_results_csv(records: list[ValidationRecord], target: str | Path) -> None:
-    """Write ``records`` as ``results.csv`` (``CSV_COLUMNS``) atomically, sorted by id."""
-    rows = [{key: _csv_value(getattr(record, key)) for key in CSV_COLUMNS} for record in sorted(records, key=lambda r: r.id)]
+def write_results_csv(records: Sequence[ValidationRecord | Mapping[str, Any]], target: str | Path) -> None:
+    """Write ``records`` as ``results.csv`` (``CSV_COLUMNS``) atomically, sorted by id.
+
+    Plain mappings (e.g. hand-made rows in tests and tools) are accepted too; missing columns stay empty.
+    """
+    plain = [r.to_dict() if isinstance(r, ValidationRecord) else dict(r) for r in records]
+    rows = [{key: _csv_value(row.get(key)) for key in CSV_COLUMNS} for row in sorted(plain, key=lambda r: r["id"])]
     atomic_write_csv(target, rows, CSV_COLUMNS)
 
 
