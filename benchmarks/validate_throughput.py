@@ -22,7 +22,8 @@ import numpy as np
 
 from pccd_hpc.validate.config import PhononConfig, RelaxConfig, ValidateConfig
 from pccd_hpc.validate.inputs import iter_input_structures
-from pccd_hpc.validate.runner import Job, iter_results
+from pccd_hpc.validate.record import Job
+from pccd_hpc.validate.runner import iter_results
 
 DEFAULT_DATA = Path("/work/shared/data/mp_20/val.csv.gz")
 
@@ -52,8 +53,8 @@ def measure(jobs: list[Job], config: ValidateConfig) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for record in iter_results(jobs, config, Path(tmp)):
             finished.append(time.perf_counter())
-            failures += record["error"] is not None and record["error_kind"] != "not_converged"
-            steps.append(record["n_steps"] or 0)
+            failures += record.error is not None and record.error_kind != "not_converged"
+            steps.append(record.n_steps or 0)
     wall = time.perf_counter() - start
     steady = (len(finished) - 1) / (finished[-1] - finished[0]) * 60 if len(finished) > 1 else float("nan")
     return {"load_avg_1min_after": round(os.getloadavg()[0], 2), "n": len(jobs), "workers": config.workers, "wall_s": round(wall, 1),

@@ -5,8 +5,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "pccd_hpc"
 SUBMIT_NAMES = {"submitit", "sbatch", "map_array", "executor_for", "make_submitit_executor"}
 
@@ -47,7 +45,7 @@ def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
                 base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
             names = [base] + [f"{base}.{a.name}" for a in node.names]
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("pccd_hpc."):
-            names = [node.value]  # importlib.import_module("pccd_hpc....") and similar
+            names = [node.value.split(":")[0]]  # importlib.import_module("pccd_hpc...."), "module:Class" registries
         for name in names:
             while name and name not in modules:
                 name = name.rpartition(".")[0]
@@ -87,27 +85,13 @@ def test_the_checker_sees_lazy_and_importlib_imports() -> None:
     graph = _graph()
     assert "pccd_hpc.commands" in graph["pccd_hpc.launch"]  # named in a string, imported with importlib
     assert "pccd_hpc.cluster.jobs" in graph["pccd_hpc.generate.stage"]  # imported inside a function
+    assert "pccd_hpc.validate.backends.vasp" in graph["pccd_hpc.validate.backends.registry"]  # "module:Class" string
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
-# validate/ is refactored once issue 9 (which rewrites much of it) has merged; until then its known
-# loops and its hand-built sbatch call are checked by the strict xfail below, which fails once fixed.
-PENDING = "pccd_hpc.validate"
-
-
-def _without_pending(graph: dict[str, set[str]]) -> dict[str, set[str]]:
-    return {m: {d for d in deps if not d.startswith(PENDING)} for m, deps in graph.items() if not m.startswith(PENDING)}
-
-
 def test_no_import_cycle() -> None:
-    cycle = _cycle(_without_pending(_graph()))
+    cycle = _cycle(_graph())
     assert cycle is None, " -> ".join(cycle or [])
-
-
-@pytest.mark.xfail(strict=True, reason="validate/ import loops and sbatch call: refactor pending after issue 9")
-def test_validate_has_no_cycle_and_no_sbatch_call() -> None:
-    assert _cycle(_graph()) is None
-    assert not [o for o in _submit_offenders() if o.startswith(PENDING)]
 
 
 def test_data_imports_no_stage_above_it() -> None:
@@ -118,7 +102,7 @@ def test_data_imports_no_stage_above_it() -> None:
 
 
 def test_submitit_and_sbatch_only_in_cluster() -> None:
-    offenders = [o for o in _submit_offenders() if not o.startswith(PENDING)]
+    offenders = _submit_offenders()
     assert not offenders, offenders
 
 

@@ -80,19 +80,20 @@ class SlurmResources:
                 f"signal_delay_s ({self.signal_delay_s}) must be shorter than time_min ({self.time_min} min)"
             )
 
-    def sbatch_options(self) -> list[str]:
-        """These resources as sbatch command-line options."""
-        options = [
-            f"--nodes={self.nodes}",
-            f"--ntasks-per-node={self.tasks_per_node}",
-            f"--cpus-per-task={self.cpus_per_task}",
-            f"--time={self.time_min}",
-            f"--signal=USR2@{self.signal_delay_s}",
-        ]
+    def sbatch_options(self, shape: bool = True) -> list[str]:
+        """These resources as sbatch command-line options; ``shape=False`` leaves nodes, tasks, CPUs and
+        GPUs to the job script's own ``#SBATCH`` lines (time, partition and signal only)."""
+        options = []
+        if shape:
+            options += [f"--nodes={self.nodes}", f"--ntasks-per-node={self.tasks_per_node}",
+                        f"--cpus-per-task={self.cpus_per_task}"]
+            if self.gpus_per_node:
+                options.append(f"--gpus-per-node={self.gpus_per_node}")
+        options.append(f"--time={self.time_min}")
+        if self.signal_delay_s:
+            options.append(f"--signal=USR2@{self.signal_delay_s}")
         if self.partition is not None:
             options.append(f"--partition={self.partition}")
-        if self.gpus_per_node:
-            options.append(f"--gpus-per-node={self.gpus_per_node}")
         return options
 
 
@@ -138,6 +139,54 @@ def sbatch(
     job_id = int(out.splitlines()[-1].split(";")[0])
     log.info("submitted %s as job %d", script, job_id)
     return job_id
+
+
+def submit_script(
+    script: Path,
+    args: Sequence[str],
+    resources: SlurmResources,
+    *,
+    name: str,
+    log_file: str | Path,
+    array_size: int | None = None,
+    after: int | None = None,
+    script_shape: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Submit a job script with ``resources`` (an array of ``array_size`` tasks when given, starting after job
+    ``after`` has ended when given); its log goes to ``log_file`` (may hold %j, %A, %a); return the job id.
+
+    ``script_shape`` keeps the script's own node/task/CPU lines (e.g. an MPI code's) instead of ``resources``'.
+    """
+    options = [*resources.sbatch_options(shape=not script_shape), f"--job-name={name}", f"--output={log_file}"]
+    if array_size is not None:
+        limit = f"%{resources.array_parallelism}" if array_size > resources.array_parallelism else ""
+        options.append(f"--array=0-{array_size - 1}{limit}")
+    if after is not None:
+        options.append(f"--dependency=afterany:{after}")
+    return sbatch(script, args, options, env)
+
+
+def parse_time_min(text: str | int) -> int:
+    """A SLURM time limit (``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``) in whole minutes, rounded up."""
+    value = str(text).strip()
+    try:
+        if value.startswith("-"):
+            raise ValueError(value)
+        days, _, clock = value.rpartition("-")
+        parts = [int(p) for p in clock.split(":")]
+        if days:
+            hours, minutes, seconds = (parts + [0, 0])[:3]
+        elif len(parts) == 3:
+            hours, minutes, seconds = parts
+        else:
+            hours, (minutes, seconds) = 0, (parts + [0])[:2]
+        total_s = ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds
+    except ValueError:
+        raise ValueError(f"not a SLURM time limit: {text!r} (use minutes or [D-]HH:MM:SS)") from None
+    if total_s <= 0:
+        raise ValueError(f"SLURM time limit must be positive, got {text!r}")
+    return -(-total_s // 60)
 
 
 def _parse_states(text: str) -> dict[str, str]:

@@ -94,8 +94,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run_job_step(args: argparse.Namespace) -> int:
-    from pccd_hpc.followup.backends import get_backend
     from pccd_hpc.followup.base import StepFailure
+    from pccd_hpc.followup.registry import get_backend
     from pccd_hpc.followup.stage import candidate_dir, collect_summaries, load_config
     from pccd_hpc.followup.steps import run_step
     from pccd_hpc.followup.summary import finalize_candidate, write_campaign_summary

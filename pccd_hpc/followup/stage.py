@@ -12,14 +12,14 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from pccd_hpc.followup.backends import get_backend
 from pccd_hpc.followup.base import StepFailure
+from pccd_hpc.followup.registry import get_backend
 from pccd_hpc.followup.config import FollowupConfig
 from pccd_hpc.followup.inputs import Candidate
 from pccd_hpc.followup.steps import run_step
 from pccd_hpc.followup.summary import finalize_candidate, write_campaign_summary
 from pccd_hpc.io_utils import atomic_write_json
-from pccd_hpc.validate.store import record_filename
+from pccd_hpc.validate.store import record_stem
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ LOCAL_ORDER = ("relax", "static", "bands", "phonon-forces", "phonons")
 
 def candidate_dir(out_dir: Path, record_id: str) -> Path:
     """``FDIR/candidates/<path-safe id>``."""
-    return out_dir / "candidates" / record_filename(record_id)[: -len(".json")]
+    return out_dir / "candidates" / record_stem(record_id)
 
 
 def prepare(out_dir: Path, candidates: Sequence[Candidate], config: FollowupConfig) -> list[Path]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import json
 import logging
 
 import h5py
@@ -18,7 +17,7 @@ from pymatgen.core import Composition, Element
 
 from pccd_hpc.data.shards import shard_name
 from pccd_hpc.generate.plan import GeneratePlan
-from pccd_hpc.io_utils import atomic_write_json
+from pccd_hpc.io_utils import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +112,6 @@ def summarise(out_dir: str | Path, plan: GeneratePlan, elapsed_s: float | None =
 
 def _previous_summary(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        return read_json(path, "generation summary")
+    except (OSError, ValueError):
         return {}

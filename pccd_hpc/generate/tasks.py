@@ -17,7 +17,6 @@ most the batch it was sampling.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from pccd_hpc.data.codec import CodecConfig, decode_tensor
 from pccd_hpc.data.shards import ShardRecord, shard_name, write_shard
 from pccd_hpc.generate.plan import GeneratePlan, read_plan
 from pccd_hpc.generate.systems import system_label
-from pccd_hpc.io_utils import atomic_path, atomic_write_json, atomic_write_text, sha256_file
+from pccd_hpc.io_utils import atomic_path, atomic_write_json, atomic_write_text, read_json, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ def _part_path(out_dir: Path, task: int, batch: int) -> Path:
 
 def task_summary_path(out_dir: Path, task: int) -> Path:
     """Where task ``task`` writes its summary (the marker that it finished)."""
-    return Path(out_dir) / shard_name(task).replace(".h5", ".json")
+    return Path(out_dir) / shard_name(task, ".json")
 
 
 def task_problem(out_dir: Path, task: int) -> str | None:
@@ -63,10 +62,10 @@ def task_problem(out_dir: Path, task: int) -> str | None:
     if not summary_path.exists():
         return f"{summary_path.name} missing (task not finished)"
     try:
-        summary = json.loads(summary_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        summary = read_json(summary_path, "task summary")
+    except (OSError, ValueError) as err:
         return f"{summary_path} unreadable ({err})"
-    for key, name in (("h5_sha256", shard_name(task)), ("cif_sha256", shard_name(task).replace(".h5", ".cif"))):
+    for key, name in (("h5_sha256", shard_name(task)), ("cif_sha256", shard_name(task, ".cif"))):
         path = out_dir / name
         if not path.exists():
             return f"{path} missing"
@@ -85,7 +84,7 @@ def read_task_summary(out_dir: Path, task: int) -> dict:
     path = task_summary_path(out_dir, task)
     if not path.exists():
         raise FileNotFoundError(f"{path} missing: task {task} has not finished")
-    return json.loads(path.read_text())
+    return read_json(path, "task summary")
 
 
 def sample_id(index: int) -> str:

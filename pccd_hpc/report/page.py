@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -12,7 +11,7 @@ from typing import Any
 
 from pymatgen.core import Structure
 
-from pccd_hpc.io_utils import atomic_write_json, atomic_write_text
+from pccd_hpc.io_utils import atomic_write_json, atomic_write_text, read_json
 from pccd_hpc.report.figures import PAPER_SPLIT_EV_PER_ATOM, PAPER_STABLE_EV_PER_ATOM, distribution_plot, e_hull_histogram
 from pccd_hpc.validate import metrics as M
 from pccd_hpc.validate.inputs import iter_input_structures
@@ -42,13 +41,15 @@ def build_report(paths: ReportPaths) -> Path:
         raise FileNotFoundError(f"no results.csv in {paths.val_dir}: run `validate` (and its finalize step) first")
     rows = read_results_csv(results_csv)
     metrics_path = paths.val_dir / "metrics.json"
-    metrics: dict[str, Any] = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    if not metrics_path.exists():
+        raise FileNotFoundError(f"no metrics.json in {paths.val_dir}: run validate's finalize step first")
+    metrics: dict[str, Any] = read_json(metrics_path, "validation metrics")
     out = paths.out_dir
     out.mkdir(parents=True, exist_ok=True)
     e_hull = [r.get("e_above_hull_ev_per_atom") for r in rows]
 
     generated = [s for _, s in iter_input_structures(paths.gen_dir)] if paths.gen_dir else []
-    as_generated = _as_generated_metrics(generated)
+    distances: dict[str, Any] = {}
     relaxed = [Structure.from_str(r["relaxed_cif"], fmt="cif") for r in rows if r.get("relaxed_cif")]
     reference = [s for _, s in iter_input_structures(paths.reference)] if paths.reference else []
 
@@ -59,7 +60,7 @@ def build_report(paths: ReportPaths) -> Path:
         density["generated"], n_el["generated"] = list(M.density_g_cm3(generated)), list(M.n_elements(generated))
     if reference:
         density["reference"], n_el["reference"] = list(M.density_g_cm3(reference)), list(M.n_elements(reference))
-        as_generated.update({f"{k}_vs_reference": v for k, v in M.wasserstein_distances(generated or relaxed, reference).items()})
+        distances = {f"{k}_vs_reference": v for k, v in M.wasserstein_distances(generated or relaxed, reference).items()}
     distribution_plot(density, out / "density.png", "density (g/cm³)")
     distribution_plot(n_el, out / "n_elements.png", "number of elements", discrete=True)
     bands = _copy_band_plots(paths.val_dir / "phonons", out / "phonons")
@@ -68,34 +69,15 @@ def build_report(paths: ReportPaths) -> Path:
     pictures = top_n_pictures(rows, out, n=15)
     followup = followup_figures(paths.followup_dir, out) if paths.followup_dir else []
 
-    fractions = {thr: _hull_fraction(rows, thr) for thr in PAPER_FRACTIONS}
+    # validate's finalize computed the fractions (over the structures a hull exists for): read, never recompute
+    fractions = {thr: metrics.get(f"e_hull_below_{thr:g}") for thr in PAPER_FRACTIONS}
     summary = {"n_results": len(rows), "fractions_below": {str(k): v for k, v in fractions.items()},
-               "as_generated": as_generated, "validation_metrics": metrics}
+               "distances_vs_reference": distances, "validation_metrics": metrics}
     atomic_write_json(out / "summary.json", summary)
-    page = _render(rows, metrics, as_generated, fractions, bands, paths, pictures, followup)
+    page = _render(rows, metrics, distances, fractions, bands, paths, pictures, followup)
     atomic_write_text(out / "report.md", page)
     log.info("report: wrote %s", out / "report.md")
     return out / "report.md"
-
-
-def _hull_fraction(rows: list[dict[str, Any]], threshold: float) -> float | None:
-    """Fraction below ``threshold`` over the rows a hull exists for (validate's ``hull_status``);
-    None ("n/a") when there is none. Failed and unphysical rows count as not below."""
-    status = [r.get("hull_status") or ("ok" if r.get("e_above_hull_ev_per_atom") is not None
-                                       else "failed" if r.get("error") else "no_hull") for r in rows]
-    values = [r.get("e_above_hull_ev_per_atom") if s == "ok" else None for r, s in zip(rows, status)]
-    return M.eligible_fraction_below(values, [s != "no_hull" for s in status], threshold)
-
-
-def _as_generated_metrics(generated: list[Structure]) -> dict[str, Any]:
-    if not generated:
-        return {}
-    return {
-        "n_generated": len(generated),
-        "structural_validity": sum(map(M.structural_validity, generated)) / len(generated),
-        "compositional_validity": sum(map(M.compositional_validity, generated)) / len(generated),
-        "uniqueness": sum(M.uniqueness_flags(generated)) / len(generated),
-    }
 
 
 def _copy_band_plots(src: Path, dst: Path) -> list[Path]:
@@ -115,7 +97,7 @@ def _num(value: Any) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
 
 
-def _render(rows, metrics, as_generated, fractions, bands, paths: ReportPaths, pictures=None, followup=()) -> str:
+def _render(rows, metrics, distances, fractions, bands, paths: ReportPaths, pictures=None, followup=()) -> str:
     pictures = pictures or {}
     lines = [f"# Validation report: {paths.val_dir.name}", "",
              f"{len(rows)} structures validated with backend `{metrics.get('backend', '?')}`"
@@ -130,22 +112,18 @@ def _render(rows, metrics, as_generated, fractions, bands, paths: ReportPaths, p
               + (f" {n_no_hull} structures have no hull (n/a): see their hull_note." if n_no_hull else ""),
               f"Hull reference: {metrics.get('hull_reference') or 'n/a'}.", "",
               "## Metrics", "", "| metric | value |", "| --- | --- |"]
-    for key, label, fmt in [
-        ("structural_validity", "structural validity (as generated)", _pct),
-        ("compositional_validity", "compositional validity, SMACT (as generated)", _pct),
-        ("uniqueness", "uniqueness (as generated)", _pct),
-    ]:
-        if key in as_generated:
-            lines.append(f"| {label} | {fmt(as_generated[key])} |")
+    labels = {"structural_validity": "structural validity (as generated)",
+              "compositional_validity": "compositional validity, SMACT (as generated)",
+              "uniqueness": "uniqueness (after relaxation)"}
     for key, value in sorted(metrics.items()):
+        key = labels.get(key, key)
         if value is None and key not in ("n_missing_records",):
             lines.append(f"| {key} | n/a |")
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             fmt = _pct if 0 <= value <= 1 and isinstance(value, float) and not key.startswith("wdist") else _num
             lines.append(f"| {key} | {fmt(value)} |")
-    for key in ("wdist_density_vs_reference", "wdist_n_elements_vs_reference"):
-        if key in as_generated:
-            lines.append(f"| {key} | {_num(as_generated[key])} |")
+    for key, value in sorted(distances.items()):
+        lines.append(f"| {key} | {_num(value)} |")
     if metrics.get("hull_notes"):
         lines += ["", "Hull notes: " + "; ".join(metrics["hull_notes"])]
     lines += ["", "## Distributions", "", "![density](density.png) ![number of elements](n_elements.png)", "",

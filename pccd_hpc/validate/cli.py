@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
-from pccd_hpc.validate.config import PhononConfig, RelaxConfig, ValidateConfig
-from pccd_hpc.validate.stage import ValidatePaths, run_validate
+from pccd_hpc.stage_config import load_config_toml
+from pccd_hpc.validate.config import ValidateConfig
+from pccd_hpc.validate.finalize import finalize_validation
+from pccd_hpc.validate.plan import ValidatePaths, plan, stores_for
+from pccd_hpc.validate.stage import run_validate
 
 log = logging.getLogger(__name__)
 
@@ -20,21 +25,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, type=Path, help="candidates: CIF (every data block) or POSCAR/*.vasp file or folder, shard folder, "
                    "or CSV with a cif column; unusable inputs are listed in VDIR/rejected_inputs.csv")
     p.add_argument("--out", required=True, type=Path, help="validation folder VDIR")
-    p.add_argument("--backend", default="chgnet", help="energy backend: chgnet (default, offline) or vasp")
+    p.add_argument("--config", type=Path, help="TOML file of ValidateConfig fields (tables [relax], [phonon]); "
+                   "the options below override it")
+    p.add_argument("--backend", default=None, help="energy backend: chgnet (default, offline) or vasp")
     p.add_argument("--reference", type=Path, help="hull reference: shards/CIF folder/CSV, or ComputedStructureEntry JSON "
                    "(default: the bundled MP-20 set for the paper's RE/AE/TM oxide systems, CHGNet energies)")
     p.add_argument("--train", type=Path, help="training set (novelty; default hull reference)")
     p.add_argument("--reference-cache", type=Path, help="shared cache of reference energies (default VDIR/reference_cache; "
                    "~/.cache/pccd_hpc for the bundled set)")
-    p.add_argument("--phonons", action="store_true", help="phonopy phonons for every relaxed candidate")
-    p.add_argument("--band-structure", default="", help="comma-separated candidate ids to plot phonon bands for")
-    p.add_argument("--optimizer", default="BFGS", help="ASE optimizer (BFGS, FIRE, LBFGS)")
-    p.add_argument("--fmax", type=float, default=0.05, help="force threshold, eV/Å")
-    p.add_argument("--max-steps", type=int, default=500, help="relaxation step cap")
-    p.add_argument("--timeout-s", type=float, default=600.0, help="per-structure relaxation wall-clock limit")
-    p.add_argument("--phonon-min-length", type=float, default=10.0, help="minimum supercell width, Å")
-    p.add_argument("--workers", type=int, default=int(os.environ.get("SLURM_CPUS_PER_TASK", "1")),
-                   help="worker processes in this task (default: SLURM_CPUS_PER_TASK or 1)")
+    p.add_argument("--phonons", action="store_true", default=None, help="phonopy phonons for every relaxed candidate")
+    p.add_argument("--band-structure", default=None, help="comma-separated candidate ids to plot phonon bands for")
+    p.add_argument("--optimizer", default=None, help="ASE optimizer (BFGS (default), FIRE, LBFGS)")
+    p.add_argument("--fmax", type=float, default=None, help="force threshold, eV/Å (default 0.05)")
+    p.add_argument("--max-steps", type=int, default=None, help="relaxation step cap (default 500)")
+    p.add_argument("--timeout-s", type=float, default=None, help="per-structure relaxation wall-clock limit (default 600)")
+    p.add_argument("--phonon-min-length", type=float, default=None, help="minimum supercell width, Å (default 10)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes in this task (default: the config's, else SLURM_CPUS_PER_TASK or 1)")
     p.add_argument("--cluster", choices=["local", "slurm"], default="local", help="run here or submit a SLURM array")
     p.add_argument("--array-size", type=int, default=1, help="number of array tasks (chunks)")
     p.add_argument("--task-index", type=int, default=None,
@@ -42,31 +49,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-finalize", action="store_true", help="skip the merge step (array tasks)")
     p.add_argument("--finalize-only", action="store_true", help="only merge records into results.csv/metrics.json")
     p.add_argument("--partition", default=None, help="SLURM partition (with --cluster slurm)")
-    p.add_argument("--time", default="02:00:00", help="SLURM time limit per array task")
+    p.add_argument("--time", default="02:00:00", help="SLURM time limit per array task (minutes, or [D-]HH:MM:SS)")
     p.set_defaults(func=main)
 
 
 def config_from_args(args: argparse.Namespace) -> ValidateConfig:
-    """Build the validated config from parsed arguments."""
-    return ValidateConfig(
-        backend=args.backend,
-        relax=RelaxConfig(optimizer=args.optimizer, fmax_ev_per_ang=args.fmax, max_steps=args.max_steps, timeout_s=args.timeout_s),
-        phonons=args.phonons,
-        phonon=PhononConfig(min_length_ang=args.phonon_min_length),
-        band_structure_ids=tuple(i for i in args.band_structure.split(",") if i),
-        workers=args.workers,
+    """The validated config: ``--config`` TOML (else the defaults), then every option given on the command line."""
+    base = load_config_toml(ValidateConfig, args.config) if getattr(args, "config", None) else None
+    top: dict[str, Any] = {"backend": args.backend, "phonons": args.phonons, "workers": args.workers}
+    if args.band_structure is not None:
+        top["band_structure_ids"] = tuple(i for i in args.band_structure.split(",") if i)
+    relax = {"optimizer": args.optimizer, "fmax_ev_per_ang": args.fmax, "max_steps": args.max_steps,
+             "timeout_s": args.timeout_s}
+    phonon = {"min_length_ang": args.phonon_min_length}
+    if base is None and args.workers is None:
+        top["workers"] = int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
+    base = base or ValidateConfig()
+    given = {k: v for k, v in top.items() if v is not None}
+    return dataclasses.replace(
+        base, **given,
+        relax=dataclasses.replace(base.relax, **{k: v for k, v in relax.items() if v is not None}),
+        phonon=dataclasses.replace(base.phonon, **{k: v for k, v in phonon.items() if v is not None}),
     )
+
+
+def paths_from_args(args: argparse.Namespace) -> ValidatePaths:
+    """Input, output and reference paths from parsed arguments."""
+    return ValidatePaths(input=args.input, out_dir=args.out, reference=args.reference, train=args.train,
+                         reference_cache=args.reference_cache)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the validate subcommand; return an exit code."""
     config = config_from_args(args)
-    paths = ValidatePaths(input=args.input, out_dir=args.out, reference=args.reference, train=args.train,
-                          reference_cache=args.reference_cache)
+    paths = paths_from_args(args)
     if args.cluster == "slurm":
-        from pccd_hpc.validate.submit import submit_validate_array
+        from pccd_hpc.validate.submit import SubmitOptions, submit_validate_array
 
-        job_ids = submit_validate_array(args, array_size=args.array_size)
+        options = SubmitOptions(array_size=args.array_size, time=args.time, partition=args.partition)
+        job_ids = submit_validate_array(config, paths, options)
         log.info("submitted validate array %s and finalize job %s", job_ids["array"], job_ids["finalize"])
         print(f"array={job_ids['array']} finalize={job_ids['finalize']}")  # machine-readable for scripts
         return 0
@@ -76,9 +97,6 @@ def main(args: argparse.Namespace) -> int:
     if task_index is None and "SLURM_ARRAY_TASK_ID" in os.environ and args.array_size > 1:
         task_index = int(os.environ["SLURM_ARRAY_TASK_ID"]) - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
     if args.finalize_only:
-        from pccd_hpc.validate.finalize import finalize_validation
-        from pccd_hpc.validate.stage import plan, stores_for
-
         finalize_validation(config, paths, plan(paths, config.backend), stores_for(config, paths))
         return 0
     if task_index is None:

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from pccd_hpc.stage_config import require
+
 OPTIMIZERS = ("BFGS", "FIRE", "LBFGS")
 
 
@@ -33,13 +35,10 @@ class RelaxConfig:
     """The relaxation fails if the volume grows or shrinks by more than this factor."""
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"RelaxConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        require(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         _positive(self, "fmax_ev_per_ang", "timeout_s", "max_force_abort_ev_per_ang", "symprec")
-        if self.max_steps < 1:
-            raise ValueError(f"RelaxConfig.max_steps must be >= 1, got {self.max_steps}")
-        if self.max_volume_ratio <= 1.0:
-            raise ValueError(f"RelaxConfig.max_volume_ratio must be > 1, got {self.max_volume_ratio}")
+        require(self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
+        require(self.max_volume_ratio > 1.0, "max_volume_ratio", f"must be > 1, got {self.max_volume_ratio}")
 
 
 @dataclass(frozen=True)
@@ -65,10 +64,8 @@ class PhononConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "min_length_ang", "displacement_ang", "mesh_length_ang", "fmax_ev_per_ang", "symprec")
-        if self.imaginary_tol_thz < 0:
-            raise ValueError(f"PhononConfig.imaginary_tol_thz must be >= 0, got {self.imaginary_tol_thz}")
-        if self.max_supercell_atoms < 1:
-            raise ValueError(f"PhononConfig.max_supercell_atoms must be >= 1, got {self.max_supercell_atoms}")
+        require(self.imaginary_tol_thz >= 0, "imaginary_tol_thz", f"must be >= 0, got {self.imaginary_tol_thz}")
+        require(self.max_supercell_atoms >= 1, "max_supercell_atoms", f"must be >= 1, got {self.max_supercell_atoms}")
 
 
 @dataclass(frozen=True)
@@ -76,7 +73,7 @@ class ValidateConfig:
     """Everything one validate task needs besides its input and output paths."""
 
     backend: str = "chgnet"
-    """Energy/force backend name (see ``pccd_hpc.validate.backends.BACKENDS``)."""
+    """Energy/force backend name (see ``pccd_hpc.validate.backends.registry.BACKENDS``)."""
     backend_options: dict[str, Any] = field(default_factory=dict)
     """Backend-specific options merged over its defaults (e.g. ``{"device": "cpu"}``)."""
     relax: RelaxConfig = field(default_factory=RelaxConfig)
@@ -102,16 +99,13 @@ class ValidateConfig:
     max_relaxed_volume_ratio: float = 3.0
     """A relaxation that grows or shrinks the volume by more than this factor is ``unphysical``."""
     def __post_init__(self) -> None:
-        if not self.backend:
-            raise ValueError("ValidateConfig.backend must be a backend name")
-        if self.workers < 1:
-            raise ValueError(f"ValidateConfig.workers must be >= 1, got {self.workers}")
-        if not 0 < self.min_bond_factor < 2:
-            raise ValueError(f"ValidateConfig.min_bond_factor must be in (0, 2), got {self.min_bond_factor}")
-        if not 0 <= self.no_relax_bond_factor <= self.min_bond_factor:
-            raise ValueError(f"ValidateConfig.no_relax_bond_factor must be in [0, min_bond_factor], got {self.no_relax_bond_factor}")
-        if not self.max_relaxed_volume_ratio > 1:
-            raise ValueError(f"ValidateConfig.max_relaxed_volume_ratio must be > 1, got {self.max_relaxed_volume_ratio}")
+        require(bool(self.backend), "backend", "must be a backend name")
+        require(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
+        require(0 < self.min_bond_factor < 2, "min_bond_factor", f"must be in (0, 2), got {self.min_bond_factor}")
+        require(0 <= self.no_relax_bond_factor <= self.min_bond_factor, "no_relax_bond_factor",
+                f"must be in [0, min_bond_factor], got {self.no_relax_bond_factor}")
+        require(self.max_relaxed_volume_ratio > 1, "max_relaxed_volume_ratio",
+                f"must be > 1, got {self.max_relaxed_volume_ratio}")
         if not isinstance(self.relax, RelaxConfig):
             object.__setattr__(self, "relax", RelaxConfig(**self.relax))
         if not isinstance(self.phonon, PhononConfig):
@@ -132,5 +126,4 @@ class ValidateConfig:
 def _positive(cfg: Any, *names: str) -> None:
     for name in names:
         value = getattr(cfg, name)
-        if not value > 0:
-            raise ValueError(f"{type(cfg).__name__}.{name} must be > 0, got {value}")
+        require(value > 0, name, f"must be > 0, got {value}")

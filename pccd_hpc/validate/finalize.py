@@ -5,23 +5,22 @@ Runs once after every array task has finished (locally: right after the compute 
 
 from __future__ import annotations
 
-import csv
-import io
+import dataclasses
 import logging
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from pymatgen.core import Composition, Structure
 
-from pccd_hpc.io_utils import atomic_write_json, atomic_write_text
+from pccd_hpc.io_utils import atomic_write_csv, atomic_write_json
 from pccd_hpc.validate import metrics as M
 from pccd_hpc.validate.config import ValidateConfig
 from pccd_hpc.validate.hull import HullCalculator, ReferenceEnergy
 from pccd_hpc.validate.inputs import iter_input_structures
+from pccd_hpc.validate.plan import Plan, ValidatePaths
+from pccd_hpc.validate.record import ValidationRecord
 from pccd_hpc.validate.store import RecordStore, write_results_csv
-
-if TYPE_CHECKING:
-    from pccd_hpc.validate.stage import Plan, ValidatePaths
 
 log = logging.getLogger(__name__)
 
@@ -35,30 +34,30 @@ SUSPICIOUS_BELOW_HULL_EV = -0.2
 """An E_hull further below zero than this (eV/atom) says more about the reference set than the candidate."""
 
 
-def reference_energies(plan: "Plan", cache: RecordStore) -> tuple[list[ReferenceEnergy], list[str]]:
+def reference_energies(plan: Plan, cache: RecordStore) -> tuple[list[ReferenceEnergy], list[str]]:
     """Reference energies from the cache (computed with this backend) and ready entries; plus notes."""
     refs, notes = list(plan.ready_references), []
     for job in plan.references:
         record = cache.get(job.record_id)
-        if record is None or record.get("energy_ev_per_atom") is None or record.get("unphysical"):
-            reason = (record or {}).get("error") or (record or {}).get("unphysical_reason") or "not computed"
+        if record is None or record.energy_ev_per_atom is None or record.unphysical:
+            reason = (record.error or record.unphysical_reason if record is not None else None) or "not computed"
             notes.append(f"reference {job.record_id} unavailable ({reason})")
             continue
-        refs.append(ReferenceEnergy(job.record_id, Composition(record["composition"]), float(record["energy_ev_per_atom"])))
-        if record.get("note"):
-            notes.append(record["note"])
+        refs.append(ReferenceEnergy(job.record_id, Composition(record.composition), float(record.energy_ev_per_atom)))
+        if record.note:
+            notes.append(record.note)
     for i, entry in enumerate(plan.ready_entries):
         refs.append(ReferenceEnergy(str(entry.entry_id or f"entry-{i}"), entry.composition, float(entry.energy_per_atom)))
     return refs, notes
 
 
-def hull_for_record(record: dict[str, Any], hull: HullCalculator | None, plan: "Plan") -> tuple[float | None, str, str]:
+def hull_for_record(record: ValidationRecord, hull: HullCalculator | None, plan: Plan) -> tuple[float | None, str, str]:
     """``(E_hull or None, status, note)`` of one candidate record."""
-    if record.get("unphysical") and record.get("energy_ev_per_atom") is None:
-        return None, HULL_UNPHYSICAL, f"unphysical: {record.get('unphysical_reason')}"
-    if record.get("energy_ev_per_atom") is None:
+    if record.unphysical and record.energy_ev_per_atom is None:
+        return None, HULL_UNPHYSICAL, f"unphysical: {record.unphysical_reason}"
+    if record.energy_ev_per_atom is None:
         return None, HULL_FAILED, "no energy (relaxation failed)"
-    composition = Composition(record["composition"])
+    composition = Composition(record.composition)
     system = frozenset(str(el) for el in composition.elements)
     if plan.hull_systems is not None and not any(system <= s for s in plan.hull_systems):
         return None, HULL_NONE, (f"n/a: {'-'.join(sorted(system))} is outside the bundled reference set "
@@ -67,18 +66,18 @@ def hull_for_record(record: dict[str, Any], hull: HullCalculator | None, plan: "
         return None, HULL_NONE, f"n/a: {plan.hull_gaps[system]}; pass --reference for this system"
     if hull is None:
         return None, HULL_NONE, "n/a: no reference energies"
-    value, note = hull.e_above_hull(composition, record["energy_ev_per_atom"])
+    value, note = hull.e_above_hull(composition, record.energy_ev_per_atom)
     if value is None:
         return None, HULL_NONE, f"n/a: {note}"
-    if record.get("unphysical"):
-        return value, HULL_UNPHYSICAL, f"unphysical: {record.get('unphysical_reason')}"
+    if record.unphysical:
+        return value, HULL_UNPHYSICAL, f"unphysical: {record.unphysical_reason}"
     if value < SUSPICIOUS_BELOW_HULL_EV:
         note = (f"{note + '; ' if note else ''}{-value:.2f} eV/atom below the reference hull: "
                 "the reference set probably lacks a competing phase (check with --reference)")
     return value, HULL_OK, note
 
 
-def finalize_validation(config: ValidateConfig, paths: "ValidatePaths", plan: "Plan", stores: dict[str, RecordStore]) -> dict[str, Any]:
+def finalize_validation(config: ValidateConfig, paths: ValidatePaths, plan: Plan, stores: dict[str, RecordStore]) -> dict[str, Any]:
     """Add E_hull and uniqueness/novelty to every candidate record; write results.csv, metrics.json
     and rejected_inputs.csv (every input that could not be used, with its reason)."""
     candidate_store = stores["candidate"]
@@ -90,13 +89,13 @@ def finalize_validation(config: ValidateConfig, paths: "ValidatePaths", plan: "P
     hull = HullCalculator(refs) if refs else None
     for record in records:
         value, status, note = hull_for_record(record, hull, plan)
-        record["e_above_hull_ev_per_atom"], record["hull_status"], record["hull_note"] = value, status, note
-    final = [_final_structure(r) for r in records]
+        record.e_above_hull_ev_per_atom, record.hull_status, record.hull_note = value, status, note
+    final = [r.final_structure for r in records]
     unique = M.uniqueness_flags(final)
     training = [s for _, s in iter_input_structures(paths.train)] if paths.train is not None else None
     novel = M.novelty_flags(final, training) if training is not None else [None] * len(records)
     for record, u, n in zip(records, unique, novel):
-        record["is_unique"], record["is_novel"] = u, n
+        record.is_unique, record.is_novel = u, n
         candidate_store.put(record)
     write_results_csv(records, paths.out_dir / "results.csv")
     _write_rejections(plan, paths.out_dir / "rejected_inputs.csv")
@@ -110,25 +109,21 @@ def finalize_validation(config: ValidateConfig, paths: "ValidatePaths", plan: "P
     return result
 
 
-def _write_rejections(plan: "Plan", target) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["source", "record_id", "reason", "message"])
-    for rej in plan.rejections:
-        writer.writerow([rej.source, rej.record_id, rej.reason, rej.message])
-    atomic_write_text(target, buffer.getvalue())
+def _write_rejections(plan: Plan, target: Path) -> None:
+    rows = [dataclasses.asdict(rej) for rej in plan.rejections]
+    atomic_write_csv(target, rows, ["source", "record_id", "reason", "message"])
 
 
 def compute_metrics(
-    config: ValidateConfig, records: list[dict[str, Any]], unique: list[bool], novel: list[bool | None],
-    plan: "Plan", training: list[Structure] | None,
+    config: ValidateConfig, records: list[ValidationRecord], unique: list[bool], novel: list[bool | None],
+    plan: Plan, training: list[Structure] | None,
 ) -> dict[str, Any]:
     """The metric table. E_hull fractions are over the candidates a hull exists for; failed and
     unphysical ones count as not stable; with no such candidate a fraction is None ("n/a")."""
-    initial = [Structure.from_str(r["initial_cif"], fmt="cif") for r in records]
-    status = [r.get("hull_status") for r in records]
+    initial = [Structure.from_str(r.initial_cif, fmt="cif") for r in records]
+    status = [r.hull_status for r in records]
     eligible = [s != HULL_NONE for s in status]
-    stable_e = [r.get("e_above_hull_ev_per_atom") if s == HULL_OK else None for r, s in zip(records, status)]
+    stable_e = [r.e_above_hull_ev_per_atom if s == HULL_OK else None for r, s in zip(records, status)]
     n = len(records)
     stable_thr = config.stable_threshold_ev_per_atom
     out: dict[str, Any] = {
@@ -136,15 +131,15 @@ def compute_metrics(
         "backend": config.backend,
         "structural_validity": _mean([M.structural_validity(s) for s in initial]),
         "compositional_validity": _mean([M.compositional_validity(s) for s in initial]),
-        "relax_converged": _mean([bool(r.get("converged")) for r in records]),
-        "relax_failed": sum(1 for r in records if r.get("energy_ev_per_atom") is None),
-        "n_unphysical": sum(1 for r in records if r.get("unphysical")),
-        "n_unphysical_before_relaxation": sum(1 for r in records if r.get("error_kind") == "unphysical_initial"),
-        "plausible_as_generated": _mean([bool(r.get("plausible_initial")) for r in records]),
+        "relax_converged": _mean([bool(r.converged) for r in records]),
+        "relax_failed": sum(1 for r in records if r.energy_ev_per_atom is None),
+        "n_unphysical": sum(1 for r in records if r.unphysical),
+        "n_unphysical_before_relaxation": sum(1 for r in records if r.error_kind == "unphysical_initial"),
+        "plausible_as_generated": _mean([bool(r.plausible_initial) for r in records]),
         "uniqueness": _mean(unique),
         "with_e_hull": sum(1 for s in status if s == HULL_OK),
         "n_far_below_hull": sum(1 for r, s in zip(records, status) if s == HULL_OK
-                                and r["e_above_hull_ev_per_atom"] < SUSPICIOUS_BELOW_HULL_EV),
+                                and r.e_above_hull_ev_per_atom < SUSPICIOUS_BELOW_HULL_EV),
         "n_without_hull": sum(1 for s in status if s == HULL_NONE),
         "n_hull_eligible": sum(eligible),
         f"stable_below_{stable_thr:g}": M.eligible_fraction_below(stable_e, eligible, stable_thr),
@@ -155,17 +150,13 @@ def compute_metrics(
     if training is not None:
         out["novelty"] = _mean([bool(v) for v in novel])
         out["sun_rate"] = M.sun_rate(stable_e, unique, [bool(v) for v in novel], stable_thr, eligible=eligible)
-    phonon_done = [r for r in records if r.get("imaginary_modes") is not None]
+    phonon_done = [r for r in records if r.imaginary_modes is not None]
     if phonon_done:
         out["phonon_calculated"] = len(phonon_done)
-        out["phonon_stable"] = _mean([not r["imaginary_modes"] for r in phonon_done])
+        out["phonon_stable"] = _mean([not r.imaginary_modes for r in phonon_done])
     distribution_ref = plan.reference_structures or training or []
     out.update(M.wasserstein_distances(initial, distribution_ref))
     return out
-
-
-def _final_structure(record: dict[str, Any]) -> Structure:
-    return Structure.from_str(record.get("relaxed_cif") or record["initial_cif"], fmt="cif")
 
 
 def _mean(flags: list[bool]) -> float | None:

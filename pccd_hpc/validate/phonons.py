@@ -99,13 +99,11 @@ def run_phonons(
 
 def plot_band_structure(phonon, structure: Structure, target: Path, title: str = "", points_per_segment: int = 41) -> None:
     """Plot the phonon band structure along pymatgen's high-symmetry path (Setyawan-Curtarolo) to a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from pymatgen.symmetry.bandstructure import HighSymmKpath
 
-    from pccd_hpc.io_utils import atomic_path
+    from pccd_hpc.plotting import pyplot, save_figure
+
+    plt = pyplot()
 
     # Latimer-Munro paths are expressed in the input cell's own reciprocal basis, so the force
     # constants of our (unstandardised) cell can be used without rotating anything.
@@ -138,7 +136,4 @@ def plot_band_structure(phonon, structure: Structure, target: Path, title: str =
     ax.set_ylabel("Frequency (THz)")
     ax.set_title(title)
     fig.tight_layout()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, target)

@@ -7,44 +7,24 @@ a re-run skips finished records. Any failure of one structure is recorded and th
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 from pymatgen.core import Structure
 
-from pccd_hpc.validate.backends.base import Backend, get_backend
+from pccd_hpc.validate.backends.base import Backend
+from pccd_hpc.validate.backends.registry import get_backend
 from pccd_hpc.validate.config import ValidateConfig
 from pccd_hpc.validate.errors import PhononFailure, RelaxationTimeout, ValidationFailure
-from pccd_hpc.validate.store import RecordStore, record_filename
+from pccd_hpc.validate.record import Job, ValidationRecord, structure_fingerprint
+from pccd_hpc.validate.store import RecordStore, record_stem
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One structure to compute: a candidate (relax + optional phonons) or a reference (relax)."""
-
-    record_id: str
-    kind: str  # "candidate" | "reference"
-    structure: Structure
-    note: str = ""
-
-
-def structure_fingerprint(structure: Structure) -> str:
-    """A short hash of lattice, species and fractional coordinates (detects a changed reference)."""
-    payload = json.dumps(
-        [np.round(structure.lattice.matrix, 5).tolist(), [s.species_string for s in structure],
-         np.round(structure.frac_coords % 1.0, 5).tolist()]
-    )
-    return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
 
 def pending_jobs(jobs: list[Job], store: RecordStore) -> list[Job]:
@@ -52,7 +32,7 @@ def pending_jobs(jobs: list[Job], store: RecordStore) -> list[Job]:
     todo = []
     for job in jobs:
         record = store.get(job.record_id)
-        if record is None or record.get("structure_sha") != structure_fingerprint(job.structure):
+        if record is None or record.structure_sha != structure_fingerprint(job.structure):
             todo.append(job)
     return todo
 
@@ -64,7 +44,7 @@ def compute_jobs(jobs: list[Job], stores: dict[str, RecordStore], config: Valida
     done = 0
     start = time.perf_counter()
     for record in iter_results(jobs, config, out_dir):
-        stores[record["kind"]].put(record)
+        stores[record.kind].put(record)
         done += 1
         if done % 10 == 0 or done == len(jobs):
             rate = done / max(time.perf_counter() - start, 1e-9) * 60
@@ -72,7 +52,7 @@ def compute_jobs(jobs: list[Job], stores: dict[str, RecordStore], config: Valida
     return done
 
 
-def iter_results(jobs: list[Job], config: ValidateConfig, out_dir: Path, pids: list[int] | None = None) -> Iterator[dict[str, Any]]:
+def iter_results(jobs: list[Job], config: ValidateConfig, out_dir: Path, pids: list[int] | None = None) -> Iterator[ValidationRecord]:
     """Yield one record per job, in completion order, from ``config.workers`` processes.
 
     A worker that dies (OOM kill, signal) costs only the structure it held: that record says
@@ -85,9 +65,9 @@ def iter_results(jobs: list[Job], config: ValidateConfig, out_dir: Path, pids: l
         return
     from pccd_hpc.validate.pool import run_pool
 
-    def _failed(job: Job, reason: str, kind: str) -> dict[str, Any]:
-        record = new_record(job, config.backend)
-        record.update(error=f"{job.record_id}: {reason}", error_kind=kind)
+    def _failed(job: Job, reason: str, kind: str) -> ValidationRecord:
+        record = ValidationRecord.for_job(job, config.backend)
+        record.fail(f"{job.record_id}: {reason}", kind)
         return record
 
     yield from run_pool(jobs, config.workers, _compute, _worker_init, (config, out_dir),
@@ -105,65 +85,50 @@ def _worker_init(config: ValidateConfig, out_dir: Path) -> None:
     _WORKER.update(config=config, out_dir=out_dir, backend=get_backend(config.backend, **config.backend_options))
 
 
-def _compute(job: Job) -> dict[str, Any]:
+def _compute(job: Job) -> ValidationRecord:
     config: ValidateConfig = _WORKER["config"]
     backend: Backend = _WORKER["backend"]
     return compute_record(job, backend, config, _WORKER["out_dir"])
 
 
-def new_record(job: Job, backend_name: str) -> dict[str, Any]:
-    """A record for ``job`` with every result field empty (filled by a backend)."""
-    s = job.structure
-    return {
-        "id": job.record_id, "kind": job.kind, "formula": s.composition.reduced_formula,
-        "composition": s.composition.formula, "n_sites": len(s), "backend": backend_name,
-        "structure_sha": structure_fingerprint(s), "initial_cif": s.to(fmt="cif"), "note": job.note,
-        "energy_ev_per_atom": None, "converged": False, "n_steps": None, "max_force_ev_per_ang": None,
-        "wall_s": None, "relaxed_cif": None, "error": None, "error_kind": None,
-        "imaginary_modes": None, "min_frequency_thz": None, "phonon_error": None,
-        "unphysical": False, "unphysical_reason": None, "plausible_initial": None,
-        "min_bond_ratio_initial": None, "min_bond_ratio_relaxed": None,
-    }
-
-
-def compute_record(job: Job, backend: Backend, config: ValidateConfig, out_dir: Path) -> dict[str, Any]:
+def compute_record(job: Job, backend: Backend, config: ValidateConfig, out_dir: Path) -> ValidationRecord:
     """Relax one job (and run phonons for candidates when asked); never raises for a bad structure."""
-    record = new_record(job, backend.name)
+    record = ValidationRecord.for_job(job, backend.name)
     start = time.perf_counter()
     try:
         ratio, problem = geometry_problem(job.structure, config.no_relax_bond_factor)
     except Exception as err:  # noqa: BLE001 - batch boundary: a structure the check cannot read is recorded
-        record.update(error=f"{job.record_id}: geometry check failed: {type(err).__name__}: {err}", error_kind="exception", wall_s=0.0)
-        log.warning("%s", record["error"])
+        record.fail(f"{job.record_id}: geometry check failed: {type(err).__name__}: {err}", "exception")
+        record.wall_s = 0.0
+        log.warning("%s", record.error)
         return record
-    record["min_bond_ratio_initial"] = ratio
-    record["plausible_initial"] = problem is None and (ratio is None or ratio >= config.min_bond_factor)
+    record.min_bond_ratio_initial = ratio
+    record.plausible_initial = problem is None and (ratio is None or ratio >= config.min_bond_factor)
     if problem is not None:
         # Not relaxed: overlapping atoms give huge forces and neighbour lists (one 0.05 A cell took 22 GB).
-        record.update(unphysical=True, unphysical_reason=f"before relaxation: {problem}", error_kind="unphysical_initial",
-                      error=f"{job.record_id}: unphysical before relaxation ({problem}); not relaxed", wall_s=0.0)
-        log.warning("%s", record["error"])
+        record.unphysical, record.unphysical_reason = True, f"before relaxation: {problem}"
+        record.fail(f"{job.record_id}: unphysical before relaxation ({problem}); not relaxed", "unphysical_initial")
+        record.wall_s = 0.0
+        log.warning("%s", record.error)
         return record
     try:
         with _hard_timeout(config.relax.timeout_s * 1.5 + 30, job.record_id):
             result = backend.relax(job.structure, config.relax, job.record_id)
-        record.update(
-            energy_ev_per_atom=float(result.energy_ev_per_atom), converged=bool(result.converged),
-            n_steps=int(result.n_steps), max_force_ev_per_ang=float(result.max_force_ev_per_ang),
-            relaxed_cif=result.structure.to(fmt="cif"),
-        )
+        record.energy_ev_per_atom, record.converged = float(result.energy_ev_per_atom), bool(result.converged)
+        record.n_steps, record.max_force_ev_per_ang = int(result.n_steps), float(result.max_force_ev_per_ang)
+        record.relaxed_cif = result.structure.to(fmt="cif")
         if not result.converged:
-            record["error_kind"] = "not_converged"
+            record.error_kind = "not_converged"
         _check_relaxed_geometry(record, job.structure, result.structure, config)
     except ValidationFailure as err:
-        record.update(error=str(err), error_kind=err.kind)
+        record.fail(str(err), err.kind)
         log.warning("%s", err)
     except Exception as err:  # noqa: BLE001 - batch boundary: a crash on one structure is recorded
-        record.update(error=f"{job.record_id}: {type(err).__name__}: {err}", error_kind="exception")
+        record.fail(f"{job.record_id}: {type(err).__name__}: {err}", "exception")
         log.exception("validate: %s failed", job.record_id)
-    if job.kind == "candidate" and config.phonons and record["relaxed_cif"] is not None and not record["unphysical"]:
-        _add_phonons(record, Structure.from_str(record["relaxed_cif"], fmt="cif"), backend, config, out_dir)
-    record["wall_s"] = time.perf_counter() - start
+    if job.kind == "candidate" and config.phonons and record.relaxed_cif is not None and not record.unphysical:
+        _add_phonons(record, Structure.from_str(record.relaxed_cif, fmt="cif"), backend, config, out_dir)
+    record.wall_s = time.perf_counter() - start
     return record
 
 
@@ -187,41 +152,39 @@ def geometry_problem(structure: Structure, factor: float) -> tuple[float | None,
     return (ratio if np.isfinite(ratio) else None), None
 
 
-def _check_relaxed_geometry(record: dict[str, Any], initial: Structure, relaxed: Structure, config: ValidateConfig) -> None:
+def _check_relaxed_geometry(record: ValidationRecord, initial: Structure, relaxed: Structure, config: ValidateConfig) -> None:
     """Flag a relaxed structure with short bonds or an exploded/collapsed volume as unphysical."""
     ratio, problem = geometry_problem(relaxed, config.min_bond_factor)
-    record["min_bond_ratio_relaxed"] = ratio
+    record.min_bond_ratio_relaxed = ratio
     volume_ratio = relaxed.volume / initial.volume
     if problem is None and not (1 / config.max_relaxed_volume_ratio <= volume_ratio <= config.max_relaxed_volume_ratio):
         problem = f"volume changed by a factor {volume_ratio:.3g} during relaxation (limit {config.max_relaxed_volume_ratio:g})"
     if problem is not None:
-        record.update(unphysical=True, unphysical_reason=f"after relaxation: {problem}")
-        log.warning("%s: unphysical after relaxation: %s", record["id"], problem)
+        record.unphysical, record.unphysical_reason = True, f"after relaxation: {problem}"
+        log.warning("%s: unphysical after relaxation: %s", record.id, problem)
 
 
-def _add_phonons(record: dict[str, Any], structure: Structure, backend: Backend, config: ValidateConfig, out_dir: Path) -> None:
+def _add_phonons(record: ValidationRecord, structure: Structure, backend: Backend, config: ValidateConfig, out_dir: Path) -> None:
     from pccd_hpc.validate.phonons import run_phonons
 
     plot = None
-    if record["id"] in config.band_structure_ids:
-        plot = out_dir / "phonons" / record_filename(record["id"]).replace(".json", "_bands.png")
+    if record.id in config.band_structure_ids:
+        plot = out_dir / "phonons" / f"{record_stem(record.id)}_bands.png"
     try:
         calculator = getattr(backend, "calculator", None)
         if calculator is None:
-            raise PhononFailure(record["id"], f"backend {backend.name!r} has no in-process calculator for phonons")
-        with _hard_timeout(config.relax.timeout_s * 3 + 60, record["id"]):
-            result, _ = run_phonons(structure, calculator, config.phonon, record["id"], band_plot=plot)
-        record.update(
-            imaginary_modes=result.imaginary_modes, min_frequency_thz=result.min_frequency_thz,
-            phonon_n_displacements=result.n_displacements, phonon_supercell=list(result.supercell_diagonal),
-            phonon_wall_s=result.wall_s,
-        )
+            raise PhononFailure(record.id, f"backend {backend.name!r} has no in-process calculator for phonons")
+        with _hard_timeout(config.relax.timeout_s * 3 + 60, record.id):
+            result, _ = run_phonons(structure, calculator, config.phonon, record.id, band_plot=plot)
+        record.imaginary_modes, record.min_frequency_thz = result.imaginary_modes, result.min_frequency_thz
+        record.phonon_n_displacements, record.phonon_supercell = result.n_displacements, list(result.supercell_diagonal)
+        record.phonon_wall_s = result.wall_s
     except ValidationFailure as err:
-        record["phonon_error"] = str(err)
+        record.phonon_error = str(err)
         log.warning("%s", err)
     except Exception as err:  # noqa: BLE001 - batch boundary
-        record["phonon_error"] = f"{record['id']}: {type(err).__name__}: {err}"
-        log.exception("phonons: %s failed", record["id"])
+        record.phonon_error = f"{record.id}: {type(err).__name__}: {err}"
+        log.exception("phonons: %s failed", record.id)
 
 
 @contextlib.contextmanager

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
-import json
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, Sequence
 
-from pccd_hpc.io_utils import atomic_write_json, atomic_write_text
+from pccd_hpc.io_utils import atomic_write_csv, atomic_write_json, read_json
+from pccd_hpc.validate.record import ValidationRecord
 
 # Columns of results.csv, in order (records may carry more keys; those stay in the JSON).
 CSV_COLUMNS = (
@@ -27,12 +26,18 @@ _TEXT_COLUMNS = frozenset({"id", "formula", "backend", "hull_status", "hull_note
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def record_filename(record_id: str) -> str:
-    """File name for ``record_id``: the id made path-safe, plus a short hash when that changed it."""
+def record_stem(record_id: str) -> str:
+    """The path-safe name of ``record_id`` (plus a short hash when making it safe changed it); every
+    file about the record is named from it (``<stem>.json``, ``<stem>_bands.png``, VASP folder ``<stem>/``)."""
     safe = _UNSAFE.sub("_", record_id)[:120]
     if safe != record_id:
         safe += "-" + hashlib.sha1(record_id.encode()).hexdigest()[:8]
-    return safe + ".json"
+    return safe
+
+
+def record_filename(record_id: str) -> str:
+    """File name of ``record_id``'s record: ``<stem>.json``."""
+    return record_stem(record_id) + ".json"
 
 
 class RecordStore:
@@ -50,35 +55,33 @@ class RecordStore:
         """True when a finished record for ``record_id`` exists."""
         return self.path(record_id).exists()
 
-    def get(self, record_id: str) -> dict[str, Any] | None:
-        """Return the record for ``record_id`` or None."""
+    def get(self, record_id: str) -> ValidationRecord | None:
+        """Return the record for ``record_id`` or None (``ValueError`` naming the file when it is damaged)."""
         path = self.path(record_id)
         if not path.exists():
             return None
-        with open(path) as fh:
-            return json.load(fh)
+        return ValidationRecord.from_dict(read_json(path, "validation record"), str(path))
 
-    def put(self, record: dict[str, Any]) -> None:
-        """Write ``record`` (must carry ``id``) atomically, replacing any earlier version."""
-        atomic_write_json(self.path(record["id"]), record)
+    def put(self, record: ValidationRecord) -> None:
+        """Write ``record`` atomically, replacing any earlier version."""
+        atomic_write_json(self.path(record.id), record.to_dict())
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[ValidationRecord]:
         for path in sorted(self.folder.glob("*.json")):
-            with open(path) as fh:
-                yield json.load(fh)
+            yield ValidationRecord.from_dict(read_json(path, "validation record"), str(path))
 
     def __len__(self) -> int:
         return sum(1 for _ in self.folder.glob("*.json"))
 
 
-def write_results_csv(records: list[dict[str, Any]], target: str | Path) -> None:
-    """Write ``records`` as ``results.csv`` (``CSV_COLUMNS``) atomically, sorted by id."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for record in sorted(records, key=lambda r: r["id"]):
-        writer.writerow({key: _csv_value(record.get(key)) for key in CSV_COLUMNS})
-    atomic_write_text(target, buffer.getvalue())
+def write_results_csv(records: Sequence[ValidationRecord | Mapping[str, Any]], target: str | Path) -> None:
+    """Write ``records`` as ``results.csv`` (``CSV_COLUMNS``) atomically, sorted by id.
+
+    Plain mappings (e.g. hand-made rows in tests and tools) are accepted too; missing columns stay empty.
+    """
+    plain = [r.to_dict() if isinstance(r, ValidationRecord) else dict(r) for r in records]
+    rows = [{key: _csv_value(row.get(key)) for key in CSV_COLUMNS} for row in sorted(plain, key=lambda r: r["id"])]
+    atomic_write_csv(target, rows, CSV_COLUMNS)
 
 
 def read_results_csv(path: str | Path) -> list[dict[str, Any]]:

@@ -1,16 +1,22 @@
 """Submit validate to SLURM: an array of compute tasks plus a dependent finalize job.
 
+The config travels as a TOML file in ``VDIR/slurm-logs/`` that every job reads with
+``validate --config``; the SLURM side (sbatch, options, dependencies) is :mod:`pccd_hpc.cluster.slurm`.
 For the VASP backend, inputs are written here first and ``jobs/vasp_array.sh`` runs them; the
 dependent job parses the finished runs and finalizes.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
-from pccd_hpc.cluster.slurm import sbatch
+from pccd_hpc.cluster.slurm import SlurmResources, parse_time_min, submit_script
+from pccd_hpc.stage_config import require, save_config_toml
+from pccd_hpc.validate.config import ValidateConfig
+from pccd_hpc.validate.plan import ValidatePaths
+from pccd_hpc.validate.stage import run_validate
 
 log = logging.getLogger(__name__)
 
@@ -18,65 +24,65 @@ JOBS_DIR = Path(__file__).resolve().parents[1] / "jobs"
 """The job scripts ship inside the package (package data), so a non-editable install can submit them."""
 
 
-def validate_args(args: argparse.Namespace) -> list[str]:
-    """The validate options of ``args`` as an argument list (absolute paths) for the job script."""
-    out = ["--input", str(args.input.resolve()), "--out", str(args.out.resolve()), "--backend", args.backend,
-           "--optimizer", args.optimizer, "--fmax", repr(args.fmax), "--max-steps", str(args.max_steps),
-           "--timeout-s", repr(args.timeout_s), "--phonon-min-length", repr(args.phonon_min_length)]
-    for flag, value in (("--reference", args.reference), ("--train", args.train), ("--reference-cache", args.reference_cache)):
+@dataclass(frozen=True)
+class SubmitOptions:
+    """How validate is split and scheduled on SLURM."""
+
+    array_size: int = 1
+    """Number of array tasks (chunks of the candidates and references)."""
+    time: str = "02:00:00"
+    """Time limit per array task: minutes or ``[D-]HH:MM:SS``."""
+    partition: str | None = None
+    """SLURM partition (None: the default one)."""
+
+    def __post_init__(self) -> None:
+        require(self.array_size >= 1, "array_size", f"must be >= 1, got {self.array_size}")
+        parse_time_min(self.time)  # ValueError naming the value
+
+    def resources(self, cpus_per_task: int) -> SlurmResources:
+        """What one job asks SLURM for (no pre-timeout signal: a task that is cut off resumes from its records)."""
+        return SlurmResources(partition=self.partition, cpus_per_task=cpus_per_task,
+                              time_min=parse_time_min(self.time), signal_delay_s=0)
+
+
+def job_arguments(config_file: Path, paths: ValidatePaths) -> list[str]:
+    """The ``validate`` options every job of the run gets (absolute paths)."""
+    out = ["--input", str(paths.input.resolve()), "--out", str(paths.out_dir.resolve()), "--config", str(config_file)]
+    for flag, value in (("--reference", paths.reference), ("--train", paths.train),
+                        ("--reference-cache", paths.reference_cache)):
         if value is not None:
             out += [flag, str(Path(value).resolve())]
-    if args.phonons:
-        out.append("--phonons")
-    if args.band_structure:
-        out += ["--band-structure", args.band_structure]
     return out
 
 
-def _options(args: argparse.Namespace, log_dir: Path, name: str, array: bool = False) -> list[str]:
-    pattern = "%A_%a" if array else "%j"
-    options = [f"--time={args.time}", f"--output={log_dir}/{name}-{pattern}.out", f"--job-name=pccd-{name}"]
-    if args.partition:
-        options.append(f"--partition={args.partition}")
-    return options
-
-
-def submit_validate_array(args: argparse.Namespace, array_size: int) -> dict[str, int]:
-    """Submit the compute array (``array_size`` tasks) and the finalize job; return both job ids."""
-    if array_size < 1:
-        raise ValueError(f"--array-size must be >= 1, got {array_size}")
-    log_dir = args.out.resolve() / "slurm-logs"
+def submit_validate_array(config: ValidateConfig, paths: ValidatePaths, options: SubmitOptions) -> dict[str, int]:
+    """Submit the compute array (``options.array_size`` tasks) and the finalize job; return both job ids."""
+    log_dir = paths.out_dir.resolve() / "slurm-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    common = validate_args(args)
-    if args.backend == "vasp":
-        return _submit_vasp(args, array_size, common, log_dir)
-    array_id = sbatch(
-        JOBS_DIR / "validate_array.sh",
-        [*common, "--array-size", str(array_size), "--no-finalize"],
-        [f"--array=0-{array_size - 1}", f"--cpus-per-task={args.workers}", *_options(args, log_dir, "validate", array=True)],
-    )
-    finalize_id = sbatch(
-        JOBS_DIR / "validate_array.sh",
-        [*common, "--finalize-only"],
-        [f"--dependency=afterany:{array_id}", "--cpus-per-task=1", *_options(args, log_dir, "validate-finalize")],
-    )
+    config_file = log_dir / "validate.toml"
+    save_config_toml(config, config_file)
+    common = job_arguments(config_file, paths)
+    if config.backend == "vasp":
+        return _submit_vasp(config, paths, options, common, log_dir)
+    script = JOBS_DIR / "validate_array.sh"
+    array_id = submit_script(script, [*common, "--array-size", str(options.array_size), "--no-finalize"],
+                             options.resources(config.workers), name="pccd-validate",
+                             log_file=log_dir / "validate-%A_%a.out", array_size=options.array_size)
+    finalize_id = submit_script(script, [*common, "--finalize-only"], options.resources(1),
+                                name="pccd-validate-finalize", log_file=log_dir / "validate-finalize-%j.out",
+                                after=array_id)
     return {"array": array_id, "finalize": finalize_id}
 
 
-def _submit_vasp(args: argparse.Namespace, array_size: int, common: list[str], log_dir: Path) -> dict[str, int]:
-    from pccd_hpc.validate.cli import config_from_args
-    from pccd_hpc.validate.stage import ValidatePaths, run_validate
-
-    config = config_from_args(args)
-    paths = ValidatePaths(input=args.input, out_dir=args.out, reference=args.reference, train=args.train,
-                          reference_cache=args.reference_cache)
+def _submit_vasp(config: ValidateConfig, paths: ValidatePaths, options: SubmitOptions, common: list[str],
+                 log_dir: Path) -> dict[str, int]:
     summary = run_validate(config, paths, finalize=False)  # writes inputs, parses what is already done
     n_pending = int(summary.get("pending_external", 0))
     if n_pending == 0:
-        raise ValueError(f"no pending VASP runs under {args.out}/vasp: run validate --backend vasp without --cluster to finalize")
-    tasks = min(array_size, n_pending)
-    array_id = sbatch(JOBS_DIR / "vasp_array.sh", [summary["pending_list"]],
-                      [f"--array=0-{tasks - 1}", *_options(args, log_dir, "vasp", array=True)])
-    finalize_id = sbatch(JOBS_DIR / "validate_array.sh", [*common],
-                         [f"--dependency=afterany:{array_id}", "--cpus-per-task=1", *_options(args, log_dir, "vasp-collect")])
+        raise ValueError(f"no pending VASP runs under {paths.out_dir}/vasp: run validate --backend vasp without --cluster to finalize")
+    tasks = min(options.array_size, n_pending)
+    array_id = submit_script(JOBS_DIR / "vasp_array.sh", [summary["pending_list"]], options.resources(1),
+                             name="pccd-vasp", log_file=log_dir / "vasp-%A_%a.out", array_size=tasks, script_shape=True)
+    finalize_id = submit_script(JOBS_DIR / "validate_array.sh", common, options.resources(1),
+                                name="pccd-vasp-collect", log_file=log_dir / "vasp-collect-%j.out", after=array_id)
     return {"array": array_id, "finalize": finalize_id}

@@ -47,8 +47,8 @@ def _prepared(tmp_path: Path):
 
 
 def test_failing_vasp_cmd_names_step_and_keeps_inputs(tmp_path, monkeypatch, no_potcars):
-    from pccd_hpc.followup.backends import get_backend
     from pccd_hpc.followup.base import StepFailure
+    from pccd_hpc.followup.registry import get_backend
     from pccd_hpc.followup.steps import run_step
 
     config, cand = _prepared(tmp_path)
@@ -66,8 +66,8 @@ def test_failing_vasp_cmd_names_step_and_keeps_inputs(tmp_path, monkeypatch, no_
 def test_vasp_steps_locally_with_real_vasprun(tmp_path, monkeypatch, no_potcars, shared_vasp):
     from pymatgen.io.vasp import Vasprun
 
-    from pccd_hpc.followup.backends import get_backend
     from pccd_hpc.followup.base import StepFailure
+    from pccd_hpc.followup.registry import get_backend
     from pccd_hpc.followup.kpath import band_path
     from pccd_hpc.followup.steps import run_step
 

@@ -17,6 +17,7 @@ from pccd_hpc.generate.stage import ClusterOptions, run_generate
 from pccd_hpc.generate.tasks import run_task
 from pccd_hpc.generate.plan import GeneratePlan
 from pccd_hpc.launch import main as launch_main
+from _shards import generated_tensors
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,14 +27,6 @@ def _plan(ckpt: Path, **kw) -> GeneratePlan:
     base = dict(n=20, systems=[(12, 8, 8), (14, 14, 14)], checkpoint=str(ckpt), checkpoint_sha256=loaded.sha256,
                 steps=3, batch_size=6, n_tasks=2, seed=1, codec=loaded.codec.to_dict())
     return GeneratePlan(**{**base, **kw})
-
-
-def _tensors(out: Path) -> np.ndarray:
-    arrays = []
-    for k in range(read_plan(out).n_tasks):
-        with h5py.File(out / f"shard-{k:05d}.h5") as h5:
-            arrays.append(h5["tensors"][:])
-    return np.concatenate(arrays)
 
 
 def test_generate_writes_exactly_n_samples_with_provenance(tmp_path: Path, tiny_checkpoint: Path) -> None:
@@ -57,8 +50,8 @@ def test_same_seed_same_structures_other_seed_differs(tmp_path: Path, tiny_check
     run_generate(_plan(tiny_checkpoint), tmp_path / "a")
     run_generate(_plan(tiny_checkpoint), tmp_path / "b")
     run_generate(_plan(tiny_checkpoint, seed=2), tmp_path / "c")
-    assert np.array_equal(_tensors(tmp_path / "a"), _tensors(tmp_path / "b"))
-    assert not np.allclose(_tensors(tmp_path / "a"), _tensors(tmp_path / "c"))
+    assert np.array_equal(generated_tensors(tmp_path / "a"), generated_tensors(tmp_path / "b"))
+    assert not np.allclose(generated_tensors(tmp_path / "a"), generated_tensors(tmp_path / "c"))
 
 
 class _Killed(RuntimeError):
@@ -93,7 +86,7 @@ def test_killed_task_loses_at_most_its_current_batch(tmp_path: Path, tiny_checkp
     run_task(tmp_path, 0, sampler_factory=dying_factory)
     assert calls["n"] == 10 + len(plan.batches(0)) - 2
     run_generate(plan, tmp_path / "reference")
-    assert np.array_equal(_tensors(tmp_path), _tensors(tmp_path / "reference"))
+    assert np.array_equal(generated_tensors(tmp_path), generated_tensors(tmp_path / "reference"))
 
 
 def test_cli_generate_and_bad_checkpoint(tmp_path: Path, tiny_checkpoint: Path, capsys, caplog) -> None:

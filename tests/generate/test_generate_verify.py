@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 
@@ -15,20 +14,13 @@ from pccd_hpc.generate.sampling import load_model
 from pccd_hpc.generate.stage import run_generate
 from pccd_hpc.generate.summary import summarise
 from pccd_hpc.generate.tasks import task_problem
+from _shards import generated_tensors
 
 
 def _plan(ckpt: Path) -> GeneratePlan:
     loaded = load_model(str(ckpt))
     return GeneratePlan(n=12, systems=[(12, 8, 8), (14, 14, 14)], checkpoint=str(ckpt), checkpoint_sha256=loaded.sha256,
                         steps=2, batch_size=6, n_tasks=2, seed=3, codec=loaded.codec.to_dict())
-
-
-def _tensors(out: Path) -> np.ndarray:
-    arrays = []
-    for k in range(read_plan(out).n_tasks):
-        with h5py.File(out / f"shard-{k:05d}.h5") as h5:
-            arrays.append(h5["tensors"][:])
-    return np.concatenate(arrays)
 
 
 def _truncate(path: Path, keep: float = 0.5) -> None:
@@ -39,7 +31,7 @@ def _truncate(path: Path, keep: float = 0.5) -> None:
 
 def test_truncated_shard_and_cif_are_redone_and_speed_figures_kept(tmp_path: Path, tiny_checkpoint: Path) -> None:
     first = run_generate(_plan(tiny_checkpoint), tmp_path)
-    reference = _tensors(tmp_path)
+    reference = generated_tensors(tmp_path)
     assert first["elapsed_s"] > 0 and first["samples_per_s"] > 0
 
     # A finished folder: nothing runs, and the figures of the run that sampled stay.
@@ -57,7 +49,7 @@ def test_truncated_shard_and_cif_are_redone_and_speed_figures_kept(tmp_path: Pat
 
     redone = run_generate(_plan(tiny_checkpoint), tmp_path)
     assert task_problem(tmp_path, 0) is None and task_problem(tmp_path, 1) is None
-    assert np.array_equal(_tensors(tmp_path), reference)  # fixed seeds: the same samples again
+    assert np.array_equal(generated_tensors(tmp_path), reference)  # fixed seeds: the same samples again
     assert redone["n_generated"] == 12 and redone["n_valid"] == first["n_valid"]
     blocks = sum((tmp_path / f"shard-{k:05d}.cif").read_text().count("data_") for k in range(2))
     assert blocks == redone["n_valid"]

@@ -8,7 +8,14 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from pccd_hpc.launch import main
+from pccd_hpc.validate.record import ValidationRecord
 from pccd_hpc.validate.store import write_results_csv
+
+
+def _record_defaults(row: dict) -> dict:
+    return {"kind": "candidate", "composition": "Mg4 O4", "backend": "chgnet", "structure_sha": "0" * 16,
+            "initial_cif": row["relaxed_cif"], "hull_status": "ok" if row["e_above_hull_ev_per_atom"] is not None
+            else "failed", **row}
 
 
 def _vdir(tmp_path):
@@ -20,8 +27,11 @@ def _vdir(tmp_path):
          "relaxed_cif": mgo.to(fmt="cif"), "error": None if e is not None else f"c{i}: forces exploded"}
         for i, e in enumerate(e_hull)
     ]
-    write_results_csv(rows, vdir / "results.csv")
-    (vdir / "metrics.json").write_text(json.dumps({"backend": "chgnet", "sun_rate": 0.25, "n_candidates": 8}))
+    write_results_csv([ValidationRecord(**_record_defaults(r)) for r in rows], vdir / "results.csv")
+    # what validate's finalize writes for these rows: 4 of 8 below 0.25, 3 of 8 below 0.08, 1 of 2 inputs valid
+    (vdir / "metrics.json").write_text(json.dumps({"backend": "chgnet", "sun_rate": 0.25, "n_candidates": 8,
+                                                   "e_hull_below_0.25": 0.5, "e_hull_below_0.08": 0.375,
+                                                   "structural_validity": 0.5}))
     gen = tmp_path / "gen"
     gen.mkdir()
     mgo.to(filename=str(gen / "a.cif"))
@@ -46,3 +56,14 @@ def test_report_page_has_paper_comparison_and_figures(tmp_path):
 
 def test_report_without_results_names_the_folder(tmp_path):
     assert main(["report", "--val", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+
+
+def test_report_prints_the_validation_metrics_it_reads(tmp_path):
+    vdir, _ = _vdir(tmp_path)
+    metrics = json.loads((vdir / "metrics.json").read_text())
+    (vdir / "metrics.json").write_text(json.dumps({**metrics, "e_hull_below_0.25": None, "structural_validity": 0.125}))
+    out = tmp_path / "report"
+    assert main(["report", "--val", str(vdir), "--out", str(out)]) == 0
+    page = (out / "report.md").read_text()
+    assert "| 0.25 eV/atom | n/a | 62.68 % |" in page  # as validate wrote it, not recomputed from results.csv
+    assert page.count("structural validity") == 1 and "| structural validity (as generated) | 12.50 % |" in page

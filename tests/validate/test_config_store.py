@@ -7,6 +7,7 @@ import json
 import pytest
 
 from pccd_hpc.validate.config import PhononConfig, RelaxConfig, ValidateConfig
+from pccd_hpc.validate.record import ValidationRecord
 from pccd_hpc.validate.store import RecordStore, read_results_csv, record_filename, write_results_csv
 
 
@@ -40,16 +41,27 @@ def test_record_names_are_safe_and_distinct():
 
 def test_store_and_csv_round_trip(tmp_path):
     store = RecordStore(tmp_path / "records")
+    common = {"kind": "candidate", "backend": "chgnet", "structure_sha": "0" * 16, "initial_cif": ""}
     records = [
-        {"id": "b/2", "formula": "MgO", "n_sites": 2, "energy_ev_per_atom": -6.3, "converged": True, "error": None},
-        {"id": "007", "formula": "Si", "n_sites": 2, "energy_ev_per_atom": None, "converged": False, "error": "007: diverged"},
+        ValidationRecord(id="b/2", formula="MgO", composition="Mg1 O1", n_sites=2, energy_ev_per_atom=-6.3,
+                         converged=True, error=None, **common),
+        ValidationRecord(id="007", formula="Si", composition="Si2", n_sites=2, energy_ev_per_atom=None,
+                         converged=False, error="007: diverged", **common),
     ]
     for r in records:
         store.put(r)
-    assert store.has("b/2") and store.get("007")["error"] == "007: diverged" and len(store) == 2
+    assert store.has("b/2") and store.get("007").error == "007: diverged" and len(store) == 2
+    assert store.get("b/2") == records[0]  # the typed record round-trips through its JSON file
     write_results_csv(list(store), tmp_path / "results.csv")
     rows = read_results_csv(tmp_path / "results.csv")
     assert [r["id"] for r in rows] == ["007", "b/2"]  # ids stay strings
     assert rows[1]["energy_ev_per_atom"] == -6.3 and rows[1]["converged"] is True
     assert rows[0]["energy_ev_per_atom"] is None
     assert not list((tmp_path / "records").glob(".*.tmp"))
+
+
+def test_damaged_or_foreign_record_file_names_the_file(tmp_path):
+    store = RecordStore(tmp_path / "records")
+    store.path("x").write_text('{"id": "x", "colour": "red"}')
+    with pytest.raises(ValueError, match=r"x\.json.*colour"):
+        store.get("x")

@@ -94,7 +94,7 @@ def test_system_with_an_empty_hull_edge_is_na(tmp_path) -> None:
 
 def test_au_candidate_gets_na_with_the_reason(tmp_path, monkeypatch) -> None:
     from pccd_hpc.validate.finalize import hull_for_record
-    from pccd_hpc.validate.runner import Job, new_record
+    from pccd_hpc.validate.record import Job, ValidationRecord
     from pccd_hpc.validate.stage import ValidatePaths, plan
 
     monkeypatch.setenv("PCCD_HPC_CACHE", str(tmp_path / "user-cache"))
@@ -104,7 +104,7 @@ def test_au_candidate_gets_na_with_the_reason(tmp_path, monkeypatch) -> None:
                      [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
     baau.to(filename=str(cands / "baau.cif"))
     the_plan = plan(ValidatePaths(input=cands, out_dir=tmp_path / "v"))
-    record = new_record(Job("baau", "candidate", baau), "chgnet")
-    record["energy_ev_per_atom"] = -5.0
+    record = ValidationRecord.for_job(Job("baau", "candidate", baau), "chgnet")
+    record.energy_ev_per_atom = -5.0
     value, status, note = hull_for_record(record, None, the_plan)
     assert value is None and status == "no_hull" and "Au" in note and note.startswith("n/a")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pccd_hpc.validate.backends.base import get_backend
+from pccd_hpc.validate.backends.registry import get_backend
 from pccd_hpc.validate.errors import VaspOutputError
-from pccd_hpc.validate.runner import Job
+from pccd_hpc.validate.record import Job
 from pccd_hpc.validate.store import RecordStore
 from _structures import DATA, SHARED_VASP, diamond_si
 
@@ -80,6 +80,6 @@ def test_sync_parses_done_folders_and_lists_pending(tmp_path, monkeypatch):
     summary = sync_vasp_jobs(jobs, stores, backend, vasp_dir)
     assert summary["computed"] == 1 and summary["pending_external"] == 1 and summary["potcars"] is False
     record = stores["candidate"].get("si-done")
-    assert record["energy_ev_per_atom"] == pytest.approx(-5.42073623) and record["error"] is None
+    assert record.energy_ev_per_atom == pytest.approx(-5.42073623) and record.error is None
     assert (vasp_dir / "pending.txt").read_text().split() == [str(vasp_dir / "candidate" / "si-new")]
     assert (vasp_dir / "candidate" / "si-new" / "relax" / "POTCAR.spec").exists()

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from pccd_hpc.validate.config import RelaxConfig, ValidateConfig
-from pccd_hpc.validate.runner import Job, iter_results
+from pccd_hpc.validate.record import Job
+from pccd_hpc.validate.runner import iter_results
 from _structures import diamond_si, rocksalt_mgo, zincblende_mgo
 
 
@@ -47,12 +48,12 @@ def test_killed_worker_is_recorded_and_the_pool_goes_on(tmp_path) -> None:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
     assert killed, "no worker was started"
-    assert sorted(r["id"] for r in records) == sorted(j.record_id for j in jobs)
-    dead = [r for r in records if r["error_kind"] == "worker_died"]
+    assert sorted(r.id for r in records) == sorted(j.record_id for j in jobs)
+    dead = [r for r in records if r.error_kind == "worker_died"]
     assert len(dead) == 1
-    assert "SIGKILL" in dead[0]["error"] and dead[0]["id"] in dead[0]["error"]
-    finished = [r for r in records if r["error_kind"] != "worker_died"]
-    assert len(finished) == 3 and all(r["energy_ev_per_atom"] is not None for r in finished)
+    assert "SIGKILL" in dead[0].error and dead[0].id in dead[0].error
+    finished = [r for r in records if r.error_kind != "worker_died"]
+    assert len(finished) == 3 and all(r.energy_ev_per_atom is not None for r in finished)
     assert not pids  # every worker was shut down
 
 

@@ -1,12 +1,11 @@
 """The backend interface: what validate needs from an energy/force model.
 
 A new ML potential is a small subclass of ``AseBackend`` that builds an ASE calculator
-(see ``chgnet.py``); register it in ``BACKENDS``.
+(see ``chgnet.py``); register it in ``registry.BACKENDS``.
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -14,13 +13,6 @@ from pymatgen.core import Structure
 
 from pccd_hpc.validate.config import RelaxConfig
 from pccd_hpc.validate.relax import RelaxResult, relax_structure
-
-# name -> "module:Class", imported lazily so optional extras are only needed when used.
-BACKENDS: dict[str, str] = {
-    "chgnet": "pccd_hpc.validate.backends.chgnet:CHGNetBackend",
-    "vasp": "pccd_hpc.validate.backends.vasp:VaspBackend",
-}
-
 
 class Backend(ABC):
     """An energy model that validate can relax structures with."""
@@ -62,20 +54,3 @@ class AseBackend(Backend):
     def relax(self, structure: Structure, config: RelaxConfig, record_id: str) -> RelaxResult:
         """Relax with the shared guarded ASE loop."""
         return relax_structure(structure, self.calculator, config, record_id)
-
-
-def get_backend(name: str, **options: Any) -> Backend:
-    """Instantiate the backend registered as ``name`` with ``options`` over its defaults."""
-    return get_backend_class(name)(**options)
-
-
-def get_backend_class(name: str) -> type[Backend]:
-    """The backend class registered as ``name`` (imports its module, which may need an extra)."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; known: {sorted(BACKENDS)}")
-    module_name, class_name = BACKENDS[name].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"backend {name!r} needs an optional dependency ({err}); try `pip install .[mlip]`") from err
-    return getattr(module, class_name)

@@ -27,7 +27,8 @@ from pccd_hpc.validate.backends.base import Backend
 from pccd_hpc.validate.config import RelaxConfig
 from pccd_hpc.validate.errors import VaspOutputError
 from pccd_hpc.validate.relax import RelaxResult
-from pccd_hpc.validate.store import RecordStore, record_filename
+from pccd_hpc.validate.record import Job, ValidationRecord
+from pccd_hpc.validate.store import RecordStore, record_stem
 
 log = logging.getLogger(__name__)
 
@@ -112,26 +113,25 @@ def read_vasprun(folder: Path, record_id: str):
         raise
 
 
-def sync_vasp_jobs(jobs: list, stores: dict[str, RecordStore], backend: VaspBackend, vasp_dir: Path) -> dict[str, Any]:
+def sync_vasp_jobs(jobs: list[Job], stores: dict[str, RecordStore], backend: VaspBackend, vasp_dir: Path) -> dict[str, Any]:
     """Parse finished folders into records, write inputs for new jobs, list the ones still to run.
 
     Returns ``{"computed": parsed, "pending_external": n, "pending_list": path, "potcars": bool}``.
     """
-    from pccd_hpc.validate.runner import new_record
-
     pending: list[Path] = []
     parsed, potcars = 0, True
     for job in jobs:
-        folder = vasp_dir / job.kind / record_filename(job.record_id)[: -len(".json")]
+        folder = vasp_dir / job.kind / record_stem(job.record_id)
         if (folder / "DONE").exists() or (folder / "FAILED").exists():
-            record = new_record(job, backend.name)
+            record = ValidationRecord.for_job(job, backend.name)
+            record.vasp_folder = str(folder)
             try:
                 result, _ = backend.parse(folder, job.record_id)
-                record.update(energy_ev_per_atom=result.energy_ev_per_atom, converged=result.converged,
-                              n_steps=result.n_steps, max_force_ev_per_ang=result.max_force_ev_per_ang,
-                              relaxed_cif=result.structure.to(fmt="cif"), vasp_folder=str(folder))
+                record.energy_ev_per_atom, record.converged = result.energy_ev_per_atom, result.converged
+                record.n_steps, record.max_force_ev_per_ang = result.n_steps, result.max_force_ev_per_ang
+                record.relaxed_cif = result.structure.to(fmt="cif")
             except VaspOutputError as err:
-                record.update(error=str(err), error_kind=err.kind, vasp_folder=str(folder))
+                record.fail(str(err), err.kind)
                 log.warning("%s", err)
             stores[job.kind].put(record)
             parsed += 1

@@ -1,4 +1,4 @@
-"""Choose the DFT backend a followup config names (kept apart from base.py so no backend module imports back into it)."""
+"""The DFT backends by name (kept apart from ``base.py``, which the backends import, so naming one makes no import loop)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pccd_hpc.followup.config import FollowupConfig
 
 
 def get_backend(config: FollowupConfig) -> DftBackend:
-    """The backend named by ``config.backend`` (``gpaw`` or ``vasp``), imported only when asked for."""
+    """The backend named by ``config.backend``."""
     if config.backend == "gpaw":
         from pccd_hpc.followup.gpaw import GpawBackend
 
