@@ -53,13 +53,22 @@ def finalize_candidate(cand_dir: Path) -> dict[str, Any]:
         "lowest_phonon_frequency_thz": None if phonons is None else phonons["lowest_frequency_thz"],
         "imaginary_modes": None if phonons is None else phonons["imaginary_modes"],
         "phonon_supercell_matrix": None if phonons is None else phonons["supercell_matrix"],
-        "wall_s": {s: r["wall_s"] for s, r in results.items() if r is not None},
+        "wall_s": {**{s: r["wall_s"] for s, r in results.items() if r is not None},
+                   "phonon-forces": _forces_wall_s(cand_dir)},
         "errors": errors,
         "figure": FIGURE,
     }
     fig4(structure, bands, phonons, cand_dir / FIGURE, title=_title(summary))
     atomic_write_json(cand_dir / SUMMARY, summary)
     return summary
+
+
+def _forces_wall_s(cand_dir: Path) -> float | None:
+    """Summed wall time of the displacement force runs (None when any of them did not record one)."""
+    times = []
+    for path in sorted(cand_dir.glob("phonons/disp-*/forces.json")):
+        times.append(json.loads(path.read_text()).get("wall_s"))
+    return None if not times or None in times else float(sum(times))
 
 
 def _title(s: dict[str, Any]) -> str:

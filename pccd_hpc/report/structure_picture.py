@@ -14,8 +14,8 @@ from pymatgen.core import Structure
 
 from pccd_hpc.io_utils import atomic_path
 
-BOND_FACTOR = 1.2
-"""Bond when d < BOND_FACTOR x (r_i + r_j) (covalent radii, Cordero 2008)."""
+BOND_FACTOR = 1.1
+"""Bond when d < BOND_FACTOR x (r_i + r_j) (covalent radii, Cordero 2008); 1.2 joined Mg-Mg in MgO2."""
 
 
 def _rotation(elev_deg: float = 18.0, azim_deg: float = -62.0) -> np.ndarray:
