@@ -135,6 +135,8 @@ class DiffusionConfig:
     """Per-timestep loss weight: ``none`` (the paper) or ``min_snr`` (Hang et al. 2023, min(SNR, gamma) based)."""
     min_snr_gamma: float = 5.0
     """gamma of the min-SNR weighting."""
+    distance_loss_weight: float = 0.0
+    """Weight of the auxiliary pair-distance loss (Angstrom; :mod:`pccd_hpc.model.distance_loss`); 0 = off (the paper)."""
     cond_drop_prob: float = 0.2
     """Probability of replacing all conditions of a training sample by the null condition."""
     guidance_scale: float = 3.0
@@ -159,6 +161,7 @@ class DiffusionConfig:
         _require(self.loss_weighting in ("none", "min_snr"), "loss_weighting",
                  f"must be none or min_snr, got {self.loss_weighting!r}")
         _require(self.min_snr_gamma > 0, "min_snr_gamma", "must be positive")
+        _require(self.distance_loss_weight >= 0, "distance_loss_weight", "must be >= 0")
         _require(0.0 <= self.cond_drop_prob < 1.0, "cond_drop_prob", "must be in [0, 1)")
         _require(self.guidance_scale >= 0.0, "guidance_scale", "must be >= 0")
         _require(self.sampler in ("ddpm", "ddim"), "sampler", f"must be ddpm or ddim, got {self.sampler!r}")

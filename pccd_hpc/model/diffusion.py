@@ -119,12 +119,15 @@ def sample_training_noise(batch_size: int, timesteps: int, cond_drop_prob: float
 def diffusion_loss(model: torch.nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, cond: Conditions,
                    t: torch.Tensor, noise: torch.Tensor, drop: torch.Tensor, loss_type: str = "l2",
                    magnetic_null: int = 0, prediction: str = "eps", weighting: str = "none",
-                   min_snr_gamma: float = 5.0) -> torch.Tensor:
+                   min_snr_gamma: float = 5.0, lattice: torch.Tensor | None = None,
+                   distance_weight: float = 0.0) -> torch.Tensor:
     """Denoising loss for clean model-space tensors x0 (B, 3, 128, 3) with conditions dropped where ``drop``.
 
     ``prediction`` ``eps`` regresses the noise (the paper), ``v`` the velocity. ``weighting`` ``min_snr``
     weights each sample by min(SNR_t, gamma) / SNR_t (eps) or min(SNR_t, gamma) / (SNR_t + 1) (v), which is
     the same weight on the implied x0 error (Hang et al. 2023): low-noise steps stop dominating.
+    With ``distance_weight`` > 0 and the true ``lattice`` (B, 3, 3), the pair-distance error of the implied
+    clean crystal (:mod:`pccd_hpc.model.distance_loss`, in Angstrom, weighted by alpha_bar_t) is added.
     """
     x_t = schedule.q_sample(x0, t, noise)
     out = model(x_t, t, cond.dropped(drop, magnetic_null)).float()
@@ -136,4 +139,12 @@ def diffusion_loss(model: torch.nn.Module, schedule: NoiseSchedule, x0: torch.Te
         clipped = snr.clamp(max=min_snr_gamma)
         weight = clipped / snr if prediction == "eps" else clipped / (snr + 1)
         per_sample = per_sample * weight
+    if distance_weight > 0 and lattice is not None:
+        from pccd_hpc.model.distance_loss import pair_distance_loss
+
+        a = schedule.gather(schedule.alphas_bar.sqrt(), t, x_t)
+        s = schedule.gather((1 - schedule.alphas_bar).sqrt(), t, x_t)
+        x0_hat = (x_t - s * out) / a if prediction == "eps" else a * x_t - s * out
+        ab = schedule.alphas_bar.to(t.device)[t].float()
+        per_sample = per_sample + distance_weight * ab * pair_distance_loss(x0_hat, x0, lattice)
     return per_sample.mean()

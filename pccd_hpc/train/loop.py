@@ -28,6 +28,7 @@ from pccd_hpc.data.dataset import ShardDataset
 from pccd_hpc.io_utils import atomic_write_text
 from pccd_hpc.model.conditioning import conditions_from_batch
 from pccd_hpc.model.diffusion import NoiseSchedule, diffusion_loss, sample_training_noise, to_model_space
+from pccd_hpc.model.distance_loss import lattice_matrices
 from pccd_hpc.model.factory import build_denoiser
 from pccd_hpc.model.unet import count_parameters
 from pccd_hpc.train import checkpoint as ckpt
@@ -121,8 +122,11 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
             cond = conditions_from_batch(batch, magnetic_null).to(device)
             with _autocast(tc.precision, device):
                 dc = config.diffusion
+                lattice = (lattice_matrices(batch["x"].to(device), dataset.codec)
+                           if dc.distance_loss_weight > 0 else None)
                 loss = diffusion_loss(net, schedule, x0, cond, t.to(device), noise.to(device), drop.to(device),
-                                      dc.loss, magnetic_null, dc.prediction, dc.loss_weighting, dc.min_snr_gamma)
+                                      dc.loss, magnetic_null, dc.prediction, dc.loss_weighting, dc.min_snr_gamma,
+                                      lattice, dc.distance_loss_weight)
             mean_loss = dist_utils.mean_over_processes(loss.detach().float()).item()
             ok = math.isfinite(mean_loss)
             if ok:
