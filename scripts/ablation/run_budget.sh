@@ -3,9 +3,9 @@
 # (TOML e.g. scripts/ablation/E-unet-recipe.toml; runs go to ABL_DIR, default runs/ablation; shards in
 # TRAIN_SHARDS, default runs/bundled/train-shards). Example: bash scripts/ablation/run_budget.sh E 30 cpu scripts/ablation/E-unet-recipe.toml 700
 set -u
-mkdir -p "${ABL_DIR:-runs/ablation}"
 name=$1; minutes=$2; preset=$3; toml=$4; steps=$5
 cd "$(dirname "$0")/../.."
+mkdir -p "${ABL_DIR:-runs/ablation}"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 start=$(date +%s)
 timeout $((minutes*60)) .venv/bin/python -m pccd_hpc.launch train --data "${TRAIN_SHARDS:-runs/bundled/train-shards}" \
