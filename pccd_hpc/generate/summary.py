@@ -16,6 +16,7 @@ import numpy as np
 from pymatgen.core import Composition, Element
 
 from pccd_hpc.data.shards import shard_name
+from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR
 from pccd_hpc.generate.plan import GeneratePlan
 from pccd_hpc.io_utils import atomic_write_json, read_json
 
@@ -43,6 +44,7 @@ def summarise(out_dir: str | Path, plan: GeneratePlan, elapsed_s: float | None =
         listed = "; ".join(f"task {k}: {p}" for k, p in list(problems.items())[:20])
         raise FileNotFoundError(f"tasks not finished or not verified ({len(problems)}): {listed}{' ...' if len(problems) > 20 else ''}")
     n_generated = n_valid = 0
+    n_plausible: int | None = 0  # None once a shard predates the plausibility flag
     reasons: Counter = Counter()
     per_system: Counter = Counter()
     compositions: set[str] = set()
@@ -53,6 +55,7 @@ def summarise(out_dir: str | Path, plan: GeneratePlan, elapsed_s: float | None =
         try:
             with h5py.File(path, "r") as h5:
                 valid = h5["valid"][:]
+                plausible = h5["plausible"][:] if "plausible" in h5 else None
                 reason = _text(h5["reason"][:])
                 z = h5["atomic_numbers"][:]
                 indices.append(h5["input_index"][:])
@@ -66,6 +69,7 @@ def summarise(out_dir: str | Path, plan: GeneratePlan, elapsed_s: float | None =
         tasks_elapsed += float(task_summary.get("elapsed_s") or 0.0)
         n_generated += len(valid)
         n_valid += int(valid.sum())
+        n_plausible = None if plausible is None or n_plausible is None else n_plausible + int(plausible.sum())
         reasons.update(r for r, ok in zip(reason, valid) if not ok)
         for row, ok, system in zip(z, valid, systems):
             per_system[(system, bool(ok))] += 1
@@ -81,6 +85,11 @@ def summarise(out_dir: str | Path, plan: GeneratePlan, elapsed_s: float | None =
         "n_generated": n_generated,
         "n_valid": n_valid,
         "valid_fraction": n_valid / max(n_generated, 1),
+        # valid AND every bond >= 0.7 x the sum of covalent radii (pccd_hpc.data.geometry); the 0.5 A rule
+        # behind "valid" accepts atoms at a third of a bond length
+        "n_plausible": n_plausible,
+        "plausible_fraction": None if n_plausible is None else n_plausible / max(n_generated, 1),
+        "plausible_bond_factor": PLAUSIBLE_BOND_FACTOR,
         "rejection_reasons": dict(sorted(reasons.items())),
         "n_unique_compositions": len(compositions),
         "n_systems": len(plan.systems),

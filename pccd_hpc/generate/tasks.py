@@ -17,6 +17,7 @@ most the batch it was sampling.
 from __future__ import annotations
 
 import contextlib
+import math
 import logging
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ import torch
 from pymatgen.io.cif import CifWriter
 
 from pccd_hpc.data.codec import CodecConfig, decode_tensor
+from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR, min_bond_ratio
 from pccd_hpc.data.shards import ShardRecord, shard_name, write_shard
 from pccd_hpc.generate.plan import GeneratePlan, read_plan
 from pccd_hpc.generate.systems import system_label
@@ -149,7 +151,7 @@ def _batch_seed(seed: int, task: int, batch: int) -> int:
 def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: float) -> None:
     codec = CodecConfig.from_dict(plan.codec)
     records: list[ShardRecord] = []
-    valid, reasons, systems = [], [], []
+    valid, reasons, systems, bond_ratios = [], [], [], []
     cif_blocks = []
     for b in range(len(plan.batches(task))):
         with np.load(_part_path(out_dir, task, b)) as part:
@@ -163,19 +165,25 @@ def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: f
                 params = np.concatenate([s.lattice.abc, s.lattice.angles])
                 records.append(ShardRecord(rid, f"task-{task}", int(index), tensor, slots, z, s.frac_coords, params))
                 cif_blocks.append(str(CifWriter(s)).replace("data_", f"data_{rid}_", 1))
+                bond_ratios.append(min_bond_ratio(s))
             else:
+                bond_ratios.append(math.nan)
                 records.append(ShardRecord(rid, f"task-{task}", int(index), tensor, slots, np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros(6)))
             valid.append(result.valid)
             reasons.append(result.reason or "")
             systems.append(system_label(tuple(int(z) for z in slots)))
     attrs = {"task": task, "checkpoint": plan.checkpoint, "checkpoint_sha256": plan.checkpoint_sha256,
              "sampler": plan.sampler, "steps": plan.steps, "guidance": plan.guidance, "seed": plan.seed}
-    extra = {"valid": np.array(valid, dtype=bool), "reason": reasons, "system": systems}
+    ratios = np.array(bond_ratios, dtype=np.float64)
+    plausible = np.array(valid, dtype=bool) & (np.nan_to_num(ratios, nan=0.0) >= PLAUSIBLE_BOND_FACTOR)
+    extra = {"valid": np.array(valid, dtype=bool), "reason": reasons, "system": systems,
+             "min_bond_ratio": ratios, "plausible": plausible}
     cif_path = out_dir / shard_name(task, ".cif")
     h5_path = out_dir / shard_name(task)
     atomic_write_text(cif_path, "\n".join(cif_blocks))
     write_shard(h5_path, records, codec.to_dict(), codec.max_sites, extra=extra, attrs=attrs)
-    summary = {"task": task, "n_samples": len(valid), "n_valid": int(sum(valid)), "n_cif_blocks": len(cif_blocks),
+    summary = {"task": task, "n_samples": len(valid), "n_valid": int(sum(valid)), "n_plausible": int(plausible.sum()),
+               "n_cif_blocks": len(cif_blocks),
                "elapsed_s": round(elapsed_s, 3), "h5_sha256": sha256_file(h5_path), "cif_sha256": sha256_file(cif_path),
                "checkpoint_sha256": plan.checkpoint_sha256}
     atomic_write_json(task_summary_path(out_dir, task), summary)  # written last: the task's completion marker

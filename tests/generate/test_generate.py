@@ -140,3 +140,25 @@ def test_cluster_slurm_runs_a_submitit_array(tmp_path: Path, tiny_checkpoint: Pa
     summary = run_generate(plan, tmp_path, ClusterOptions(cluster="slurm", time_min=5, cpus_per_task=1))
     assert summary["n_generated"] == 8
     assert any((tmp_path / "slurm").glob("*_0_log.out"))
+
+
+def test_summary_counts_plausible_structures_as_recomputed_from_the_shards(tmp_path: Path) -> None:
+    """Every valid sample carries its min d/(r_i+r_j); `plausible` and n_plausible agree with a fresh computation."""
+    from pccd_hpc.data.geometry import is_plausible, min_bond_ratio
+    from pccd_hpc.data.shards import read_structures
+    from pccd_hpc.generate.sampling import default_checkpoint
+
+    summary = run_generate(_plan(default_checkpoint(), steps=10), tmp_path)  # the bundled model: valid samples
+    n_plausible = 0
+    for k in range(2):
+        path = tmp_path / f"shard-{k:05d}.h5"
+        with h5py.File(path) as h5:
+            valid, plausible, ratios = h5["valid"][:], h5["plausible"][:], h5["min_bond_ratio"][:]
+        assert not (plausible & ~valid).any() and np.isnan(ratios[~valid]).all()
+        structures = [s for (_rid, s), ok in zip(read_structures(path), valid) if ok]
+        assert len(structures) == int(valid.sum())
+        for s, flag, ratio in zip(structures, plausible[valid], ratios[valid]):
+            assert flag == is_plausible(s) and abs(ratio - min_bond_ratio(s)) < 1e-6
+        n_plausible += int(plausible.sum())
+    assert summary["n_plausible"] == n_plausible and summary["n_valid"] > 0
+    assert summary["plausible_fraction"] == n_plausible / 20 and summary["plausible_bond_factor"] == 0.7
