@@ -107,10 +107,7 @@ class ShardDataset(Dataset):
         frac = np.mod(arrays.frac_coords[row, :n_sites], 1.0)
         if self.origin == "anchor":
             frac = np.mod(frac + 0.5 - frac[int(np.argmin(slots))], 1.0)
-        if self.site_order == "canonical":
-            order = np.lexsort((frac[:, 2], frac[:, 1], frac[:, 0], slots))
-        else:
-            order = np.arange(n_sites)
+        order = _site_order(frac, slots, None if self.site_order == "canonical" else np.arange(n_sites, dtype=float))
         return encode_arrays(frac[order], slots[order], arrays.lattice_params[row], self.codec)
 
     def _augmented(self, arrays: "_ShardArrays", row: int, index: int) -> np.ndarray:
@@ -123,11 +120,16 @@ class ShardDataset(Dataset):
             first = np.flatnonzero(slots == slots.min())
             shift = 0.5 - arrays.frac_coords[row, first[int(rng.integers(len(first)))]]
         shifted = np.mod(arrays.frac_coords[row, :n_sites] + shift, 1.0)
-        if self.site_order == "canonical":  # within each species, sorted by the shifted coordinates
-            order = np.lexsort((shifted[:, 2], shifted[:, 1], shifted[:, 0], slots))
-        else:  # shuffle within each species, keep slot order
-            order = np.lexsort((shuffle, slots))
+        order = _site_order(shifted, slots, None if self.site_order == "canonical" else shuffle)
         return encode_arrays(shifted[order], slots[order], arrays.lattice_params[row], self.codec)
+
+
+def _site_order(frac: np.ndarray, slots: np.ndarray, key: np.ndarray | None) -> np.ndarray:
+    """Site order: by element slot, then within a slot by ``key`` (e.g. a random shuffle or the file order),
+    or, when ``key`` is None, canonically by the (shifted) fractional coordinates x, y, z."""
+    if key is None:
+        return np.lexsort((frac[:, 2], frac[:, 1], frac[:, 0], slots))
+    return np.lexsort((key, slots))
 
 
 class _ShardArrays:
