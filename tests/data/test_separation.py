@@ -1,0 +1,53 @@
+"""The push-apart step: separations reached (checked against pymatgen's own distances), real crystals untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from pccd_hpc.data.geometry import covalent_radius_ang, min_bond_ratio
+from pccd_hpc.data.separation import push_apart
+
+
+def _pair_ratios(s: Structure) -> np.ndarray:
+    """d_ij / (r_i + r_j) for every pair, from pymatgen's minimum-image distance matrix (independent of the module)."""
+    radii = np.array([covalent_radius_ang(site.specie.symbol) for site in s])
+    ratio = s.distance_matrix / (radii[:, None] + radii[None, :])
+    return ratio[np.triu_indices(len(s), 1)]
+
+
+def test_overlapping_atoms_are_pushed_to_the_separation_keeping_cell_and_composition() -> None:
+    s = Structure(Lattice.cubic(5.0), ["Mg", "O", "O", "Mg"], [[0, 0, 0], [0.1, 0, 0], [0.5, 0.5, 0.5], [0.52, 0.5, 0.5]])
+    assert min_bond_ratio(s) < 0.3
+    result = push_apart(s, factor=0.8)
+    assert result.converged and result.length_scale == 1.0
+    assert result.min_bond_ratio_before == pytest.approx(min_bond_ratio(s))
+    assert _pair_ratios(result.structure).min() >= 0.8 - 0.01
+    assert result.min_bond_ratio_after == pytest.approx(min_bond_ratio(result.structure))
+    assert result.structure.composition == s.composition
+    assert result.structure.volume == pytest.approx(s.volume)
+    assert 0.3 < result.max_shift_ang < 2.5
+
+
+def test_a_real_crystal_is_left_where_it_is() -> None:
+    rocksalt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.21), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    result = push_apart(rocksalt, factor=0.8)
+    assert result.converged and result.max_shift_ang < 1e-9 and result.length_scale == 1.0
+    assert result.min_bond_ratio_after == pytest.approx(min_bond_ratio(rocksalt))
+
+
+def test_a_cell_too_small_for_its_atoms_is_expanded_or_reported() -> None:
+    tiny = Structure(Lattice.cubic(2.0), ["Ba", "Ba"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # Ba-Ba bond 4.3 A
+    grown = push_apart(tiny, factor=0.8, max_length_scale=2.0)
+    assert grown.converged and grown.length_scale > 1.5
+    assert min_bond_ratio(grown.structure) >= 0.79
+    capped = push_apart(tiny, factor=0.8, max_length_scale=1.0)
+    assert not capped.converged and capped.length_scale == 1.0 and capped.min_bond_ratio_after < 0.8
+
+
+@pytest.mark.parametrize("kwargs", [{"factor": 0.0}, {"factor": -1.0}, {"max_length_scale": 0.9}])
+def test_bad_settings_are_refused(kwargs: dict) -> None:
+    s = Structure(Lattice.cubic(5.0), ["Mg"], [[0, 0, 0]])
+    with pytest.raises(ValueError):
+        push_apart(s, **kwargs)
