@@ -18,6 +18,7 @@ from pccd_hpc.io_utils import checked_input_path
 log = logging.getLogger(__name__)
 
 GENERATE_MIN_POINTS = 4
+PUSH_APART_FACTOR = 0.8
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,6 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--cluster-min-points", type=int, default=GENERATE_MIN_POINTS,
                      help=f"decode: points an atom needs (default {GENERATE_MIN_POINTS}: half of the 8 points "
                      "each atom of a 16-site crystal owns; sparser clusters are noise)")
+    gen.add_argument("--push-apart-factor", type=float, default=PUSH_APART_FACTOR,
+                     help=f"after decoding, push atoms apart until every distance is >= this x the sum of covalent "
+                     f"radii (AIRSS-style; default {PUSH_APART_FACTOR}); the shards keep the ratio as sampled too")
+    gen.add_argument("--no-push-apart", action="store_true",
+                     help="keep the structures exactly as the model sampled them")
     gen.add_argument("--batch-size", type=int, default=256)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", required=True, help="output folder")
@@ -77,6 +83,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         sampler=args.sampler, steps=args.steps, guidance=args.guidance, band_gap_class=args.band_gap_class,
         batch_size=args.batch_size, seed=args.seed, n_tasks=min(n_tasks, args.n),
         codec=decode_codec(loaded.codec, args.cluster_eps, args.cluster_min_points).to_dict(),
+        push_apart_factor=None if args.no_push_apart else args.push_apart_factor,
     )
     if args.plan_only:
         from pccd_hpc.generate.plan import write_plan

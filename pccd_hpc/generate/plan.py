@@ -46,6 +46,10 @@ class GeneratePlan:
     """Number of tasks (SLURM array size)."""
     codec: dict = field(default_factory=dict)
     """Codec settings of the checkpoint (used to decode)."""
+    push_apart_factor: float | None = None
+    """After decoding, push atoms apart until every d_ij >= this x (r_i + r_j) (AIRSS-style minimum
+    separation, :mod:`pccd_hpc.data.separation`); None keeps the structures exactly as sampled.
+    (The CLI default is 0.8; None here keeps plans written before this field as they were.)"""
 
     def __post_init__(self) -> None:
         self.systems = [tuple(int(z) for z in s) for s in self.systems]
@@ -58,6 +62,8 @@ class GeneratePlan:
         require(1 <= self.n_tasks <= self.n, "n_tasks", f"must be in [1, n], got {self.n_tasks}")
         require(self.band_gap_class in (None, 0, 1, 2), "band_gap_class",
                 f"must be 0, 1, 2 or None, got {self.band_gap_class}")
+        require(self.push_apart_factor is None or 0 < self.push_apart_factor <= 1.5, "push_apart_factor",
+                f"must be None or in (0, 1.5], got {self.push_apart_factor}")
 
     @property
     def chunk(self) -> int:

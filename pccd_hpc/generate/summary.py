@@ -45,6 +45,7 @@ def summarise(out_dir: str | Path, plan: GeneratePlan, elapsed_s: float | None =
         raise FileNotFoundError(f"tasks not finished or not verified ({len(problems)}): {listed}{' ...' if len(problems) > 20 else ''}")
     n_generated = n_valid = 0
     n_plausible: int | None = 0  # None once a shard predates the plausibility flag
+    n_plausible_sampled: int | None = 0  # the same before the push-apart; None once a shard predates it
     reasons: Counter = Counter()
     per_system: Counter = Counter()
     compositions: set[str] = set()
@@ -56,6 +57,7 @@ def summarise(out_dir: str | Path, plan: GeneratePlan, elapsed_s: float | None =
             with h5py.File(path, "r") as h5:
                 valid = h5["valid"][:]
                 plausible = h5["plausible"][:] if "plausible" in h5 else None
+                plausible_sampled = h5["plausible_sampled"][:] if "plausible_sampled" in h5 else None
                 reason = _text(h5["reason"][:])
                 z = h5["atomic_numbers"][:]
                 indices.append(h5["input_index"][:])
@@ -70,6 +72,8 @@ def summarise(out_dir: str | Path, plan: GeneratePlan, elapsed_s: float | None =
         n_generated += len(valid)
         n_valid += int(valid.sum())
         n_plausible = None if plausible is None or n_plausible is None else n_plausible + int(plausible.sum())
+        n_plausible_sampled = (None if plausible_sampled is None or n_plausible_sampled is None
+                               else n_plausible_sampled + int(plausible_sampled.sum()))
         reasons.update(r for r, ok in zip(reason, valid) if not ok)
         for row, ok, system in zip(z, valid, systems):
             per_system[(system, bool(ok))] += 1
@@ -90,6 +94,10 @@ def summarise(out_dir: str | Path, plan: GeneratePlan, elapsed_s: float | None =
         "n_plausible": n_plausible,
         "plausible_fraction": None if n_plausible is None else n_plausible / max(n_generated, 1),
         "plausible_bond_factor": PLAUSIBLE_BOND_FACTOR,
+        # the model's own geometry: the same count before the push-apart moved any atom
+        "n_plausible_as_sampled": n_plausible_sampled,
+        "plausible_fraction_as_sampled": None if n_plausible_sampled is None else n_plausible_sampled / max(n_generated, 1),
+        "push_apart_factor": plan.push_apart_factor,
         "rejection_reasons": dict(sorted(reasons.items())),
         "n_unique_compositions": len(compositions),
         "n_systems": len(plan.systems),

@@ -162,3 +162,26 @@ def test_summary_counts_plausible_structures_as_recomputed_from_the_shards(tmp_p
         n_plausible += int(plausible.sum())
     assert summary["n_plausible"] == n_plausible and summary["n_valid"] > 0
     assert summary["plausible_fraction"] == n_plausible / 20 and summary["plausible_bond_factor"] == 0.7
+
+
+def test_push_apart_makes_every_valid_sample_plausible_and_keeps_the_sampled_ratio(tmp_path: Path) -> None:
+    """With the push-apart the written structures are plausible; the ratio as sampled is the run without it."""
+    from pccd_hpc.data.geometry import min_bond_ratio
+    from pccd_hpc.data.shards import read_structures
+    from pccd_hpc.generate.sampling import default_checkpoint
+
+    raw = run_generate(_plan(default_checkpoint(), steps=10, n_tasks=1), tmp_path / "raw")
+    pushed = run_generate(_plan(default_checkpoint(), steps=10, n_tasks=1, push_apart_factor=0.8), tmp_path / "pushed")
+    with h5py.File(tmp_path / "raw" / "shard-00000.h5") as h5:
+        raw_ratio, raw_valid = h5["min_bond_ratio"][:], h5["valid"][:]
+    with h5py.File(tmp_path / "pushed" / "shard-00000.h5") as h5:
+        sampled, ratio, valid = h5["min_bond_ratio_sampled"][:], h5["min_bond_ratio"][:], h5["valid"][:]
+        plausible, shift = h5["plausible"][:], h5["push_max_shift_ang"][:]
+    assert np.array_equal(raw_valid, valid) and np.allclose(raw_ratio[valid], sampled[valid])
+    assert valid.sum() > 0 and plausible[valid].all() and (ratio[valid] >= 0.79).all()
+    assert (shift[valid][sampled[valid] < 0.8] > 0).all()
+    structures = [s for (_rid, s), ok in zip(read_structures(tmp_path / "pushed" / "shard-00000.h5"), valid) if ok]
+    assert all(min_bond_ratio(s) >= 0.79 for s in structures)
+    assert pushed["n_plausible"] == int(valid.sum()) and pushed["push_apart_factor"] == 0.8
+    assert pushed["n_plausible_as_sampled"] == raw["n_plausible"] and raw["push_apart_factor"] is None
+    assert raw["n_plausible_as_sampled"] == raw["n_plausible"]
