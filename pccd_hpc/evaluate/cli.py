@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim", help="de novo sampler (default ddim)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=128, help="samples per model call (default 128)")
+    p.add_argument("--push-apart-factor", type=float, default=0.8,
+                   help="also score the samples after generate's push-apart to this separation (default 0.8)")
+    p.add_argument("--no-push-apart", action="store_true", help="score the samples only as sampled")
     p.add_argument("--skip-coverage", action="store_true", help="skip COV-R / COV-P (fingerprints are slow)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                    help="network arithmetic (default auto: bf16 autocast where the model was trained in bf16)")
@@ -56,12 +59,19 @@ def main(args: argparse.Namespace) -> int:
         n_samples=args.n_samples, n_reconstruct=args.n_reconstruct, n_train_reconstruct=args.n_train_reconstruct,
         steps=args.steps, guidance=args.guidance, sampler=args.sampler, seed=args.seed, batch_size=args.batch_size,
         skip_coverage=args.skip_coverage, precision=args.precision,
+        push_apart_factor=None if args.no_push_apart else args.push_apart_factor,
     )
     summary = run_evaluate(config)
     d = summary["denovo"]
     headline = {k: d[k] for k in ("decode_valid_pct", "valid_pct", "plausible_pct", "valid_and_plausible_pct")}
     if summary["coverage"]:
         headline.update(cov_recall_pct=summary["coverage"]["cov_recall_pct"], cov_precision_pct=summary["coverage"]["cov_precision_pct"])
+    pushed = summary.get("denovo_pushed")
+    if pushed:
+        headline["pushed.valid_and_plausible_pct"] = pushed["valid_and_plausible_pct"]
+        if summary.get("coverage_pushed"):
+            headline["pushed.cov_recall_pct"] = summary["coverage_pushed"]["cov_recall_pct"]
+            headline["pushed.cov_precision_pct"] = summary["coverage_pushed"]["cov_precision_pct"]
     for name, rec in summary["reconstruction"].items():
         headline[f"{name}.atom_count_accuracy_pct"] = rec["atom_count_accuracy_pct"]
         headline[f"{name}.match_rate_pct"] = rec["match_rate_pct"]

@@ -39,6 +39,9 @@ class EvaluateConfig:
     """Noise step of the partial-noise reconstruction (the paper's Fig. 1 uses 300)."""
     skip_coverage: bool = False
     """Skip the fingerprint-based COV-R / COV-P (the slowest part)."""
+    push_apart_factor: float | None = 0.8
+    """Also score the de novo samples after the generate stage's push-apart to this separation
+    (:mod:`pccd_hpc.data.separation`, its default); None scores them only as sampled."""
     precision: str = "auto"
     """Network arithmetic: ``auto`` (bf16 autocast where the model was trained so), ``bf16`` or ``fp32``."""
 
@@ -50,6 +53,8 @@ class EvaluateConfig:
             raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {self.sampler!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.push_apart_factor is not None and not 0 < self.push_apart_factor <= 1.5:
+            raise ValueError(f"push_apart_factor must be None or in (0, 1.5], got {self.push_apart_factor}")
         if not self.guidance >= 0:
             raise ValueError(f"guidance must be >= 0, got {self.guidance}")
 

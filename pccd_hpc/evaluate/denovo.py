@@ -25,6 +25,7 @@ from pymatgen.core import Structure
 
 from pccd_hpc.data.codec import CodecConfig, DecodeResult, decode_tensor
 from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR, min_bond_ratio, shortest_distance_ang
+from pccd_hpc.data.separation import push_apart
 from pccd_hpc.data.shards import list_shards, read_structures
 from pccd_hpc.generate.cli import GENERATE_MIN_POINTS, decode_codec
 from pccd_hpc.generate.sampling import CheckpointSampler, LoadedModel
@@ -122,6 +123,30 @@ class DecodedSample:
 def decode_samples(tensors: np.ndarray, systems: np.ndarray, codec: CodecConfig) -> list[DecodedSample]:
     """Decode every tensor for its element slots (no element requirement; see :class:`DecodedSample`)."""
     return [DecodedSample(decode_tensor(t, z, codec), tuple(int(v) for v in z)) for t, z in zip(tensors, systems)]
+
+
+def push_samples(samples: Sequence[DecodedSample], factor: float) -> tuple[list[DecodedSample], dict]:
+    """The samples after the generate stage's push-apart (failed decodes stay failures), and what it moved."""
+    pushed, shifts, scales, converged = [], [], [], []
+    for sample in samples:
+        if sample.structure is None:
+            pushed.append(sample)
+            continue
+        result = push_apart(sample.structure, factor)
+        shifts.append(result.max_shift_ang)
+        scales.append(result.length_scale)
+        converged.append(result.converged)
+        decoded = DecodeResult(result.structure, None, "", len(result.structure))
+        pushed.append(DecodedSample(decoded, sample.requested))
+    stats = {
+        "push_apart_factor": factor,
+        "n_pushed": len(shifts),
+        "converged_pct_of_decoded": _pct(sum(converged), len(converged)),
+        "max_shift_ang_median": float(np.median(shifts)) if shifts else None,
+        "max_shift_ang_p90": float(np.quantile(shifts, 0.9)) if shifts else None,
+        "cell_expanded_pct_of_decoded": _pct(sum(s > 1.0 for s in scales), len(scales)),
+    }
+    return pushed, stats
 
 
 def _pct(count: int, total: int) -> float | None:

@@ -23,8 +23,8 @@ from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR
 from pccd_hpc.evaluate.config import EvaluateConfig
 from pccd_hpc.evaluate.coverage import COMPOSITION_CUTOFF_MP20, STRUCTURE_CUTOFF_MP20, Fingerprints, coverage, fingerprint_structures
 from pccd_hpc.evaluate.denovo import (
-    HeldOut, cycled_systems, decode_samples, denovo_metrics, generate_decode_codec, load_heldout, reference_geometry,
-    sample_tensors,
+    HeldOut, cycled_systems, decode_samples, denovo_metrics, generate_decode_codec, load_heldout, push_samples,
+    reference_geometry, sample_tensors,
 )
 from pccd_hpc.evaluate.machine import machine_info
 from pccd_hpc.evaluate.parts import folder_digest, json_safe, run_part, source_digest
@@ -42,8 +42,10 @@ ARRAY_KEYS = ("min_bond_ratio",)
 # The code each part's figures come from (its source sha256 is part of the part's settings).
 _MODEL_CODE = ("pccd_hpc.model", "pccd_hpc.generate.sampling")
 SAMPLE_CODE = _MODEL_CODE + ("pccd_hpc.evaluate.denovo",)  # the samples file's sha256 then pins the tensors
-DENOVO_CODE = ("pccd_hpc.data.codec", "pccd_hpc.data.geometry", "pccd_hpc.validate.metrics", "pccd_hpc.evaluate.denovo")
+DENOVO_CODE = ("pccd_hpc.data.codec", "pccd_hpc.data.geometry", "pccd_hpc.validate.metrics", "pccd_hpc.evaluate.denovo",
+               "pccd_hpc.data.separation")
 COVERAGE_CODE = ("pccd_hpc.data.codec", "pccd_hpc.evaluate.coverage")
+PUSHED_COVERAGE_CODE = COVERAGE_CODE + ("pccd_hpc.data.separation",)
 RECONSTRUCT_CODE = _MODEL_CODE + ("pccd_hpc.generate.reconstruct", "pccd_hpc.data.dataset", "pccd_hpc.data.codec",
                                   "pccd_hpc.data.roundtrip")
 
@@ -77,6 +79,15 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
     denovo_settings = {**inputs, "plausible_factor": PLAUSIBLE_BOND_FACTOR, "code_sha256": source_digest(DENOVO_CODE)}
     records["denovo"] = run_part(out, "denovo", sha, denovo_settings, lambda: _denovo(decoded(), heldout))
 
+    @lru_cache(maxsize=1)
+    def pushed():
+        return push_samples(decoded(), config.push_apart_factor)
+
+    if config.push_apart_factor is not None:
+        pushed_settings = {**denovo_settings, "push_apart_factor": config.push_apart_factor}
+        records["denovo-pushed"] = run_part(out, "denovo-pushed", sha, pushed_settings,
+                                            lambda: _denovo_pushed(pushed(), heldout))
+
     if config.skip_coverage:
         records["coverage"] = {"skipped": "not computed: --skip-coverage was given"}
     else:
@@ -84,6 +95,11 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
                         "code_sha256": source_digest(COVERAGE_CODE)}
         records["coverage"] = run_part(out, "coverage", sha, cov_settings,
                                        lambda: _coverage(out, decoded(), heldout, heldout_digest))
+        if config.push_apart_factor is not None:
+            pushed_cov = {**cov_settings, "push_apart_factor": config.push_apart_factor,
+                          "code_sha256": source_digest(PUSHED_COVERAGE_CODE)}
+            records["coverage-pushed"] = run_part(out, "coverage-pushed", sha, pushed_cov,
+                                                  lambda: _coverage(out, pushed()[0], heldout, heldout_digest))
 
     timesteps = loaded.config.diffusion.timesteps
     for protocol in protocols(config.data, config.train_data, config.n_reconstruct, config.n_train_reconstruct,
@@ -137,6 +153,14 @@ def _denovo(decoded, heldout: HeldOut) -> tuple[dict, int]:
     return result, len(decoded)
 
 
+def _denovo_pushed(pushed: tuple[list, dict], heldout: HeldOut) -> tuple[dict, int]:
+    samples, stats = pushed
+    result = denovo_metrics(samples, heldout.structures)
+    result["push_apart"] = stats
+    result["not_computed"].update({f"push_apart.{k}": "no decoded sample to push apart" for k, v in stats.items() if v is None})
+    return result, len(samples)
+
+
 def _coverage(out: Path, decoded, heldout: HeldOut, heldout_digest: str) -> tuple[dict, int]:
     from importlib.metadata import version
 
@@ -178,6 +202,8 @@ def _summary(config: EvaluateConfig, loaded: LoadedModel, precision: str, heldou
             not_computed[name] = record["skipped"]
         for key, reason in (record.get("not_computed") or {}).items():
             not_computed[f"{name}.{key}"] = reason
+    if config.push_apart_factor is None:
+        not_computed["denovo-pushed"] = "not computed: push_apart_factor is None (--no-push-apart)"
     if config.train_data is None:
         not_computed["reconstruct-train-tT"] = "not computed: no --train-data given"
     recon = {name: _strip_arrays(rec["result"]) for name, rec in records.items() if name.startswith("reconstruct-")}
@@ -195,6 +221,9 @@ def _summary(config: EvaluateConfig, loaded: LoadedModel, precision: str, heldou
         "denovo": {k: v for k, v in denovo.items() if k != "heldout"},
         "heldout_reference": denovo.get("heldout"),
         "coverage": None if "skipped" in records["coverage"] else _strip_arrays(records["coverage"]["result"]),
+        # the same samples after the generate stage's push-apart (absent with push_apart_factor None)
+        "denovo_pushed": _strip_arrays(records["denovo-pushed"]["result"]) if "denovo-pushed" in records else None,
+        "coverage_pushed": _strip_arrays(records["coverage-pushed"]["result"]) if "coverage-pushed" in records else None,
         "reconstruction": recon,
         "timing": {name: _timing(rec) for name, rec in records.items() if "skipped" not in rec},
     }

@@ -13,7 +13,8 @@ from pccd_hpc.evaluate.denovo import generate_decode_codec, load_heldout
 from pccd_hpc.generate.sampling import load_model
 from pccd_hpc.launch import main as launch_main
 
-PARTS = ("sample", "denovo", "coverage", "reconstruct-heldout-t300", "reconstruct-heldout-tT", "reconstruct-train-tT")
+PARTS = ("sample", "denovo", "denovo-pushed", "coverage", "coverage-pushed", "reconstruct-heldout-t300",
+         "reconstruct-heldout-tT", "reconstruct-train-tT")
 
 
 def _no_nan(text: str) -> dict:
@@ -56,9 +57,10 @@ def test_evaluate_writes_every_part_and_resumes_only_what_changed(trained_tiny_c
         timing = summary["timing"][name]
         assert timing["wall_s"] > 0 and timing["cpu_s"] > 0 and not timing["reused_from_earlier_run"]
     # every null in the figures is explained
-    for section in ("denovo", "coverage", "reconstruction"):
+    for section in ("denovo", "denovo_pushed", "coverage", "coverage_pushed", "reconstruction"):
+        part = section.replace("_", "-")
         for path in _nulls(summary[section]):
-            key = path if section == "reconstruction" else f"{section}.{path}"
+            key = path if section == "reconstruction" else f"{part}.{path}"
             assert any(key.endswith(k.split(".", 1)[-1]) for k in summary["not_computed"]), path
 
     # systems come from the held-out element slots; validity is exactly the generate stage's rule
@@ -70,8 +72,19 @@ def test_evaluate_writes_every_part_and_resumes_only_what_changed(trained_tiny_c
     generate_valid = [decode_tensor(t, z, codec, require_all_elements=True).valid for t, z in zip(tensors, systems)]
     assert summary["denovo"]["valid_pct"] == pytest.approx(100 * np.mean(generate_valid))
 
+    # the pushed-apart figures score the same samples after generate's push-apart (0.8 by default)
+    from pccd_hpc.data.separation import push_apart
+
+    pushed = summary["denovo_pushed"]
+    assert pushed["n_samples"] == 6 and pushed["decode_valid_pct"] == summary["denovo"]["decode_valid_pct"]
+    decoded = [decode_tensor(t, z, codec) for t, z in zip(tensors, systems)]
+    expected = [push_apart(r.structure, 0.8).min_bond_ratio_after >= 0.7 for r in decoded if r.valid]
+    assert pushed["plausible_pct"] == pytest.approx(100 * sum(expected) / 6)
+    assert pushed["push_apart"]["n_pushed"] == sum(r.valid for r in decoded)
+    assert summary["coverage_pushed"]["n_generated"] == 6
+
     page = (out / "evaluate.md").read_text()
-    assert "valid and plausible" in page and "COV-R" in page and "NaN" not in page and "nan %" not in page
+    assert "valid and plausible" in page and "COV-R" in page and "after push-apart" in page and "NaN" not in page and "nan %" not in page
     for figure in ("figures/min-bond-ratio.png", "reconstruct-heldout-t300/reconstruct.png"):
         assert f"]({figure})" in page
         assert (out / figure).read_bytes()[:4] == b"\x89PNG"
