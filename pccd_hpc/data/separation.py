@@ -11,11 +11,13 @@ as the separations allow; it is a starting point for relaxation (as in AIRSS), n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
+from pccd_hpc.data.codec import CodecConfig, DecodeResult, decode_tensor, periodic_distances
 from pccd_hpc.data.geometry import covalent_radius_ang, min_bond_ratio
 
 _IMAGES = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=np.float64)
@@ -57,6 +59,10 @@ def _separate(frac: np.ndarray, matrix: np.ndarray, target: np.ndarray, iteratio
         if violation.max() < _TOLERANCE_ANG:
             return frac, True
         unit = cart / np.maximum(dist, 1e-9)[..., None]
+        coincident = dist < 1e-6  # no direction to push along: part such a pair along a fixed axis
+        if coincident.any():
+            sign = np.sign(np.arange(n)[:, None] - np.arange(n)[None, :])[None].repeat(len(_IMAGES), 0)
+            unit[coincident] = sign[coincident][:, None] * np.array([1.0, 1.0, 1.0]) / np.sqrt(3.0)
         # each atom of a too-close pair takes half of the missing distance (its partner the other half)
         shift = (0.5 * violation[..., None] * unit).sum(axis=(0, 2))
         frac = np.mod(frac + shift @ inverse, 1.0)
@@ -95,3 +101,53 @@ def push_apart(structure: Structure, factor: float = 0.8, max_length_scale: floa
     max_shift = float(np.linalg.norm(shift @ (matrix * scale), axis=1).max())
     after = min_bond_ratio(result)
     return SeparationResult(result, bool(after >= factor - 0.01), before, after, scale, max_shift)
+
+
+@dataclass(frozen=True)
+class SeparatedDecode:
+    """A tensor decoded, then (when asked) pushed apart: the final result and what was sampled."""
+
+    result: DecodeResult
+    """The final decode: the pushed-apart structure, or a rejection (the codec's rules hold for what is kept)."""
+    sampled_valid: bool
+    """The structure as sampled passed every codec rule (including the overlap rule) before any push-apart."""
+    sampled_min_bond_ratio: float
+    """min d_ij / (r_i + r_j) as sampled (NaN when nothing decoded)."""
+    separation: SeparationResult | None
+    """What the push-apart did (None without one, or when nothing decoded)."""
+
+
+def _closest_pair_ang(structure: Structure) -> float:
+    """The codec's overlap measure: the closest two distinct atoms (minimum image), inf for one atom."""
+    if len(structure) < 2:
+        return math.inf
+    pair = periodic_distances(structure.frac_coords, structure.frac_coords, structure.lattice.matrix)
+    np.fill_diagonal(pair, np.inf)
+    return float(pair.min())
+
+
+def decode_separated(tensor: np.ndarray, element_z: np.ndarray, codec: CodecConfig, factor: float | None,
+                     require_all_elements: bool = False) -> SeparatedDecode:
+    """Decode a (3, n_points, 3) tensor and push its atoms apart to ``factor`` x (r_i + r_j) (None: no push-apart).
+
+    With a push-apart, atoms closer than the codec's ``min_distance_ang`` are kept at decoding (the model
+    placed two atoms badly, it did not make one) and separated; the overlap rule then applies to the
+    pushed-apart structure, so a structure the push-apart could not separate is still rejected.
+    """
+    if factor is None:
+        result = decode_tensor(tensor, element_z, codec, require_all_elements)
+        ratio = min_bond_ratio(result.structure) if result.structure is not None else math.nan
+        return SeparatedDecode(result, result.valid, ratio, None)
+    loose = decode_tensor(tensor, element_z, replace(codec, min_distance_ang=0.0), require_all_elements)
+    if loose.structure is None:
+        return SeparatedDecode(loose, False, math.nan, None)
+    sampled = loose.structure
+    sampled_valid = _closest_pair_ang(sampled) >= codec.min_distance_ang
+    separation = push_apart(sampled, factor)
+    closest = _closest_pair_ang(separation.structure)
+    if closest < codec.min_distance_ang:
+        final = DecodeResult(None, "overlapping_atoms",
+                             f"two atoms {closest:.2f} A apart after the push-apart", loose.n_atoms)
+    else:
+        final = DecodeResult(separation.structure, None, "", loose.n_atoms)
+    return SeparatedDecode(final, sampled_valid, min_bond_ratio(sampled), separation)

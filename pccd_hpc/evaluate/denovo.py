@@ -25,7 +25,7 @@ from pymatgen.core import Structure
 
 from pccd_hpc.data.codec import CodecConfig, DecodeResult, decode_tensor
 from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR, min_bond_ratio, shortest_distance_ang
-from pccd_hpc.data.separation import push_apart
+from pccd_hpc.data.separation import decode_separated
 from pccd_hpc.data.shards import list_shards, read_structures
 from pccd_hpc.generate.cli import GENERATE_MIN_POINTS, decode_codec
 from pccd_hpc.generate.sampling import CheckpointSampler, LoadedModel
@@ -125,22 +125,22 @@ def decode_samples(tensors: np.ndarray, systems: np.ndarray, codec: CodecConfig)
     return [DecodedSample(decode_tensor(t, z, codec), tuple(int(v) for v in z)) for t, z in zip(tensors, systems)]
 
 
-def push_samples(samples: Sequence[DecodedSample], factor: float) -> tuple[list[DecodedSample], dict]:
-    """The samples after the generate stage's push-apart (failed decodes stay failures), and what it moved."""
-    pushed, shifts, scales, converged = [], [], [], []
-    for sample in samples:
-        if sample.structure is None:
-            pushed.append(sample)
-            continue
-        result = push_apart(sample.structure, factor)
-        shifts.append(result.max_shift_ang)
-        scales.append(result.length_scale)
-        converged.append(result.converged)
-        decoded = DecodeResult(result.structure, None, "", len(result.structure))
-        pushed.append(DecodedSample(decoded, sample.requested))
+def push_samples(tensors: np.ndarray, systems: np.ndarray, codec: CodecConfig,
+                 factor: float) -> tuple[list[DecodedSample], dict]:
+    """The samples as the generate stage writes them with a push-apart (:func:`decode_separated`), and what it moved."""
+    pushed, shifts, scales, converged, overlapping = [], [], [], [], 0
+    for tensor, z in zip(tensors, systems):
+        decoded = decode_separated(tensor, z, codec, factor)
+        if decoded.separation is not None:
+            overlapping += not decoded.sampled_valid  # decoded only because overlapping atoms are now kept
+            shifts.append(decoded.separation.max_shift_ang)
+            scales.append(decoded.separation.length_scale)
+            converged.append(decoded.separation.converged)
+        pushed.append(DecodedSample(decoded.result, tuple(int(v) for v in z)))
     stats = {
         "push_apart_factor": factor,
         "n_pushed": len(shifts),
+        "n_overlapping_separated": overlapping,
         "converged_pct_of_decoded": _pct(sum(converged), len(converged)),
         "max_shift_ang_median": float(np.median(shifts)) if shifts else None,
         "max_shift_ang_p90": float(np.quantile(shifts, 0.9)) if shifts else None,

@@ -81,7 +81,8 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
 
     @lru_cache(maxsize=1)
     def pushed():
-        return push_samples(decoded(), config.push_apart_factor)
+        with np.load(out / SAMPLES_FILE) as data:
+            return push_samples(data["tensors"], data["element_z"], codec, config.push_apart_factor)
 
     if config.push_apart_factor is not None:
         pushed_settings = {**denovo_settings, "push_apart_factor": config.push_apart_factor}

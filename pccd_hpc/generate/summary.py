@@ -46,6 +46,7 @@ def summarise(out_dir: str | Path, plan: GeneratePlan, elapsed_s: float | None =
     n_generated = n_valid = 0
     n_plausible: int | None = 0  # None once a shard predates the plausibility flag
     n_plausible_sampled: int | None = 0  # the same before the push-apart; None once a shard predates it
+    n_valid_sampled: int | None = 0
     reasons: Counter = Counter()
     per_system: Counter = Counter()
     compositions: set[str] = set()
@@ -58,6 +59,7 @@ def summarise(out_dir: str | Path, plan: GeneratePlan, elapsed_s: float | None =
                 valid = h5["valid"][:]
                 plausible = h5["plausible"][:] if "plausible" in h5 else None
                 plausible_sampled = h5["plausible_sampled"][:] if "plausible_sampled" in h5 else None
+                valid_sampled = h5["valid_sampled"][:] if "valid_sampled" in h5 else None
                 reason = _text(h5["reason"][:])
                 z = h5["atomic_numbers"][:]
                 indices.append(h5["input_index"][:])
@@ -72,8 +74,8 @@ def summarise(out_dir: str | Path, plan: GeneratePlan, elapsed_s: float | None =
         n_generated += len(valid)
         n_valid += int(valid.sum())
         n_plausible = None if plausible is None or n_plausible is None else n_plausible + int(plausible.sum())
-        n_plausible_sampled = (None if plausible_sampled is None or n_plausible_sampled is None
-                               else n_plausible_sampled + int(plausible_sampled.sum()))
+        n_plausible_sampled = _add(n_plausible_sampled, plausible_sampled)
+        n_valid_sampled = _add(n_valid_sampled, valid_sampled)
         reasons.update(r for r, ok in zip(reason, valid) if not ok)
         for row, ok, system in zip(z, valid, systems):
             per_system[(system, bool(ok))] += 1
@@ -94,7 +96,8 @@ def summarise(out_dir: str | Path, plan: GeneratePlan, elapsed_s: float | None =
         "n_plausible": n_plausible,
         "plausible_fraction": None if n_plausible is None else n_plausible / max(n_generated, 1),
         "plausible_bond_factor": PLAUSIBLE_BOND_FACTOR,
-        # the model's own geometry: the same count before the push-apart moved any atom
+        # the model's own output: the same counts before the push-apart moved any atom
+        "n_valid_as_sampled": n_valid_sampled,
         "n_plausible_as_sampled": n_plausible_sampled,
         "plausible_fraction_as_sampled": None if n_plausible_sampled is None else n_plausible_sampled / max(n_generated, 1),
         "push_apart_factor": plan.push_apart_factor,
@@ -125,6 +128,11 @@ def summarise(out_dir: str | Path, plan: GeneratePlan, elapsed_s: float | None =
             summary["elapsed_s"] = summary["samples_per_s"] = None
     atomic_write_json(out_dir / SUMMARY_NAME, summary)
     return summary
+
+
+def _add(total: int | None, flags: np.ndarray | None) -> int | None:
+    """A running count of True flags; None once a shard lacks the flags (it predates them)."""
+    return None if total is None or flags is None else total + int(flags.sum())
 
 
 def _previous_summary(path: Path) -> dict:

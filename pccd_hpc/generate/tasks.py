@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from pymatgen.io.cif import CifWriter
 
-from pccd_hpc.data.codec import CodecConfig, decode_tensor
+from pccd_hpc.data.codec import CodecConfig
 from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR, min_bond_ratio
-from pccd_hpc.data.separation import push_apart
+from pccd_hpc.data.separation import decode_separated
 from pccd_hpc.data.shards import ShardRecord, shard_name, write_shard
 from pccd_hpc.generate.plan import GeneratePlan, read_plan
 from pccd_hpc.generate.systems import system_label
@@ -154,30 +154,28 @@ def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: f
     records: list[ShardRecord] = []
     valid, reasons, systems = [], [], []
     # min d_ij / (r_i + r_j) as sampled and as written (after the push-apart, when the plan asks for it)
-    sampled_ratios, bond_ratios, shifts, scales = [], [], [], []
+    sampled_valid, sampled_ratios, bond_ratios, shifts, scales = [], [], [], [], []
     cif_blocks = []
     for b in range(len(plan.batches(task))):
         with np.load(_part_path(out_dir, task, b)) as part:
             tensors, element_z, indices = part["tensors"], part["element_z"], part["indices"]
         for tensor, slots, index in zip(tensors, element_z, indices):
-            result = decode_tensor(tensor, slots, codec, require_all_elements=True)
+            decoded = decode_separated(tensor, slots, codec, plan.push_apart_factor, require_all_elements=True)
+            result, separation = decoded.result, decoded.separation
+            sampled_valid.append(decoded.sampled_valid)
+            sampled_ratios.append(decoded.sampled_min_bond_ratio)
+            shift = math.nan if separation is None else separation.max_shift_ang
+            scale = math.nan if separation is None else separation.length_scale
             rid = sample_id(int(index))
             if result.structure is not None:
                 s = result.structure
-                sampled_ratios.append(min_bond_ratio(s))
-                shift, scale = 0.0, 1.0
-                if plan.push_apart_factor is not None:
-                    pushed = push_apart(s, plan.push_apart_factor)
-                    s, shift, scale = pushed.structure, pushed.max_shift_ang, pushed.length_scale
                 z = np.array([site.specie.Z for site in s], dtype=np.int64)
                 params = np.concatenate([s.lattice.abc, s.lattice.angles])
                 records.append(ShardRecord(rid, f"task-{task}", int(index), tensor, slots, z, s.frac_coords, params))
                 cif_blocks.append(str(CifWriter(s)).replace("data_", f"data_{rid}_", 1))
                 bond_ratios.append(min_bond_ratio(s))
             else:
-                sampled_ratios.append(math.nan)
                 bond_ratios.append(math.nan)
-                shift, scale = math.nan, math.nan
                 records.append(ShardRecord(rid, f"task-{task}", int(index), tensor, slots, np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros(6)))
             shifts.append(shift)
             scales.append(scale)
@@ -191,10 +189,11 @@ def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: f
     sampled = np.array(sampled_ratios, dtype=np.float64)
     is_valid = np.array(valid, dtype=bool)
     plausible = is_valid & (np.nan_to_num(ratios, nan=0.0) >= PLAUSIBLE_BOND_FACTOR)
-    plausible_sampled = is_valid & (np.nan_to_num(sampled, nan=0.0) >= PLAUSIBLE_BOND_FACTOR)
+    plausible_sampled = np.array(sampled_valid, dtype=bool) & (np.nan_to_num(sampled, nan=0.0) >= PLAUSIBLE_BOND_FACTOR)
     extra = {"valid": is_valid, "reason": reasons, "system": systems,
              "min_bond_ratio": ratios, "plausible": plausible,
              "min_bond_ratio_sampled": sampled, "plausible_sampled": plausible_sampled,
+             "valid_sampled": np.array(sampled_valid, dtype=bool),
              "push_max_shift_ang": np.array(shifts, dtype=np.float64),
              "push_length_scale": np.array(scales, dtype=np.float64)}
     cif_path = out_dir / shard_name(task, ".cif")
@@ -202,7 +201,7 @@ def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: f
     atomic_write_text(cif_path, "\n".join(cif_blocks))
     write_shard(h5_path, records, codec.to_dict(), codec.max_sites, extra=extra, attrs=attrs)
     summary = {"task": task, "n_samples": len(valid), "n_valid": int(sum(valid)), "n_plausible": int(plausible.sum()),
-               "n_plausible_sampled": int(plausible_sampled.sum()),
+               "n_plausible_sampled": int(plausible_sampled.sum()), "n_valid_sampled": int(sum(sampled_valid)),
                "n_cif_blocks": len(cif_blocks),
                "elapsed_s": round(elapsed_s, 3), "h5_sha256": sha256_file(h5_path), "cif_sha256": sha256_file(cif_path),
                "checkpoint_sha256": plan.checkpoint_sha256}

@@ -75,9 +75,29 @@ def build_report(paths: ReportPaths) -> Path:
                "distances_vs_reference": distances, "validation_metrics": metrics}
     atomic_write_json(out / "summary.json", summary)
     page = _render(rows, metrics, distances, fractions, bands, paths, pictures, followup)
+    if paths.gen_dir and (paths.gen_dir / "summary.json").exists():
+        page = page.replace("\n## Energy above hull", _generation_lines(read_json(paths.gen_dir / "summary.json", "generation summary"))
+                            + "\n## Energy above hull", 1)
     atomic_write_text(out / "report.md", page)
     log.info("report: wrote %s", out / "report.md")
     return out / "report.md"
+
+
+def _generation_lines(gen: dict[str, Any]) -> str:
+    """What the generation summary says of the model's geometry: plausibility as sampled and after the push-apart."""
+    n = gen.get("n_generated") or 0
+    factor = gen.get("push_apart_factor")
+
+    def share(count: Any) -> str:
+        return "n/a" if count is None or not n else f"{count} ({100 * count / n:.1f} %)"
+
+    lines = ["## Generation", "", f"{n} samples generated, {share(gen.get('n_valid'))} valid; plausible (every bond "
+             f"≥ {gen.get('plausible_bond_factor', 0.7)} × the sum of covalent radii) as the model sampled them: "
+             f"{share(gen.get('n_plausible_as_sampled'))}."]
+    if factor is not None:
+        lines.append(f"Atoms were then pushed apart to {factor} × the sum of covalent radii (AIRSS-style, before "
+                     f"relaxation): {share(gen.get('n_plausible'))} plausible as validated here.")
+    return "\n".join(lines) + "\n"
 
 
 def _copy_band_plots(src: Path, dst: Path) -> list[Path]:

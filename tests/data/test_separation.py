@@ -51,3 +51,27 @@ def test_bad_settings_are_refused(kwargs: dict) -> None:
     s = Structure(Lattice.cubic(5.0), ["Mg"], [[0, 0, 0]])
     with pytest.raises(ValueError):
         push_apart(s, **kwargs)
+
+
+def test_coincident_atoms_are_parted() -> None:
+    s = Structure(Lattice.cubic(6.0), ["Mg", "O"], [[0.3, 0.3, 0.3], [0.3, 0.3, 0.3]], validate_proximity=False)
+    result = push_apart(s, factor=0.8)
+    assert result.converged and _pair_ratios(result.structure).min() >= 0.79
+
+
+def test_decode_separated_keeps_overlapping_atoms_and_separates_them() -> None:
+    from pccd_hpc.data.codec import CodecConfig, decode_tensor, encode_arrays
+    from pccd_hpc.data.separation import decode_separated
+
+    codec = CodecConfig()
+    frac = np.array([[0.50, 0.5, 0.5], [0.0, 0.0, 0.0], [0.56, 0.5, 0.5]])  # Mg and an O 0.3 A apart
+    tensor = encode_arrays(frac, np.array([0, 1, 1]), np.array([5.0, 5.0, 5.0, 90.0, 90.0, 90.0]), codec)
+    slots = np.array([12, 8, 8])
+    assert decode_tensor(tensor, slots, codec).reason == "overlapping_atoms"
+    plain = decode_separated(tensor, slots, codec, None)
+    assert plain.result.reason == "overlapping_atoms" and not plain.sampled_valid and plain.separation is None
+    pushed = decode_separated(tensor, slots, codec, 0.8, require_all_elements=True)
+    assert pushed.result.valid and not pushed.sampled_valid and pushed.separation.converged
+    assert pushed.sampled_min_bond_ratio < 0.3
+    assert _pair_ratios(pushed.result.structure).min() >= 0.79
+    assert pushed.result.structure.composition.reduced_formula == "MgO2"

@@ -176,8 +176,10 @@ def test_push_apart_makes_every_valid_sample_plausible_and_keeps_the_sampled_rat
         raw_ratio, raw_valid = h5["min_bond_ratio"][:], h5["valid"][:]
     with h5py.File(tmp_path / "pushed" / "shard-00000.h5") as h5:
         sampled, ratio, valid = h5["min_bond_ratio_sampled"][:], h5["min_bond_ratio"][:], h5["valid"][:]
-        plausible, shift = h5["plausible"][:], h5["push_max_shift_ang"][:]
-    assert np.array_equal(raw_valid, valid) and np.allclose(raw_ratio[valid], sampled[valid])
+        plausible, shift, valid_sampled = h5["plausible"][:], h5["push_max_shift_ang"][:], h5["valid_sampled"][:]
+    # as sampled it is the run without the push-apart; overlapping atoms are now separated instead of rejected
+    assert np.array_equal(raw_valid, valid_sampled) and np.allclose(raw_ratio[raw_valid], sampled[raw_valid])
+    assert (valid >= raw_valid).all() and pushed["n_valid_as_sampled"] == raw["n_valid"]
     assert valid.sum() > 0 and plausible[valid].all() and (ratio[valid] >= 0.79).all()
     assert (shift[valid][sampled[valid] < 0.8] > 0).all()
     structures = [s for (_rid, s), ok in zip(read_structures(tmp_path / "pushed" / "shard-00000.h5"), valid) if ok]
