@@ -76,7 +76,7 @@ def build_report(paths: ReportPaths) -> Path:
     atomic_write_json(out / "summary.json", summary)
     page = _render(rows, metrics, distances, fractions, bands, paths, pictures, followup)
     if paths.gen_dir and (paths.gen_dir / "summary.json").exists():
-        page = page.replace("\n## Energy above hull", _generation_lines(read_json(paths.gen_dir / "summary.json", "generation summary"))
+        page = page.replace("\n## Energy above hull", "\n" + _generation_lines(read_json(paths.gen_dir / "summary.json", "generation summary"))
                             + "\n## Energy above hull", 1)
     atomic_write_text(out / "report.md", page)
     log.info("report: wrote %s", out / "report.md")

@@ -67,3 +67,21 @@ def test_report_prints_the_validation_metrics_it_reads(tmp_path):
     page = (out / "report.md").read_text()
     assert "| 0.25 eV/atom | n/a | 62.68 % |" in page  # as validate wrote it, not recomputed from results.csv
     assert page.count("structural validity") == 1 and "| structural validity (as generated) | 12.50 % |" in page
+
+
+def test_report_states_plausibility_as_sampled_and_after_the_push_apart(tmp_path):
+    vdir, gen = _vdir(tmp_path)
+    (gen / "summary.json").write_text(json.dumps({"n_generated": 40, "n_valid": 36, "n_plausible": 35,
+                                                  "n_plausible_as_sampled": 2, "plausible_bond_factor": 0.7,
+                                                  "push_apart_factor": 0.8}))
+    out = tmp_path / "report"
+    assert main(["report", "--val", str(vdir), "--gen", str(gen), "--out", str(out)]) == 0
+    page = (out / "report.md").read_text()
+    assert "as the model sampled them: 2 (5.0 %)" in page
+    assert "pushed apart to 0.8" in page and "35 (87.5 %) plausible" in page
+    assert page.index("## Generation") < page.index("## Energy above hull")
+    (gen / "summary.json").write_text(json.dumps({"n_generated": 40, "n_valid": 36, "n_plausible": 2,
+                                                  "n_plausible_as_sampled": None, "push_apart_factor": None}))
+    assert main(["report", "--val", str(vdir), "--gen", str(gen), "--out", str(out)]) == 0
+    page = (out / "report.md").read_text()
+    assert "as the model sampled them: n/a" in page and "pushed apart" not in page
