@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from pccd_hpc.generate.reconstruct import PAPER_ATOM_COUNT_ACCURACY, PAPER_TABLE1
-from pccd_hpc.io_utils import atomic_path, atomic_write_text
+from pccd_hpc.io_utils import atomic_write_text
+from pccd_hpc.plotting import save_figure
 
 MIN_BOND_FIGURE = "figures/min-bond-ratio.png"
 
@@ -42,10 +43,7 @@ def min_bond_histogram(generated: list[float | None], reference: list[float | No
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, target, dpi=110)
 
 
 def write_page(out: Path, summary: dict[str, Any], records: dict[str, dict]) -> Path:

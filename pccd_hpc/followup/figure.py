@@ -9,20 +9,15 @@ import numpy as np
 from pymatgen.core import Structure
 
 from pccd_hpc.followup.kpath import segments
-from pccd_hpc.io_utils import atomic_path
+from pccd_hpc.plotting import pyplot, save_figure
 
 
 def fig4(structure: Structure, bands: dict[str, Any] | None, phonons: dict[str, Any] | None, target: Path,
          title: str = "") -> Path:
     """Write the figure to ``target`` (PNG, atomically); a missing part is drawn as a labelled empty panel."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from pccd_hpc.report.structure_picture import draw_structure
 
-    fig = plt.figure(figsize=(12, 3.6))
+    fig = pyplot().figure(figsize=(12, 3.6))
     outer = fig.add_gridspec(1, 3, width_ratios=[1.1, 1.65, 1.65], wspace=0.22)
     draw_structure(fig.add_subplot(outer[0]), structure)
     for slot, data, plot, missing in ((outer[1], bands, _electronic, "electronic bands: not computed"),
@@ -35,9 +30,7 @@ def fig4(structure: Structure, bands: dict[str, Any] | None, phonons: dict[str, 
             _missing(ax, missing)
     fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.12, top=0.86)
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, target, dpi=120)
     return target
 
 

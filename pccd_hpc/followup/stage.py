@@ -18,7 +18,7 @@ from pccd_hpc.followup.config import FollowupConfig
 from pccd_hpc.followup.inputs import Candidate
 from pccd_hpc.followup.steps import run_step
 from pccd_hpc.followup.summary import finalize_candidate, write_campaign_summary
-from pccd_hpc.io_utils import atomic_write_json
+from pccd_hpc.io_utils import atomic_write_json, read_json
 from pccd_hpc.validate.store import record_stem
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def prepare(out_dir: Path, candidates: Sequence[Candidate], config: FollowupConf
     out_dir.mkdir(parents=True, exist_ok=True)
     config_path = out_dir / "config.json"
     if config_path.exists():
-        on_disk = FollowupConfig.from_dict(json.loads(config_path.read_text()))
+        on_disk = FollowupConfig.from_dict(read_json(config_path, "followup config"))
         if on_disk != config:
             raise ValueError(f"{config_path} holds different settings ({_diff(on_disk, config)}): "
                              "use a new --out folder or the same settings")
@@ -58,7 +58,7 @@ def prepare(out_dir: Path, candidates: Sequence[Candidate], config: FollowupConf
 
 
 def _write_if_changed(path: Path, data: dict[str, Any]) -> None:
-    if not path.exists() or json.loads(path.read_text()) != json.loads(json.dumps(data)):
+    if not path.exists() or read_json(path) != json.loads(json.dumps(data)):
         atomic_write_json(path, data)
 
 
@@ -67,7 +67,7 @@ def load_config(out_dir: Path) -> FollowupConfig:
     path = out_dir / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} missing: {out_dir} is not a prepared followup folder")
-    return FollowupConfig.from_dict(json.loads(path.read_text()))
+    return FollowupConfig.from_dict(read_json(path, "followup config"))
 
 
 def run_local(out_dir: Path, folders: Sequence[Path]) -> list[dict[str, Any]]:
@@ -96,7 +96,7 @@ def run_local(out_dir: Path, folders: Sequence[Path]) -> list[dict[str, Any]]:
 
 def collect_summaries(out_dir: Path) -> list[dict[str, Any]]:
     """Every candidate summary under ``FDIR/candidates``."""
-    return [json.loads(p.read_text()) for p in sorted((out_dir / "candidates").glob("*/summary.json"))]
+    return [read_json(p, "candidate summary") for p in sorted((out_dir / "candidates").glob("*/summary.json"))]
 
 
 def _fmt(value: Any) -> str:

@@ -17,7 +17,6 @@ raises ``StepFailure``; a re-run retries it.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from pymatgen.core import Structure
 from pccd_hpc.followup import electronic, phonons as ph
 from pccd_hpc.followup.base import DftBackend, StepFailure
 from pccd_hpc.followup.kpath import BandPath, band_path, path_distances, standard_primitive
-from pccd_hpc.io_utils import atomic_write_json, sha256_file
+from pccd_hpc.io_utils import atomic_write_json, read_json, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ def load_result(cand_dir: Path, step: str) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        result = json.loads(path.read_text())
+        result = read_json(path, "step result")
         upstream = cand_dir / UPSTREAM[step]
         if result.get("step") != step or result.get("upstream_sha256") != sha256_file(upstream):
             log.warning("%s: stale (upstream changed or other step); redoing", path)
@@ -65,7 +64,7 @@ def run_step(cand_dir: Path, step: str, backend: DftBackend, task_index: int = 0
     """Run ``step`` for the candidate in ``cand_dir`` unless it is already done; return its result."""
     if step not in STEPS:
         raise ValueError(f"unknown followup step {step!r}; one of {STEPS}")
-    candidate = json.loads((cand_dir / "input.json").read_text())["id"]
+    candidate = read_json(cand_dir / "input.json", "candidate input")["id"]
     if step == "phonon-forces":
         try:
             return _phonon_forces(cand_dir, candidate, backend, task_index, num_tasks)
@@ -82,7 +81,7 @@ def run_step(cand_dir: Path, step: str, backend: DftBackend, task_index: int = 0
     folder = cand_dir / step
     folder.mkdir(parents=True, exist_ok=True)
     (folder / FAILED).unlink(missing_ok=True)
-    upstream = json.loads(upstream_path.read_text())
+    upstream = read_json(upstream_path, "upstream step result")
     runner: Callable[..., tuple[dict[str, Any], list[str]]] = {"relax": _relax, "static": _static, "bands": _bands,
                                                                "phonons": _phonons}[step]
     start = time.perf_counter()
@@ -154,7 +153,7 @@ def _phonon_forces(cand_dir: Path, candidate: str, backend: DftBackend, task_ind
     static_path = cand_dir / "static" / RESULT
     if load_result(cand_dir, "static") is None:
         raise StepFailure(candidate, "phonon-forces", f"no verified {static_path}: run the static step first")
-    structure = _structure(json.loads(static_path.read_text()))
+    structure = _structure(read_json(static_path, "static step result"))
     try:
         phonon = ph.make_phonopy(structure, backend.config)
     except ValueError as err:
@@ -183,7 +182,7 @@ def _load_forces(folder: Path, cell: Structure) -> np.ndarray | None:
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text())
+        data = read_json(path, "displacement forces")
         forces = np.asarray(data["forces_ev_per_ang"], dtype=float)
     except (OSError, ValueError, KeyError):
         return None

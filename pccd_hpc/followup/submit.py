@@ -6,7 +6,6 @@ finalize (after bands and phonons, whatever their outcome); one collect job afte
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pccd_hpc.cluster.slurm import ChainJob, submit_chain
 from pccd_hpc.followup.config import FollowupConfig
 from pccd_hpc.followup.kpath import standard_primitive
 from pccd_hpc.followup.phonons import make_phonopy
+from pccd_hpc.io_utils import read_json
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def submit_followup(out_dir: Path, folders: Sequence[Path], config: FollowupConf
     jobs: list[ChainJob] = []
     finals: list[str] = []
     for folder in folders:
-        info = json.loads((folder / "input.json").read_text())
+        info = read_json(folder / "input.json", "candidate input")
         cid = info["id"]
         try:
             n_disp = n_displacements(info["structure"], config)

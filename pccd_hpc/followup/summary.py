@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from pymatgen.core import Structure
 
 from pccd_hpc.followup.figure import fig4
 from pccd_hpc.followup.steps import FAILED, load_result
-from pccd_hpc.io_utils import atomic_write_json
+from pccd_hpc.io_utils import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +24,15 @@ def finalize_candidate(cand_dir: Path) -> dict[str, Any]:
     Values of steps that did not finish are None (JSON null) with the reason under ``errors``;
     nothing is invented.
     """
-    info = json.loads((cand_dir / "input.json").read_text())
+    info = read_json(cand_dir / "input.json", "candidate input")
     validation_path = cand_dir / "validation.json"
-    validation = json.loads(validation_path.read_text()) if validation_path.exists() else {}
+    validation = read_json(validation_path, "candidate validation") if validation_path.exists() else {}
     results = {step: load_result(cand_dir, step) for step in ("relax", "static", "bands", "phonons")}
     errors = {}
     for step, result in results.items():
         failed = cand_dir / step / FAILED
         if result is None:
-            errors[step] = json.loads(failed.read_text())["error"] if failed.exists() else "not run (or not finished)"
+            errors[step] = read_json(failed, "step failure record")["error"] if failed.exists() else "not run (or not finished)"
     relax, static, bands, phonons = (results[s] for s in ("relax", "static", "bands", "phonons"))
     structure = Structure.from_dict((static or relax or info)["structure"])
     summary: dict[str, Any] = {
@@ -67,7 +66,7 @@ def _forces_wall_s(cand_dir: Path) -> float | None:
     """Summed wall time of the displacement force runs (None when any of them did not record one)."""
     times = []
     for path in sorted(cand_dir.glob("phonons/disp-*/forces.json")):
-        times.append(json.loads(path.read_text()).get("wall_s"))
+        times.append(read_json(path, "displacement forces").get("wall_s"))
     return None if not times or None in times else float(sum(times))
 
 

@@ -21,10 +21,10 @@ import numpy as np
 from pymatgen.core import Structure
 
 from pccd_hpc.followup.base import BandsOutcome, DftBackend, RelaxOutcome, StaticOutcome, StepFailure
+from pccd_hpc.validate.backends.vasp import find_vasprun, parse_vasprun, pmg_setting
 
 log = logging.getLogger(__name__)
 
-VASPRUN_NAMES = ("vasprun.xml", "vasprun.xml.gz")
 # phonopy's advice for VASP finite-displacement forces (phonopy documentation, "VASP & phonopy calculation").
 PHONON_INCAR = {"IBRION": -1, "NSW": 0, "EDIFF": 1e-8, "PREC": "Accurate", "ADDGRID": True, "LREAL": False,
                 "LCHARG": False, "LWAVE": False, "ISMEAR": 0, "SIGMA": 0.01}
@@ -93,7 +93,7 @@ class VaspBackend(DftBackend):
         folder.mkdir(parents=True, exist_ok=True)
         if (folder / "INCAR").exists():
             return (folder / "POTCAR").exists()
-        have_potcars = bool(os.environ.get("PMG_VASP_PSP_DIR")) or _pmg_setting("PMG_VASP_PSP_DIR")
+        have_potcars = bool(os.environ.get("PMG_VASP_PSP_DIR")) or pmg_setting("PMG_VASP_PSP_DIR")
         try:
             input_set.write_input(folder, potcar_spec=not have_potcars)
         except (OSError, ValueError, RuntimeError) as err:
@@ -127,22 +127,9 @@ class VaspBackend(DftBackend):
 def read_vasprun(folder: Path, candidate: str, step: str, parse_eigen: bool = False, quiet: bool = False):
     """Parse ``folder``/vasprun.xml(.gz); raise ``StepFailure`` naming the file when absent, truncated or
     unconverged electronically (None instead when ``quiet``)."""
-    from xml.etree.ElementTree import ParseError
-
-    from pymatgen.io.vasp import Vasprun
-
-    path = next((folder / n for n in VASPRUN_NAMES if (folder / n).exists()), None)
     try:
-        if path is None:
-            raise StepFailure(candidate, step, f"no vasprun.xml in {folder}")
-        try:
-            run = Vasprun(str(path), parse_dos=parse_eigen, parse_eigen=parse_eigen, parse_potcar_file=False)
-        except (ParseError, ValueError, KeyError, IndexError, OSError) as err:
-            raise StepFailure(candidate, step, f"unreadable {path}: {type(err).__name__}: {err}") from err
-        except Exception as err:  # lxml's XMLSyntaxError is not a stdlib type
-            if type(err).__name__ in ("XMLSyntaxError", "ParseError"):
-                raise StepFailure(candidate, step, f"truncated or malformed {path}: {err}") from err
-            raise
+        run = parse_vasprun(folder, lambda message: StepFailure(candidate, step, message), parse_eigen=parse_eigen)
+        path = find_vasprun(folder)
         if not run.converged_electronic:
             raise StepFailure(candidate, step, f"{path}: electronic SCF did not converge")
         if parse_eigen and run.efermi is None:
@@ -181,19 +168,11 @@ def line_mode_path(folder: Path) -> tuple[np.ndarray, list[str]]:
     return np.array(points), [str(label or "") for label in labels]
 
 
-def _pmg_setting(name: str) -> bool:
-    try:
-        from pymatgen.core import SETTINGS
-    except ImportError:
-        return False
-    return bool(SETTINGS.get(name))
-
-
 def band_structure_from_vasp(folder: Path, candidate: str) -> Any:
     """A pymatgen band structure from a finished line-mode folder, read with ``BSVasprun``."""
     from pymatgen.io.vasp import BSVasprun
 
-    path = next((folder / n for n in VASPRUN_NAMES if (folder / n).exists()), None)
+    path = find_vasprun(folder)
     if path is None:
         raise StepFailure(candidate, "bands", f"no vasprun.xml in {folder}")
     kpoints = folder / "KPOINTS"

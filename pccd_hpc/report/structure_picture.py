@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Structure
 
-from pccd_hpc.io_utils import atomic_path
+from pccd_hpc.plotting import pyplot, save_figure
 
 BOND_FACTOR = 1.1
 """Bond when d < BOND_FACTOR x (r_i + r_j) (covalent radii, Cordero 2008); 1.2 joined Mg-Mg in MgO2."""
@@ -97,18 +97,11 @@ def _disc(xy, radius: float, colour, zorder: float):
 
 def structure_png(structure: Structure, target: str | Path, title: str | None = None, size_in: float = 2.4) -> Path:
     """Write a picture of ``structure`` to ``target`` (PNG, atomically) and return the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(size_in, size_in))
+    fig, ax = pyplot().subplots(figsize=(size_in, size_in))
     draw_structure(ax, structure, title=title)
     fig.tight_layout()
     target = Path(target)
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, target, dpi=110)
     return target
 
 

@@ -19,7 +19,7 @@ SHARED_VASP = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "
 @pytest.fixture()
 def no_potcars(monkeypatch):
     monkeypatch.delenv("PMG_VASP_PSP_DIR", raising=False)
-    monkeypatch.setattr("pccd_hpc.followup.vasp._pmg_setting", lambda name: False)
+    monkeypatch.setattr("pccd_hpc.followup.vasp.pmg_setting", lambda name: False)
 
 
 @pytest.fixture()

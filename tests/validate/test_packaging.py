@@ -36,7 +36,7 @@ def test_wheel_install_ships_job_scripts_and_reference(tmp_path: Path) -> None:
     wheel = next(wheel_dir.glob("pccd_hpc-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("pccd_hpc/jobs/validate_array.sh", "pccd_hpc/jobs/vasp_array.sh", "pccd_hpc/jobs/generate_array.sh",
-                   "pccd_hpc/validate/data/hull_reference.json.gz"):
+                   "pccd_hpc/jobs/followup_step.sh", "pccd_hpc/validate/data/hull_reference.json.gz"):
         assert needed in names, needed
     target = tmp_path / "site"
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],

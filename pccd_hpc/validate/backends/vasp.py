@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 from pymatgen.core import Structure
@@ -54,7 +54,7 @@ class VaspBackend(Backend):
         incar = dict(self.options["user_incar_settings"])
         sets = {"relax": MPRelaxSet(structure, user_incar_settings=incar),
                 "static": MPStaticSet(structure, user_incar_settings=incar)}
-        have_potcars = bool(os.environ.get("PMG_VASP_PSP_DIR")) or _pmg_setting("PMG_VASP_PSP_DIR")
+        have_potcars = bool(os.environ.get("PMG_VASP_PSP_DIR")) or pmg_setting("PMG_VASP_PSP_DIR")
         for sub, input_set in sets.items():
             target = folder / sub
             try:
@@ -96,20 +96,34 @@ class VaspBackend(Backend):
 
 def read_vasprun(folder: Path, record_id: str):
     """Read ``folder``/vasprun.xml(.gz); raise ``VaspOutputError`` naming the record if absent or truncated."""
+    return parse_vasprun(folder, lambda message: VaspOutputError(record_id, message))
+
+
+def find_vasprun(folder: Path) -> Path | None:
+    """``folder``/vasprun.xml, else ``folder``/vasprun.xml.gz, else None."""
+    return next((folder / n for n in VASPRUN_NAMES if (folder / n).exists()), None)
+
+
+def parse_vasprun(folder: Path, fail: Callable[[str], Exception], parse_eigen: bool = False):
+    """Parse ``folder``/vasprun.xml(.gz) with pymatgen's ``Vasprun`` (DOS and eigenvalues only with ``parse_eigen``).
+
+    When the file is absent, truncated or malformed, ``fail(message)`` (the message names the file) is raised;
+    the validate and followup VASP backends both read their runs through here.
+    """
     from xml.etree.ElementTree import ParseError
 
     from pymatgen.io.vasp import Vasprun
 
-    path = next((folder / n for n in VASPRUN_NAMES if (folder / n).exists()), None)
+    path = find_vasprun(folder)
     if path is None:
-        raise VaspOutputError(record_id, f"no vasprun.xml in {folder}")
+        raise fail(f"no vasprun.xml in {folder}")
     try:
-        return Vasprun(str(path), parse_dos=False, parse_eigen=False, parse_potcar_file=False)
+        return Vasprun(str(path), parse_dos=parse_eigen, parse_eigen=parse_eigen, parse_potcar_file=False)
     except (ParseError, ValueError, KeyError, IndexError, OSError) as err:
-        raise VaspOutputError(record_id, f"unreadable {path}: {type(err).__name__}: {err}") from err
+        raise fail(f"unreadable {path}: {type(err).__name__}: {err}") from err
     except Exception as err:  # lxml's XMLSyntaxError is not a stdlib exception type
-        if type(err).__name__ == "XMLSyntaxError":
-            raise VaspOutputError(record_id, f"truncated or malformed {path}: {err}") from err
+        if type(err).__name__ in ("XMLSyntaxError", "ParseError"):
+            raise fail(f"truncated or malformed {path}: {err}") from err
         raise
 
 
@@ -147,7 +161,8 @@ def sync_vasp_jobs(jobs: list[Job], stores: dict[str, RecordStore], backend: Vas
     return {"computed": parsed, "pending_external": len(pending), "pending_list": str(pending_list), "potcars": potcars}
 
 
-def _pmg_setting(name: str) -> bool:
+def pmg_setting(name: str) -> bool:
+    """Whether pymatgen's ``SETTINGS`` (its .pmgrc.yaml) set ``name``; False when pymatgen is missing."""
     try:
         from pymatgen.core import SETTINGS
     except ImportError:
