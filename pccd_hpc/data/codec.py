@@ -14,9 +14,12 @@ Layout of the tensor ``x`` (channel, point, xyz):
   (a, b, c): ``a / L`` in the paper's ``linear`` mode (L = 15 A, a hard cap), or
   ``ln(a) / ln(L)`` in the default ``log`` mode, which has no cap.
 
-Decoding clusters the points of each species on the torus (periodic Cartesian distances in
-Angstrom, DBSCAN whose noise label is never counted as an atom), so an atom at x ~ 0 and
-x ~ 1 is one atom; cluster centres are periodic means. Nothing is rounded.
+Decoding (``decode_method``) either clusters the points of each species on the torus (``dbscan``,
+PCCD's way: periodic Cartesian distances in Angstrom, DBSCAN whose noise label is never counted as
+an atom, so an atom at x ~ 0 and x ~ 1 is one atom) or reads the codec's own layout (``blocks``): the
+points of atom i of n always occupy the i-th block of ``point_counts(n)`` rows, so the atom count is
+the smallest n whose blocks each sit tightly around their periodic mean, and each block's species is
+its points' majority (DBSCAN when no n fits). Atom positions are periodic means. Nothing is rounded.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ N_CHANNELS = 3
 N_POINTS = 128
 N_ELEMENT_SLOTS = 3
 N_ANGLE_POINTS = N_POINTS // 2
+DECODE_METHODS = ("dbscan", "blocks")
 
 # Cartesian offsets of the 27 neighbouring cells, used for minimum-image distances.
 _IMAGES = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=np.float64)
@@ -73,6 +77,10 @@ class CodecConfig:
     """Decoded structures with two atoms closer than this are rejected (overlapping atoms)."""
     min_volume_ang3: float = 0.1
     """Decoded lattices with a smaller volume are rejected (degenerate lattice)."""
+    decode_method: str = "dbscan"
+    """``dbscan``: cluster each species' points (PCCD); ``blocks``: the codec's row blocks, DBSCAN as fallback."""
+    block_rms_ang: float = 0.3
+    """``blocks``: largest RMS distance (Angstrom) of a block's points from their atom for an atom count to fit."""
 
     def __post_init__(self) -> None:
         if self.n_points < 2 * self.max_sites or self.n_points % 2:
@@ -91,6 +99,10 @@ class CodecConfig:
             raise ValueError(f"cluster_min_points must be >= 1, got {self.cluster_min_points}")
         if self.min_distance_ang < 0 or self.min_volume_ang3 < 0:
             raise ValueError("min_distance_ang and min_volume_ang3 must be >= 0")
+        if self.decode_method not in DECODE_METHODS:
+            raise ValueError(f"decode_method must be one of {DECODE_METHODS}, got {self.decode_method!r}")
+        if not self.block_rms_ang > 0:
+            raise ValueError(f"block_rms_ang must be > 0, got {self.block_rms_ang}")
 
     @classmethod
     def paper(cls) -> "CodecConfig":
@@ -308,8 +320,35 @@ def decode_tensor(
         return DecodeResult(None, "degenerate_lattice", lattice)
     matrix = lattice.matrix
 
-    species = element_z[np.argmax(tensor[1], axis=1)]
     coords = np.mod(tensor[0], 1.0)
+    slot_of_point = np.argmax(tensor[1], axis=1)
+    atoms = _block_atoms(coords, slot_of_point, element_z, matrix, config) if config.decode_method == "blocks" else None
+    if atoms is None:
+        atoms = _cluster_atoms(coords, element_z[slot_of_point], matrix, config)
+        if isinstance(atoms, DecodeResult):
+            return atoms
+    centres, atom_z = atoms
+    n_atoms = len(centres)
+    order = np.lexsort((centres[:, 2], centres[:, 1], centres[:, 0], atom_z))
+    centres, atom_z = centres[order], atom_z[order]
+    if n_atoms > 1:
+        pair = periodic_distances(centres, centres, matrix)
+        np.fill_diagonal(pair, np.inf)
+        closest = float(pair.min())
+        if closest < config.min_distance_ang:
+            return DecodeResult(None, "overlapping_atoms", f"two atoms {closest:.2f} A apart", n_atoms)
+    if require_all_elements:
+        missing = sorted(set(element_z.tolist()) - set(atom_z.tolist()))
+        if missing:
+            names = ",".join(Element.from_Z(z).symbol for z in missing)
+            return DecodeResult(None, "wrong_element_count", f"no atom of {names}", n_atoms)
+    structure = Structure(lattice, atom_z.tolist(), centres, coords_are_cartesian=False)
+    return DecodeResult(structure, None, "", n_atoms)
+
+
+def _cluster_atoms(coords: np.ndarray, species: np.ndarray, matrix: np.ndarray,
+                   config: CodecConfig) -> "tuple[np.ndarray, np.ndarray] | DecodeResult":
+    """Atoms by DBSCAN over each species' points: (centres (n, 3), atomic numbers (n,)), or a rejection."""
     # Identical points (a clean encoding repeats each site) are clustered once, with a weight.
     keyed = np.concatenate([coords, species[:, None].astype(np.float64)], axis=1)
     unique, inverse_counts = np.unique(keyed, axis=0, return_counts=True)
@@ -332,21 +371,30 @@ def decode_tensor(
         unwrapped = u_coords[members] - np.round(u_coords[members] - ref)
         centres[k] = np.mod(np.average(unwrapped, axis=0, weights=weights), 1.0)
         atom_z[k] = u_species[members[0]]
-    order = np.lexsort((centres[:, 2], centres[:, 1], centres[:, 0], atom_z))
-    centres, atom_z = centres[order], atom_z[order]
-    if n_atoms > 1:
-        pair = periodic_distances(centres, centres, matrix)
-        np.fill_diagonal(pair, np.inf)
-        closest = float(pair.min())
-        if closest < config.min_distance_ang:
-            return DecodeResult(None, "overlapping_atoms", f"two atoms {closest:.2f} A apart", n_atoms)
-    if require_all_elements:
-        missing = sorted(set(element_z.tolist()) - set(atom_z.tolist()))
-        if missing:
-            names = ",".join(Element.from_Z(z).symbol for z in missing)
-            return DecodeResult(None, "wrong_element_count", f"no atom of {names}", n_atoms)
-    structure = Structure(lattice, atom_z.tolist(), centres, coords_are_cartesian=False)
-    return DecodeResult(structure, None, "", n_atoms)
+    return centres, atom_z
+
+
+def _block_atoms(coords: np.ndarray, slot_of_point: np.ndarray, element_z: np.ndarray, matrix: np.ndarray,
+                 config: CodecConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    """Atoms read from the codec's row blocks: (centres (n, 3), atomic numbers (n,)), or None when no n fits.
+
+    For n = 1 .. max_sites the rows split into the blocks ``point_counts(n)``; the first n whose RMS
+    distance of points from their block's periodic mean (Cartesian, Angstrom) is within ``block_rms_ang``
+    is the atom count. A block's slot is the majority of its points' slots.
+    """
+    n_points = len(coords)
+    for n in range(1, min(config.max_sites, n_points) + 1):
+        counts = point_counts(n, n_points)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        block = np.repeat(np.arange(n), counts)
+        unwrapped = coords - np.round(coords - coords[starts][block])  # each point next to its block's first
+        means = np.add.reduceat(unwrapped, starts, axis=0) / counts[:, None]
+        residual = (unwrapped - means[block]) @ matrix
+        if math.sqrt(float((residual**2).sum()) / n_points) <= config.block_rms_ang:
+            votes = np.zeros((n, N_ELEMENT_SLOTS), dtype=np.int64)
+            np.add.at(votes, (block, slot_of_point), 1)
+            return np.mod(means, 1.0), element_z[np.argmax(votes, axis=1)]
+    return None
 
 
 def _dbscan_labels(dist: np.ndarray, weights: np.ndarray, config: CodecConfig) -> np.ndarray:

@@ -27,7 +27,7 @@ from pccd_hpc.data.codec import CodecConfig, DecodeResult, decode_tensor
 from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR, min_bond_ratio, shortest_distance_ang
 from pccd_hpc.data.separation import decode_separated
 from pccd_hpc.data.shards import list_shards, read_structures
-from pccd_hpc.generate.cli import GENERATE_MIN_POINTS, decode_codec
+from pccd_hpc.generate.cli import GENERATE_DECODE_METHOD, GENERATE_MIN_POINTS, decode_codec
 from pccd_hpc.generate.sampling import CheckpointSampler, LoadedModel
 from pccd_hpc.validate.metrics import compositional_validity, uniqueness_flags, wasserstein_distances
 
@@ -92,8 +92,8 @@ def sample_tensors(loaded: LoadedModel, systems: np.ndarray, sampler: str, steps
 
 
 def generate_decode_codec(loaded: LoadedModel) -> CodecConfig:
-    """The decode settings of the ``generate`` stage's defaults (the checkpoint's codec, 4 points per atom)."""
-    return decode_codec(loaded.codec, None, GENERATE_MIN_POINTS)
+    """The decode settings of the ``generate`` stage's defaults (the checkpoint's codec, block decoding, 4 points per atom)."""
+    return decode_codec(loaded.codec, None, GENERATE_MIN_POINTS, GENERATE_DECODE_METHOD)
 
 
 @dataclass

@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from pccd_hpc.data.codec import CodecConfig
+from pccd_hpc.data.codec import DECODE_METHODS, CodecConfig
 from pccd_hpc.generate.plan import GeneratePlan, read_plan
 from pccd_hpc.generate.sampling import default_checkpoint, load_model, pick_device
 from pccd_hpc.generate.stage import ClusterOptions, run_generate
@@ -18,6 +18,7 @@ from pccd_hpc.io_utils import checked_input_path
 log = logging.getLogger(__name__)
 
 GENERATE_MIN_POINTS = 4
+GENERATE_DECODE_METHOD = "blocks"
 PUSH_APART_FACTOR = 0.8
 
 
@@ -45,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
     gen.add_argument("--cluster-eps", type=float, default=None,
                      help="decode: DBSCAN radius in Angstrom (default: the checkpoint's codec, 0.5)")
+    gen.add_argument("--decode", choices=list(DECODE_METHODS), default=GENERATE_DECODE_METHOD,
+                     help="how atoms are read from a sampled tensor: blocks (the codec's row layout, default; "
+                     "DBSCAN where no atom count fits) or dbscan (PCCD's clustering)")
     gen.add_argument("--cluster-min-points", type=int, default=GENERATE_MIN_POINTS,
                      help=f"decode: points an atom needs (default {GENERATE_MIN_POINTS}: half of the 8 points "
                      "each atom of a 16-site crystal owns; sparser clusters are noise)")
@@ -82,7 +86,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         n=args.n, systems=systems, checkpoint=str(loaded.path or checkpoint), checkpoint_sha256=loaded.sha256,
         sampler=args.sampler, steps=args.steps, guidance=args.guidance, band_gap_class=args.band_gap_class,
         batch_size=args.batch_size, seed=args.seed, n_tasks=min(n_tasks, args.n),
-        codec=decode_codec(loaded.codec, args.cluster_eps, args.cluster_min_points).to_dict(),
+        codec=decode_codec(loaded.codec, args.cluster_eps, args.cluster_min_points, args.decode).to_dict(),
         push_apart_factor=None if args.no_push_apart else args.push_apart_factor,
     )
     if args.plan_only:
@@ -105,9 +109,10 @@ def _checkpoint_path(given: str | None) -> Path:
     return checked_input_path(given, "checkpoint") if given else default_checkpoint()
 
 
-def decode_codec(codec: CodecConfig, eps_ang: float | None, min_points: int | None) -> CodecConfig:
-    """The checkpoint's codec with the decode-time clustering settings overridden where given."""
-    overrides = {}
+def decode_codec(codec: CodecConfig, eps_ang: float | None, min_points: int | None,
+                 method: str | None = None) -> CodecConfig:
+    """The checkpoint's codec with the decode-time settings (clustering, decode method) overridden where given."""
+    overrides: dict = {} if method is None else {"decode_method": method}
     if eps_ang is not None:
         overrides["cluster_eps_ang"] = eps_ang
     if min_points is not None:
@@ -141,6 +146,8 @@ def register_reconstruct(subparsers: argparse._SubParsersAction) -> None:
                      "(default: the bundled model)")
     rec.add_argument("--cluster-eps", type=float, default=None, help="decode: DBSCAN radius in Angstrom")
     rec.add_argument("--cluster-min-points", type=int, default=GENERATE_MIN_POINTS, help="decode: points an atom needs")
+    rec.add_argument("--decode", choices=list(DECODE_METHODS), default=GENERATE_DECODE_METHOD,
+                     help="decode: blocks (the codec's row layout, default) or dbscan")
     rec.add_argument("--out", required=True)
     rec.set_defaults(func=_run_reconstruct)
 
@@ -152,7 +159,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
     loaded = load_model(checkpoint, pick_device())
     config = ReconstructConfig(n=args.n, t=min(args.t, loaded.config.diffusion.timesteps - 1), steps=args.steps,
                                guidance=args.guidance, batch_size=args.batch_size, seed=args.seed)
-    codec = decode_codec(loaded.codec, args.cluster_eps, args.cluster_min_points)
+    codec = decode_codec(loaded.codec, args.cluster_eps, args.cluster_min_points, args.decode)
     metrics = run_reconstruct(loaded, checked_input_path(args.data, "--data"), args.out, config, args.label, codec)
     print(json.dumps({k: v for k, v in metrics.items() if k != "paper"}, indent=2))
     return 0

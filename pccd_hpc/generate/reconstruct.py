@@ -114,7 +114,8 @@ def run_reconstruct(loaded: LoadedModel, data_dir: str | Path, out_dir: str | Pa
             rows.append(_compare(originals[int(i)][1], x_hat[k], element_z[k].numpy(), codec, matcher))
         log.info("reconstructed %d/%d", len(rows), len(order))
     metrics = _aggregate(rows, t, schedule.timesteps, label, config)
-    metrics["decode"] = {"cluster_eps_ang": codec.cluster_eps_ang, "cluster_min_points": codec.cluster_min_points}
+    metrics["decode"] = {"method": codec.decode_method, "cluster_eps_ang": codec.cluster_eps_ang,
+                         "cluster_min_points": codec.cluster_min_points, "block_rms_ang": codec.block_rms_ang}
     atomic_write_json(out / "reconstruct.json", metrics)
     from pccd_hpc.generate.figures import plot_reconstruction
 

@@ -173,3 +173,50 @@ def test_codec_config_validates_and_round_trips() -> None:
     assert CodecConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown"):
         CodecConfig.from_dict({"bogus": 1})
+
+
+BLOCKS = CodecConfig(decode_method="blocks")
+
+
+def test_block_decoding_reads_the_codec_layout_exactly() -> None:
+    """Clean encodings of structures with 1..16 sites decode to the same atoms with blocks as with DBSCAN."""
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 3, 5, 7, 12, 16):
+        frac = rng.random((n, 3))
+        slots = np.sort(rng.integers(0, 3, n))
+        tensor = encode_arrays(frac, slots, np.array([9.0, 10.0, 11.0, 90.0, 95.0, 100.0]), CODEC)
+        z = np.array([12, 26, 8])
+        a, b = decode_tensor(tensor, z, CODEC), decode_tensor(tensor, z, BLOCKS)
+        if not a.valid:  # random sites may overlap: both rules see the same atoms then
+            assert a.reason == b.reason == "overlapping_atoms"
+            continue
+        assert len(b.structure) == n and b.structure.composition == a.structure.composition
+        assert structure_matcher().fit(a.structure, b.structure)
+
+
+def test_block_decoding_counts_atoms_that_clustering_merges_or_splits() -> None:
+    """Noisy blocks: the atom count comes from the layout, not from how the points happen to cluster."""
+    s = Structure(Lattice.cubic(8.0), ["O", "O", "Mg"], [[0.2, 0.2, 0.2], [0.26, 0.2, 0.2], [0.6, 0.6, 0.6]])
+    enc = encode_structure(s, CODEC)
+    noisy = enc.tensor.copy()
+    noisy[0] = np.mod(noisy[0] + np.random.default_rng(0).normal(0, 0.012, noisy[0].shape), 1.0)  # ~0.1 A
+    merged = decode_tensor(noisy, enc.element_z, CODEC)  # the two O 0.48 A apart chain into one cluster
+    assert not merged.valid or len(merged.structure) != 3
+    out = decode_tensor(noisy, enc.element_z, BLOCKS)
+    assert out.reason == "overlapping_atoms" and out.n_atoms == 3  # three atoms, two of them too close
+    # a point of the wrong species inside a block is outvoted
+    flipped = enc.tensor.copy()
+    flipped[1, 0] = [0, 1, 0]
+    out = decode_tensor(flipped, enc.element_z, CodecConfig(decode_method="blocks", min_distance_ang=0.0))
+    assert out.valid and out.structure.composition.reduced_formula == "MgO2"
+
+
+def test_block_decoding_falls_back_to_clustering_when_no_layout_fits() -> None:
+    s = Structure(Lattice.cubic(6.0), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    enc = encode_structure(s, CODEC)
+    shuffled = enc.tensor.copy()
+    shuffled[:, :] = shuffled[:, np.random.default_rng(1).permutation(128)]  # the rows no longer form blocks
+    out = decode_tensor(shuffled, enc.element_z, CodecConfig(decode_method="blocks", block_rms_ang=0.05))
+    assert out.valid and len(out.structure) == 2
+    with pytest.raises(ValueError, match="decode_method"):
+        CodecConfig(decode_method="kmeans")
