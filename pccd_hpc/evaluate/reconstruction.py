@@ -40,9 +40,10 @@ def protocols(heldout: Path, train: Path | None, n_heldout: int, n_train: int, p
 
 
 def run_protocol(loaded: LoadedModel, protocol: Protocol, out_dir: Path, steps: int, guidance: float, seed: int,
-                 batch_size: int, codec: CodecConfig) -> dict:
+                 batch_size: int, codec: CodecConfig, push_apart_factor: float | None = None) -> dict:
     """Run one protocol into ``out_dir/<name>/`` (reconstruct.json, reconstruct.png); return its metrics."""
-    config = ReconstructConfig(n=protocol.n, t=protocol.t, steps=steps, guidance=guidance, batch_size=batch_size, seed=seed)
+    config = ReconstructConfig(n=protocol.n, t=protocol.t, steps=steps, guidance=guidance, batch_size=batch_size,
+                               seed=seed, push_apart_factor=push_apart_factor)
     metrics = run_reconstruct(loaded, protocol.data, out_dir / protocol.name, config, protocol.label, codec)
     metrics["figure"] = f"{protocol.name}/reconstruct.png"
     return metrics

@@ -47,7 +47,7 @@ DENOVO_CODE = ("pccd_hpc.data.codec", "pccd_hpc.data.geometry", "pccd_hpc.valida
 COVERAGE_CODE = ("pccd_hpc.data.codec", "pccd_hpc.evaluate.coverage")
 PUSHED_COVERAGE_CODE = COVERAGE_CODE + ("pccd_hpc.data.separation",)
 RECONSTRUCT_CODE = _MODEL_CODE + ("pccd_hpc.generate.reconstruct", "pccd_hpc.data.dataset", "pccd_hpc.data.codec",
-                                  "pccd_hpc.data.roundtrip")
+                                  "pccd_hpc.data.roundtrip", "pccd_hpc.data.separation")
 
 
 def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
@@ -108,11 +108,12 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
         digest = heldout_digest if protocol.data == config.data else folder_digest(protocol.data)
         settings = {"data_sha256": digest, "n": protocol.n, "t": protocol.t, "steps": config.steps,
                     "guidance": config.guidance, "seed": config.seed, "batch_size": config.batch_size,
-                    "codec": codec.to_dict(), "precision": precision, "code_sha256": source_digest(RECONSTRUCT_CODE)}
+                    "codec": codec.to_dict(), "precision": precision, "push_apart_factor": config.push_apart_factor,
+                    "code_sha256": source_digest(RECONSTRUCT_CODE)}
 
         def compute(protocol=protocol):
             metrics = run_protocol(loaded, protocol, out, config.steps, config.guidance, config.seed,
-                                   config.batch_size, codec)
+                                   config.batch_size, codec, config.push_apart_factor)
             metrics["not_computed"] = {
                 key: reason for key, reason in (("rms_mean", "no reconstruction matched its original"),
                                                 ("coordinate_mae_frac", "no reconstruction with the right atoms"))

@@ -148,6 +148,10 @@ def register_reconstruct(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--cluster-min-points", type=int, default=GENERATE_MIN_POINTS, help="decode: points an atom needs")
     rec.add_argument("--decode", choices=list(DECODE_METHODS), default=GENERATE_DECODE_METHOD,
                      help="decode: blocks (the codec's row layout, default) or dbscan")
+    rec.add_argument("--push-apart-factor", type=float, default=PUSH_APART_FACTOR,
+                     help=f"decode as generate does, with its push-apart (default {PUSH_APART_FACTOR}); the figures "
+                     "without it are reported too, under as_sampled")
+    rec.add_argument("--no-push-apart", action="store_true", help="decode without the push-apart")
     rec.add_argument("--out", required=True)
     rec.set_defaults(func=_run_reconstruct)
 
@@ -158,7 +162,8 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
     checkpoint = _checkpoint_path(args.checkpoint)
     loaded = load_model(checkpoint, pick_device())
     config = ReconstructConfig(n=args.n, t=min(args.t, loaded.config.diffusion.timesteps - 1), steps=args.steps,
-                               guidance=args.guidance, batch_size=args.batch_size, seed=args.seed)
+                               guidance=args.guidance, batch_size=args.batch_size, seed=args.seed,
+                               push_apart_factor=None if args.no_push_apart else args.push_apart_factor)
     codec = decode_codec(loaded.codec, args.cluster_eps, args.cluster_min_points, args.decode)
     metrics = run_reconstruct(loaded, checked_input_path(args.data, "--data"), args.out, config, args.label, codec)
     print(json.dumps({k: v for k, v in metrics.items() if k != "paper"}, indent=2))

@@ -52,6 +52,9 @@ def test_evaluate_writes_every_part_and_resumes_only_what_changed(trained_tiny_c
     assert summary["coverage"]["n_generated"] == 6 and summary["coverage"]["n_reference"] == 9
     assert set(summary["reconstruction"]) == {p for p in PARTS if p.startswith("reconstruct-")}
     assert summary["reconstruction"]["reconstruct-train-tT"]["n"] == 2
+    for rec in summary["reconstruction"].values():  # decoded as generate does, and as sampled beside it
+        assert rec["decode"]["method"] == "blocks" and rec["decode"]["push_apart_factor"] == 0.8
+        assert rec["as_sampled"]["atom_count_accuracy_pct"] <= 100
     assert summary["reconstruction"]["reconstruct-heldout-tT"]["t"] == loaded.config.diffusion.timesteps - 1
     for name in PARTS:
         assert (out / f"part-{name}.json").exists()
