@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from pccd_hpc.generate.cli import GENERATE_DECODE_METHOD, GENERATE_MIN_POINTS, decode_codec
 from pccd_hpc.generate.plan import GeneratePlan
 from pccd_hpc.generate.sampling import default_checkpoint, load_model
 from pccd_hpc.generate.stage import run_generate
@@ -26,11 +27,12 @@ from pccd_hpc.generate.systems import read_systems
 
 
 def measure(checkpoint: str, n: int, sampler: str, steps: int, batch: int, push_apart_factor: float | None) -> dict:
-    """Run one generation of ``n`` samples and return its summary plus wall time."""
+    """Run one generation of ``n`` samples with generate's decode defaults; return its summary plus wall time."""
     loaded = load_model(checkpoint)
     plan = GeneratePlan(n=n, systems=read_systems(["paper"], None), checkpoint=checkpoint,
                         checkpoint_sha256=loaded.sha256, sampler=sampler, steps=steps, batch_size=batch,
-                        seed=0, n_tasks=1, codec=loaded.codec.to_dict(),
+                        seed=0, n_tasks=1,
+                        codec=decode_codec(loaded.codec, None, GENERATE_MIN_POINTS, GENERATE_DECODE_METHOD).to_dict(),
                         push_apart_factor=push_apart_factor)
     out = tempfile.mkdtemp(prefix="pccd-genbench-")
     t0 = time.perf_counter()

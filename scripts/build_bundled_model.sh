@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The recipe of the bundled model (pccd_hpc/weights/pccd-cpu.pt); see pccd_hpc/weights/MODEL_CARD.md.
 # Usage: bash scripts/build_bundled_model.sh [SHARED_DATA_DIR] [MAX_STEPS]
+# MAX_STEPS (default 6000) is the length of the cosine learning-rate schedule; the shipped model is the
+# step-5500 checkpoint of such a run (the run was ended there), so this recipe trains 500 steps further.
 # Re-running resumes: encode keeps finished shards, train continues from its last checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${1:-../shared/data}
-STEPS=${2:-$(python -c "import json;print(json.load(open('pccd_hpc/weights/pccd-cpu.json'))['step'])")}
+STEPS=${2:-6000}
 OUT=runs/bundled
 python scripts/prepare_bundled_data.py "$SHARED" "$OUT"
 python -m pccd_hpc.launch encode --input "$OUT/train.csv" --out "$OUT/train-shards"

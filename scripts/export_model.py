@@ -1,6 +1,6 @@
 """Export a run's newest complete checkpoint as the slim bundled model (EMA weights + config + codec) with its card data.
 
-Usage: python scripts/export_model.py RUN_DIR OUT.pt [--float16]
+Usage: python scripts/export_model.py RUN_DIR|RUN_DIR/checkpoints/step-N OUT.pt [--float16]
 Writes OUT.pt atomically and OUT.json (sha256, step, final loss, parameter count, config). With
 ``--float16`` the weights are stored in half precision (half the file; loaded back as float32).
 """
@@ -17,11 +17,13 @@ from pccd_hpc.io_utils import atomic_write_json
 from pccd_hpc.model.unet import count_parameters  # any nn.Module
 
 
-def main(run_dir: Path, out: Path, float16: bool = False) -> None:
-    """Export and describe."""
-    export_checkpoint(run_dir, out, weights_dtype="float16" if float16 else None)
+def main(source: Path, out: Path, float16: bool = False) -> None:
+    """Export a run's newest complete checkpoint, or one ``step-N/`` folder of it, and describe it."""
+    export_checkpoint(source, out, weights_dtype="float16" if float16 else None)
     loaded = load_model(out)
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    run_dir = source.parent.parent if source.name.startswith("step-") else source
+    logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    metrics = [m for m in logged if m["step"] <= loaded.step]  # the losses up to the exported step
     card = {
         "file": out.name,
         "sha256": loaded.sha256,

@@ -155,7 +155,7 @@ def test_summary_counts_plausible_structures_as_recomputed_from_the_shards(tmp_p
         with h5py.File(path) as h5:
             valid, plausible, ratios = h5["valid"][:], h5["plausible"][:], h5["min_bond_ratio"][:]
         assert not (plausible & ~valid).any() and np.isnan(ratios[~valid]).all()
-        structures = [s for (_rid, s), ok in zip(read_structures(path), valid) if ok]
+        structures = [s for _rid, s in read_structures(path)]  # read_structures keeps the valid rows only
         assert len(structures) == int(valid.sum())
         for s, flag, ratio in zip(structures, plausible[valid], ratios[valid]):
             assert flag == is_plausible(s) and abs(ratio - min_bond_ratio(s)) < 1e-6
@@ -182,7 +182,8 @@ def test_push_apart_makes_every_valid_sample_plausible_and_keeps_the_sampled_rat
     assert (valid >= raw_valid).all() and pushed["n_valid_as_sampled"] == raw["n_valid"]
     assert valid.sum() > 0 and plausible[valid].all() and (ratio[valid] >= 0.79).all()
     assert (shift[valid][sampled[valid] < 0.8] > 0).all()
-    structures = [s for (_rid, s), ok in zip(read_structures(tmp_path / "pushed" / "shard-00000.h5"), valid) if ok]
+    structures = [s for _rid, s in read_structures(tmp_path / "pushed" / "shard-00000.h5")]  # the valid rows
+    assert len(structures) == int(valid.sum())
     assert all(min_bond_ratio(s) >= 0.79 for s in structures)
     assert pushed["n_plausible"] == int(valid.sum()) and pushed["push_apart_factor"] == 0.8
     assert pushed["n_plausible_as_sampled"] == raw["n_plausible"] and raw["push_apart_factor"] is None
