@@ -39,8 +39,8 @@ N_ELEMENT_SLOTS = 3
 N_ANGLE_POINTS = N_POINTS // 2
 DECODE_METHODS = ("dbscan", "blocks")
 
-# Cartesian offsets of the 27 neighbouring cells, used for minimum-image distances.
-_IMAGES = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=np.float64)
+# Lattice offsets of the 27 neighbouring cells, used for minimum-image distances.
+IMAGES = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=np.float64)
 
 
 class RecordError(ValueError):
@@ -269,8 +269,17 @@ def periodic_distances(frac_a: np.ndarray, frac_b: np.ndarray, matrix: np.ndarra
     """
     diff = frac_a[:, None, :] - frac_b[None, :, :]
     diff -= np.round(diff)
-    cart = (diff[None, :, :, :] + _IMAGES[:, None, None, :]) @ matrix
+    cart = (diff[None, :, :, :] + IMAGES[:, None, None, :]) @ matrix
     return np.sqrt((cart**2).sum(-1)).min(axis=0)
+
+
+def closest_pair_ang(frac_coords: np.ndarray, matrix: np.ndarray) -> float:
+    """Distance (Angstrom) of the closest two distinct atoms, minimum image; ``inf`` for fewer than two."""
+    if len(frac_coords) < 2:
+        return math.inf
+    pair = periodic_distances(frac_coords, frac_coords, matrix)
+    np.fill_diagonal(pair, np.inf)
+    return float(pair.min())
 
 
 @dataclass
@@ -332,9 +341,7 @@ def decode_tensor(
     order = np.lexsort((centres[:, 2], centres[:, 1], centres[:, 0], atom_z))
     centres, atom_z = centres[order], atom_z[order]
     if n_atoms > 1:
-        pair = periodic_distances(centres, centres, matrix)
-        np.fill_diagonal(pair, np.inf)
-        closest = float(pair.min())
+        closest = closest_pair_ang(centres, matrix)
         if closest < config.min_distance_ang:
             return DecodeResult(None, "overlapping_atoms", f"two atoms {closest:.2f} A apart", n_atoms)
     if require_all_elements:

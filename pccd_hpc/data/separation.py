@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
-from pccd_hpc.data.codec import CodecConfig, DecodeResult, decode_tensor, periodic_distances
+from pccd_hpc.data.codec import IMAGES as _IMAGES
+from pccd_hpc.data.codec import CodecConfig, DecodeResult, closest_pair_ang, decode_tensor
 from pccd_hpc.data.geometry import covalent_radius_ang, min_bond_ratio
 
-_IMAGES = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=np.float64)
-_ZERO_IMAGE = 13
+_ZERO_IMAGE = 13  # the (0, 0, 0) offset in _IMAGES
 _TOLERANCE_ANG = 1e-3
 _EXPANSION_STEP = 1.05
 
@@ -41,7 +41,7 @@ class SeparationResult:
     length_scale: float
     """Isotropic factor applied to the lattice lengths (1.0: cell unchanged)."""
     max_shift_ang: float
-    """Largest displacement of an atom in Angstrom (in the final cell, before any expansion is undone)."""
+    """Largest displacement of an atom in Angstrom, measured in the final (possibly expanded) cell."""
 
 
 def _separate(frac: np.ndarray, matrix: np.ndarray, target: np.ndarray, iterations: int) -> tuple[np.ndarray, bool]:
@@ -117,15 +117,6 @@ class SeparatedDecode:
     """What the push-apart did (None without one, or when nothing decoded)."""
 
 
-def _closest_pair_ang(structure: Structure) -> float:
-    """The codec's overlap measure: the closest two distinct atoms (minimum image), inf for one atom."""
-    if len(structure) < 2:
-        return math.inf
-    pair = periodic_distances(structure.frac_coords, structure.frac_coords, structure.lattice.matrix)
-    np.fill_diagonal(pair, np.inf)
-    return float(pair.min())
-
-
 def decode_separated(tensor: np.ndarray, element_z: np.ndarray, codec: CodecConfig, factor: float | None,
                      require_all_elements: bool = False) -> SeparatedDecode:
     """Decode a (3, n_points, 3) tensor and push its atoms apart to ``factor`` x (r_i + r_j) (None: no push-apart).
@@ -142,12 +133,13 @@ def decode_separated(tensor: np.ndarray, element_z: np.ndarray, codec: CodecConf
     if loose.structure is None:
         return SeparatedDecode(loose, False, math.nan, None)
     sampled = loose.structure
-    sampled_valid = _closest_pair_ang(sampled) >= codec.min_distance_ang
+    sampled_valid = closest_pair_ang(sampled.frac_coords, sampled.lattice.matrix) >= codec.min_distance_ang
     separation = push_apart(sampled, factor)
-    closest = _closest_pair_ang(separation.structure)
+    pushed = separation.structure
+    closest = closest_pair_ang(pushed.frac_coords, pushed.lattice.matrix)
     if closest < codec.min_distance_ang:
         final = DecodeResult(None, "overlapping_atoms",
                              f"two atoms {closest:.2f} A apart after the push-apart", loose.n_atoms)
     else:
         final = DecodeResult(separation.structure, None, "", loose.n_atoms)
-    return SeparatedDecode(final, sampled_valid, min_bond_ratio(sampled), separation)
+    return SeparatedDecode(final, sampled_valid, separation.min_bond_ratio_before, separation)

@@ -28,7 +28,7 @@ import torch
 from pymatgen.io.cif import CifWriter
 
 from pccd_hpc.data.codec import CodecConfig
-from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR, min_bond_ratio
+from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR
 from pccd_hpc.data.separation import decode_separated
 from pccd_hpc.data.shards import ShardRecord, shard_name, write_shard
 from pccd_hpc.generate.plan import GeneratePlan, read_plan
@@ -173,7 +173,8 @@ def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: f
                 params = np.concatenate([s.lattice.abc, s.lattice.angles])
                 records.append(ShardRecord(rid, f"task-{task}", int(index), tensor, slots, z, s.frac_coords, params))
                 cif_blocks.append(str(CifWriter(s)).replace("data_", f"data_{rid}_", 1))
-                bond_ratios.append(min_bond_ratio(s))
+                # computed once: the push-apart measured its result, and without one the final ratio is the sampled one
+                bond_ratios.append(decoded.sampled_min_bond_ratio if separation is None else separation.min_bond_ratio_after)
             else:
                 bond_ratios.append(math.nan)
                 records.append(ShardRecord(rid, f"task-{task}", int(index), tensor, slots, np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros(6)))
