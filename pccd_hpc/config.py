@@ -58,6 +58,10 @@ class UNetConfig:
     """Width of one element-slot embedding (indexed by atomic number, 0 = null)."""
     num_magnetic_classes: int = 0
     """Magnetic-ordering classes in the data; 0 disables the magnetic condition."""
+    periodic_features: bool = False
+    """Also feed sin and cos of 2 pi x the noisy fractional coordinates (channel 0) to the first convolution,
+    so that atoms on either side of a cell face (f near 0 and near 1) look close, as they are; off in the
+    paper's network."""
 
     def __post_init__(self) -> None:
         self.width_mults = tuple(int(m) for m in self.width_mults)
@@ -201,6 +205,11 @@ class TrainConfig:
     """Ramp the EMA decay up as min(ema_decay, (1 + step) / (10 + step)), matching the average to short runs."""
     seed: int = 0
     """Seed of model init, data order, noise and timesteps."""
+    init_from: str = ""
+    """Checkpoint (run folder, ``step-N/`` folder or exported file) whose EMA weights start a fresh run:
+    fine-tuning, with a new optimizer and learning-rate schedule. The network may add input channels
+    (``periodic_features``; their weights start at zero, so the start is the source model); every other
+    weight must match. Ignored once the run folder has a checkpoint of its own (the run then resumes)."""
     augment: bool = True
     """Random origin shifts (and, with ``site_order = "random"``, within-species permutations) of every sample."""
     origin: str = "random"

@@ -12,6 +12,8 @@ The network maps (x_t, t, conditions) -> predicted noise and knows nothing of th
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -112,7 +114,7 @@ class UNet(nn.Module):
             SinusoidalEmbedding(base), nn.Linear(base, cfg.cond_dim), nn.GELU(), nn.Linear(cfg.cond_dim, cfg.cond_dim)
         )
         self.cond_embed = ConditionEncoder(cfg.cond_dim, cfg.element_emb_dim, cfg.num_magnetic_classes)
-        self.init_conv = nn.Conv2d(cfg.in_channels, base, (7, 3), padding=(3, 1))
+        self.init_conv = nn.Conv2d(cfg.in_channels + (2 if cfg.periodic_features else 0), base, (7, 3), padding=(3, 1))
 
         n_levels, attn_kw = cfg.n_levels, dict(heads=cfg.attn_heads, dim_head=cfg.attn_dim_head)
         self.downs = nn.ModuleList()
@@ -147,6 +149,8 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Conditions) -> torch.Tensor:
         emb = self.embed(t, cond)
+        if self.config.periodic_features:
+            x = torch.cat([x, periodic_position_features(x)], dim=1)
         x = self.init_conv(x)
         first = x
         skips: list[torch.Tensor] = []
@@ -164,6 +168,15 @@ class UNet(nn.Module):
             x = level.resample(level.attn(x))
         x = self.final_block(torch.cat([x, first], dim=1), emb)
         return self.final_conv(x)
+
+
+def periodic_position_features(x: torch.Tensor) -> torch.Tensor:
+    """sin and cos of 2 pi f for the position channel of model-space tensors (B, C, n, 3), where x = 2 f - 1.
+
+    Returns (B, 2, n, 3); the same for f and f + 1, so a shift across a cell face changes nothing.
+    """
+    angle = math.pi * (x[:, :1] + 1)
+    return torch.cat([torch.sin(angle), torch.cos(angle)], dim=1)
 
 
 def count_parameters(model: nn.Module) -> int:

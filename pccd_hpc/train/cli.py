@@ -33,6 +33,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-steps", type=int, help="optimizer steps (overrides the config)")
     p.add_argument("--batch-size", type=int, help="global batch size (overrides the config)")
     p.add_argument("--seed", type=int, help="seed (overrides the config)")
+    p.add_argument("--init-from", help="start a fresh run from this checkpoint's weights (fine-tuning; "
+                   "run folder, step-N/ folder or exported .pt such as the bundled model)")
     p.add_argument("--cluster", choices=["local", "slurm"], default="local", help="run here or submit to SLURM")
     p.add_argument("--nproc", type=int, default=1, help="local processes (gloo on CPU) for --cluster local")
     p.add_argument("--nodes", type=int, default=1, help="SLURM nodes")
@@ -52,6 +54,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     for name in ("max_steps", "batch_size", "seed"):
         if getattr(args, name, None) is not None:
             train[name] = getattr(args, name)
+    if getattr(args, "init_from", None):
+        train["init_from"] = str(checked_input_path(args.init_from, "checkpoint to start from"))
     return resolve_config(args.preset, args.config, {"train": train} if train else None)
 
 

@@ -37,6 +37,7 @@ from pccd_hpc.train.data import RankBatchSampler, epoch_loader, steps_per_epoch
 from pccd_hpc.train.device_batches import DeviceBatches
 from pccd_hpc.train.distributed import DistEnv
 from pccd_hpc.train.ema import EMA
+from pccd_hpc.train.init_weights import load_initial_weights
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
         run_dir.mkdir(parents=True, exist_ok=True)
         save_toml(config, run_dir / "config.toml")
 
+    dataset = ShardDataset(data_dir, augment=tc.augment, seed=tc.seed, site_order=tc.site_order, origin=tc.origin)
     torch.manual_seed(tc.seed)
     model = build_denoiser(config).to(device)
     ema = EMA(model, tc.ema_decay, tc.ema_warmup)
@@ -89,12 +91,15 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
         scheduler.load_state_dict(state.trainer.scheduler)
         ckpt.set_rng_state(state.trainer.rng)
         step, batches_seen, skipped_total = state.step, state.trainer.batches_seen, state.trainer.skipped_nonfinite
+    elif tc.init_from:  # fine-tuning: weights from another model, everything else fresh
+        source = ckpt.load_checkpoint(tc.init_from, map_location=device)
+        load_initial_weights(model, source, config, dataset.codec)
+        ema = EMA(model, tc.ema_decay, tc.ema_warmup)
     net: torch.nn.Module = DistributedDataParallel(model) if env.distributed else model
     if tc.compile:
         net = torch.compile(net)
     schedule = NoiseSchedule(config.diffusion)
     magnetic_null = config.model.num_magnetic_classes
-    dataset = ShardDataset(data_dir, augment=tc.augment, seed=tc.seed, site_order=tc.site_order, origin=tc.origin)
     n_batches = steps_per_epoch(len(dataset), tc.batch_size)
     on_device = DeviceBatches(dataset, device, tc.augment, tc.site_order, tc.origin) if tc.device_batches else None
     metrics = _MetricsLog(run_dir / "metrics.jsonl", step) if env.is_main else None
