@@ -77,6 +77,9 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
     dataset = ShardDataset(data_dir, augment=tc.augment, seed=tc.seed, site_order=tc.site_order, origin=tc.origin)
     torch.manual_seed(tc.seed)
     model = build_denoiser(config).to(device)
+    if state is None and tc.init_from:  # fine-tuning: weights from another model, everything else fresh
+        source = ckpt.load_checkpoint(tc.init_from, map_location=device)
+        load_initial_weights(model, source, config, dataset.codec)
     ema = EMA(model, tc.ema_decay, tc.ema_warmup)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _LRSchedule(tc.warmup_steps, tc.max_steps, tc.lr_decay,
@@ -91,10 +94,6 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
         scheduler.load_state_dict(state.trainer.scheduler)
         ckpt.set_rng_state(state.trainer.rng)
         step, batches_seen, skipped_total = state.step, state.trainer.batches_seen, state.trainer.skipped_nonfinite
-    elif tc.init_from:  # fine-tuning: weights from another model, everything else fresh
-        source = ckpt.load_checkpoint(tc.init_from, map_location=device)
-        load_initial_weights(model, source, config, dataset.codec)
-        ema = EMA(model, tc.ema_decay, tc.ema_warmup)
     net: torch.nn.Module = DistributedDataParallel(model) if env.distributed else model
     if tc.compile:
         net = torch.compile(net)
