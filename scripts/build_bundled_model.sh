@@ -3,7 +3,7 @@
 # Usage: bash scripts/build_bundled_model.sh [SHARED_DATA_DIR] [MAX_STEPS]
 # Three stages: recipe E for MAX_STEPS (default 6000, the length of its cosine learning-rate schedule), then
 # a 3,000-step fine-tune of its last checkpoint with pccd-cpu.finetune.toml (the ablation's G0), then 5,000
-# more steps from that with pccd-cpu.finetune2.toml (the ablation's G1), exported.
+# more steps from that with the same TOML and --max-steps 5000 (the ablation's G1), exported.
 # Re-running resumes: encode keeps finished shards, train continues from its last checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,5 +18,5 @@ python -m pccd_hpc.launch train --data "$OUT/train-shards" --out "$OUT/run" --pr
 python -m pccd_hpc.launch train --data "$OUT/train-shards" --out "$OUT/run-finetune" --preset cpu --seed 0 \
     --config pccd_hpc/weights/pccd-cpu.finetune.toml --init-from "$OUT/run"
 python -m pccd_hpc.launch train --data "$OUT/train-shards" --out "$OUT/run-finetune2" --preset cpu --seed 0 \
-    --config pccd_hpc/weights/pccd-cpu.finetune2.toml --init-from "$OUT/run-finetune"
+    --config pccd_hpc/weights/pccd-cpu.finetune.toml --max-steps 5000 --init-from "$OUT/run-finetune"
 python scripts/export_model.py "$OUT/run-finetune2" "$OUT/pccd-cpu.pt"
