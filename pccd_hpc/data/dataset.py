@@ -99,6 +99,21 @@ class ShardDataset(Dataset):
             "index": torch.tensor(int(index), dtype=torch.int64),
         }
 
+    def origin_shift(self, index: int) -> np.ndarray:
+        """(3,) fractional shift that ``ds[index]`` adds (mod 1) to the record's stored coordinates.
+
+        Zero for the stored frame (origin ``random`` without augmentation); for origin ``anchor`` the
+        shift that moves the first atom of the first species to the cell centre. Compare the model's
+        output with the record in this frame, not the stored one. Augmented items have a random
+        shift, so asking for it is an error.
+        """
+        if self.augment:
+            raise ValueError("augmented items have a random origin shift; build the dataset with augment=False")
+        if self.origin != "anchor":
+            return np.zeros(3)
+        shard, row = self.locate(int(index))
+        return _anchor_shift(self._shard(shard), row)
+
     def _canonical(self, arrays: "_ShardArrays", row: int) -> np.ndarray:
         """The record as a model trained with this site order and origin sees it, without random choices
         (anchor: the first atom of the first species in file order)."""
@@ -106,7 +121,7 @@ class ShardDataset(Dataset):
         slots = arrays.slot_index[row, :n_sites]
         frac = np.mod(arrays.frac_coords[row, :n_sites], 1.0)
         if self.origin == "anchor":
-            frac = np.mod(frac + 0.5 - frac[int(np.argmin(slots))], 1.0)
+            frac = np.mod(frac + _anchor_shift(arrays, row), 1.0)
         order = _site_order(frac, slots, None if self.site_order == "canonical" else np.arange(n_sites, dtype=float))
         return encode_arrays(frac[order], slots[order], arrays.lattice_params[row], self.codec)
 
@@ -122,6 +137,13 @@ class ShardDataset(Dataset):
         shifted = np.mod(arrays.frac_coords[row, :n_sites] + shift, 1.0)
         order = _site_order(shifted, slots, None if self.site_order == "canonical" else shuffle)
         return encode_arrays(shifted[order], slots[order], arrays.lattice_params[row], self.codec)
+
+
+def _anchor_shift(arrays: "_ShardArrays", row: int) -> np.ndarray:
+    """The deterministic anchor shift: the first atom of the first species (file order) to the cell centre."""
+    n_sites = int(arrays.n_sites[row])
+    frac = np.mod(arrays.frac_coords[row, :n_sites], 1.0)
+    return 0.5 - frac[int(np.argmin(arrays.slot_index[row, :n_sites]))]
 
 
 def _site_order(frac: np.ndarray, slots: np.ndarray, key: np.ndarray | None) -> np.ndarray:

@@ -74,3 +74,27 @@ def test_worker_processes_and_distributed_sampler(shard_dir: Path) -> None:
 def test_missing_folder_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="encode"):
         ShardDataset(tmp_path)
+
+
+@pytest.mark.parametrize("origin", ["random", "anchor"])
+def test_origin_shift_gives_the_frame_the_model_sees(shard_dir: Path, origin: str) -> None:
+    """Reconstruction compares the model's output with the record in this frame (an anchor model sees it shifted)."""
+    from pccd_hpc.generate.reconstruct import _coordinate_errors, _shifted
+
+    ds = ShardDataset(shard_dir, site_order="canonical", origin=origin)
+    structures = [s for _, s in iter_structures(shard_dir)]
+    far = 0
+    for i in range(0, len(ds), 7):
+        item = ds[i]
+        decoded = decode_tensor(item["x"].numpy(), item["element_z"].numpy(), ds.codec).structure
+        shift = ds.origin_shift(i)
+        errors = _coordinate_errors(_shifted(structures[i], shift), decoded)
+        assert errors is not None and np.abs(errors).max() < 1e-4, (i, origin)
+        unshifted = _coordinate_errors(structures[i], decoded)
+        far += bool(np.abs(unshifted).max() > 0.01)
+    if origin == "anchor":
+        assert far > 5  # the stored frame is not the frame the model sees
+    else:
+        assert far == 0 and not np.any(ds.origin_shift(0))
+    with pytest.raises(ValueError, match="random origin shift"):
+        ShardDataset(shard_dir, augment=True, origin=origin).origin_shift(0)

@@ -58,4 +58,7 @@ def test_bundled_model_reconstructs_partially_noised_crystals(tmp_path: Path, sa
     assert metrics["atom_count_accuracy_pct"] >= 60, metrics
     assert metrics["match_rate_pct"] >= 60, metrics
     assert metrics["box_fraction_pct"]["a"] >= 35, metrics
+    # coordinates are compared in the frame the model was given (the bundled model's is the anchor origin);
+    # (measured: 85/70/69 %); compared in the stored frame they would score 41/22/28 %
+    assert min(metrics["box_fraction_pct"][k] for k in "xyz") >= 55, metrics
     assert (tmp_path / "rec" / "reconstruct.png").stat().st_size > 10_000
