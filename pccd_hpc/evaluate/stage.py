@@ -114,10 +114,12 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
         def compute(protocol=protocol):
             metrics = run_protocol(loaded, protocol, out, config.steps, config.guidance, config.seed,
                                    config.batch_size, codec, config.push_apart_factor)
+            raw = metrics.get("as_sampled") or {}
             metrics["not_computed"] = {
                 key: reason for key, reason in (("rms_mean", "no reconstruction matched its original"),
-                                                ("coordinate_mae_frac", "no reconstruction with the right atoms"))
-                if metrics.get(key) is None or not np.isfinite(metrics[key])}
+                                                ("coordinate_mae_frac", "no reconstruction with the right atoms"),
+                                                ("atom_error_ang", "no reconstruction with the right atoms"))
+                if _missing(metrics.get(key)) or (key in raw and _missing(raw[key]))}
             return metrics, int(metrics["n"])
 
         records[protocol.name] = run_part(out, protocol.name, sha, settings, compute,
@@ -142,6 +144,11 @@ def _sample(out: Path, loaded: LoadedModel, heldout: HeldOut, config: EvaluateCo
     n_systems = len({tuple(sorted(set(row.tolist()))) for row in systems})
     return {"n_samples": len(tensors), "n_chemical_systems": n_systems,
             "samples_sha256": sha256_file(out / SAMPLES_FILE)}, len(tensors)
+
+
+def _missing(value: Any) -> bool:
+    """True for a figure that was not computed: None, or a float that is not finite."""
+    return value is None or (isinstance(value, float) and not np.isfinite(value))
 
 
 def _samples_intact(out: Path, record: dict) -> bool:

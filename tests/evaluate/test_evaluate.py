@@ -55,6 +55,8 @@ def test_evaluate_writes_every_part_and_resumes_only_what_changed(trained_tiny_c
     for rec in summary["reconstruction"].values():  # decoded as generate does, and as sampled beside it
         assert rec["decode"]["method"] == "blocks" and rec["decode"]["push_apart_factor"] == 0.8
         assert rec["as_sampled"]["atom_count_accuracy_pct"] <= 100
+        for err in (rec["atom_error_ang"], rec["as_sampled"]["atom_error_ang"]):  # Angstrom; a None is explained below
+            assert err is None or 0 <= err["median"] <= err["p90"]
     assert summary["reconstruction"]["reconstruct-heldout-tT"]["t"] == loaded.config.diffusion.timesteps - 1
     for name in PARTS:
         assert (out / f"part-{name}.json").exists()
@@ -88,6 +90,7 @@ def test_evaluate_writes_every_part_and_resumes_only_what_changed(trained_tiny_c
     assert summary["coverage_pushed"]["n_generated"] == 6
 
     page = (out / "evaluate.md").read_text()
+    assert "median atom error as sampled" in page
     assert "valid and plausible" in page and "COV-R" in page and "after push-apart" in page and "NaN" not in page and "nan %" not in page
     for figure in ("figures/min-bond-ratio.png", "reconstruct-heldout-t300/reconstruct.png"):
         assert f"]({figure})" in page

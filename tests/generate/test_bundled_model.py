@@ -61,4 +61,7 @@ def test_bundled_model_reconstructs_partially_noised_crystals(tmp_path: Path, sa
     # coordinates are compared in the frame the model was given (the bundled model's is the anchor origin);
     # (measured: 85/70/69 %); compared in the stored frame they would score 41/22/28 %
     assert min(metrics["box_fraction_pct"][k] for k in "xyz") >= 55, metrics
+    # the same errors in Angstrom: each matched atom's distance from where it belongs
+    error = metrics["atom_error_ang"]
+    assert error["n_atoms"] > 100 and 0 < error["median"] <= error["p90"] < 1.2, error
     assert (tmp_path / "rec" / "reconstruct.png").stat().st_size > 10_000
