@@ -120,6 +120,8 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
                                                 ("coordinate_mae_frac", "no reconstruction with the right atoms"),
                                                 ("atom_error_ang", "no reconstruction with the right atoms"))
                 if _missing(metrics.get(key)) or (key in raw and _missing(raw[key]))}
+            if _missing(metrics["noisy_input"]["atom_error_ang"]):
+                metrics["not_computed"]["noisy_input.atom_error_ang"] = "the noisy input, decoded, had no structure with the right atoms"
             return metrics, int(metrics["n"])
 
         records[protocol.name] = run_part(out, protocol.name, sha, settings, compute,

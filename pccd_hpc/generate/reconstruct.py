@@ -16,7 +16,9 @@ and is compared with the record shifted the same way.
 Table 1's "efficiency" is the fraction of errors inside the paper's box limits; for coordinates
 the limits are read as fractional differences. ``atom_error_ang`` gives the same matched errors as
 Cartesian distances in Angstrom (median and 90th percentile): the precision that bond lengths, and so
-plausibility, depend on.
+plausibility, depend on. ``noisy_input`` scores the noisy tensor itself, x_t / sqrt(alpha_bar_t) decoded
+without the model: what the denoiser has to improve on (from little noise, averaging each atom's
+block of points already locates it well).
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def run_reconstruct(loaded: LoadedModel, data_dir: str | Path, out_dir: str | Pa
     t = min(config.t, schedule.timesteps - 1)
     gen = torch.Generator().manual_seed(config.seed)
     matcher = structure_matcher()
-    rows, rows_as_sampled = [], []
+    rows, rows_as_sampled, rows_noisy = [], [], []
     for start in range(0, len(order), config.batch_size):
         idx = order[start : start + config.batch_size]
         items = [dataset[int(i)] for i in idx]
@@ -121,12 +123,15 @@ def run_reconstruct(loaded: LoadedModel, data_dir: str | Path, out_dir: str | Pa
         noise = torch.randn(x0.shape, generator=gen)
         x_t = schedule.q_sample(x0, torch.full((len(idx),), t, dtype=torch.long), noise)
         x_hat = from_model_space(sampler.denoise(x_t, t, cond)).cpu().numpy()
+        # the baseline: the noisy input itself, rescaled and decoded without the model
+        noisy = from_model_space(x_t / math.sqrt(float(schedule.alphas_bar[t]))).numpy()
         for k, i in enumerate(idx):
             # the record in the frame the model was given (an anchor-origin model sees it shifted)
             true, z = _shifted(originals[int(i)][1], dataset.origin_shift(int(i))), element_z[k].numpy()
             rows.append(_compare(true, decode_separated(x_hat[k], z, codec, config.push_apart_factor).result, matcher))
             if config.push_apart_factor is not None:
                 rows_as_sampled.append(_compare(true, decode_separated(x_hat[k], z, codec, None).result, matcher))
+            rows_noisy.append(_compare(true, decode_separated(noisy[k], z, codec, None).result, matcher))
         log.info("reconstructed %d/%d", len(rows), len(order))
     metrics = _aggregate(rows, t, schedule.timesteps, label, config)
     metrics["decode"] = {"method": codec.decode_method, "cluster_eps_ang": codec.cluster_eps_ang,
@@ -136,6 +141,9 @@ def run_reconstruct(loaded: LoadedModel, data_dir: str | Path, out_dir: str | Pa
         plain = _aggregate(rows_as_sampled, t, schedule.timesteps, label, config)
         metrics["as_sampled"] = {k: plain[k] for k in ("valid_fraction", "atom_count_accuracy_pct", "match_rate_pct",
                                                        "rms_mean", "box_fraction_pct", "atom_error_ang")}
+    noisy_metrics = _aggregate(rows_noisy, t, schedule.timesteps, label, config)
+    metrics["noisy_input"] = {k: noisy_metrics[k] for k in ("valid_fraction", "atom_count_accuracy_pct", "match_rate_pct",
+                                                            "atom_error_ang")}
     atomic_write_json(out / "reconstruct.json", metrics)
     from pccd_hpc.generate.figures import plot_reconstruction
 
