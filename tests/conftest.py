@@ -62,13 +62,19 @@ def _start_local_slurm(nodes: int) -> LocalSlurm:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def local_slurm() -> Iterator[LocalSlurm]:
-    """The local SLURM cluster, started once per session and left running."""
+    """The local SLURM cluster, started on first use and left running.
+
+    Checked before every test that submits jobs (the start script is idempotent, about a second when
+    all is well): Slurm 22.05's slurmd has been seen to die of heap corruption ("malloc(): unaligned
+    tcache chunk detected") on two simultaneous task launches, and a dead slurmd must fail only the
+    test it died in, not every later one that would wait on a node marked down.
+    """
     yield _start_local_slurm(nodes=2)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def local_slurm_2nodes(local_slurm: LocalSlurm) -> LocalSlurm:
     """The local cluster with (at least) two nodes, node1 and node2, for ``-N 2`` jobs."""
     assert len(local_slurm.node_names) >= 2, local_slurm
