@@ -32,6 +32,27 @@ def match_sites(cost: np.ndarray, z_a: np.ndarray, z_b: np.ndarray) -> tuple[np.
     return rows, cols
 
 
+def coordinate_errors(true: Structure, pred: Structure) -> np.ndarray | None:
+    """(n, 3) periodic fractional differences ``pred - true`` between one-to-one matched sites of the same species.
+
+    Sites are paired by the Hungarian assignment on periodic fractional distance. Returns None when the
+    two structures' species lists differ (different atom counts included).
+    """
+    zt = np.array([s.specie.Z for s in true])
+    zp = np.array([s.specie.Z for s in pred])
+    diff = pred.frac_coords[None, :, :] - true.frac_coords[:, None, :]
+    diff -= np.round(diff)
+    matched = match_sites(np.linalg.norm(diff, axis=-1), zt, zp)
+    return None if matched is None else diff[matched]
+
+
+def shifted_structure(structure: Structure, shift: np.ndarray) -> Structure:
+    """``structure`` with ``shift`` (3,) added, mod 1, to every fractional coordinate (itself when the shift is 0)."""
+    if not np.any(shift):
+        return structure
+    return Structure(structure.lattice, structure.species, np.mod(structure.frac_coords + shift, 1.0))
+
+
 @dataclass
 class RoundtripResult:
     """Outcome of one round trip."""

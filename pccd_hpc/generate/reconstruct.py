@@ -35,7 +35,7 @@ from pymatgen.core import Structure
 from pccd_hpc.data.codec import CodecConfig, DecodeResult
 from pccd_hpc.data.separation import decode_separated
 from pccd_hpc.data.dataset import ShardDataset
-from pccd_hpc.data.roundtrip import match_sites, structure_matcher
+from pccd_hpc.data.roundtrip import coordinate_errors, shifted_structure, structure_matcher
 from pccd_hpc.data.shards import read_structures
 from pccd_hpc.generate.sampling import CheckpointSampler, LoadedModel
 from pccd_hpc.io_utils import atomic_write_json
@@ -81,16 +81,6 @@ class ReconstructConfig:
                 f"must be None or in (0, 1.5], got {self.push_apart_factor}")
 
 
-def _coordinate_errors(true: Structure, pred: Structure) -> np.ndarray | None:
-    """(n, 3) periodic fractional differences between one-to-one matched atoms (None if species differ)."""
-    zt = np.array([s.specie.Z for s in true])
-    zp = np.array([s.specie.Z for s in pred])
-    diff = pred.frac_coords[None, :, :] - true.frac_coords[:, None, :]
-    diff -= np.round(diff)
-    matched = match_sites(np.linalg.norm(diff, axis=-1), zt, zp)
-    return None if matched is None else diff[matched]
-
-
 def run_reconstruct(loaded: LoadedModel, data_dir: str | Path, out_dir: str | Path, config: ReconstructConfig,
                     label: str = "", codec: CodecConfig | None = None) -> dict:
     """Reconstruct ``config.n`` records of ``data_dir`` from noise level ``t``; write metrics and figures.
@@ -127,7 +117,7 @@ def run_reconstruct(loaded: LoadedModel, data_dir: str | Path, out_dir: str | Pa
         noisy = from_model_space(x_t / math.sqrt(float(schedule.alphas_bar[t]))).numpy()
         for k, i in enumerate(idx):
             # the record in the frame the model was given (an anchor-origin model sees it shifted)
-            true, z = _shifted(originals[int(i)][1], dataset.origin_shift(int(i))), element_z[k].numpy()
+            true, z = shifted_structure(originals[int(i)][1], dataset.origin_shift(int(i))), element_z[k].numpy()
             rows.append(_compare(true, decode_separated(x_hat[k], z, codec, config.push_apart_factor).result, matcher))
             if config.push_apart_factor is not None:
                 rows_as_sampled.append(_compare(true, decode_separated(x_hat[k], z, codec, None).result, matcher))
@@ -151,13 +141,6 @@ def run_reconstruct(loaded: LoadedModel, data_dir: str | Path, out_dir: str | Pa
     return metrics
 
 
-def _shifted(structure: Structure, shift: np.ndarray) -> Structure:
-    """``structure`` with ``shift`` added (mod 1) to every fractional coordinate."""
-    if not np.any(shift):
-        return structure
-    return Structure(structure.lattice, structure.species, np.mod(structure.frac_coords + shift, 1.0))
-
-
 def _compare(true: Structure, result: DecodeResult, matcher) -> dict:
     row: dict = {"n_true": len(true), "valid": result.valid, "reason": result.reason or "",
                  "abc_true": list(true.lattice.abc)}
@@ -166,7 +149,7 @@ def _compare(true: Structure, result: DecodeResult, matcher) -> dict:
     pred = result.structure
     row.update(n_pred=len(pred), abc_pred=list(pred.lattice.abc))
     if len(pred) == len(true):
-        errors = _coordinate_errors(true, pred)
+        errors = coordinate_errors(true, pred)
         if errors is not None:
             row["coord_errors"] = errors.tolist()
             row["coord_errors_ang"] = np.linalg.norm(errors @ true.lattice.matrix, axis=1).tolist()

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from pccd_hpc.data.codec import decode_tensor
 from pccd_hpc.data.dataset import ShardDataset
 from pccd_hpc.data.encode import EncodeConfig, run_encode
-from pccd_hpc.data.roundtrip import structure_matcher
+from pccd_hpc.data.roundtrip import coordinate_errors, shifted_structure, structure_matcher
 from pccd_hpc.data.shards import iter_structures
 
 
@@ -79,8 +79,6 @@ def test_missing_folder_says_what_to_do(tmp_path: Path) -> None:
 @pytest.mark.parametrize("origin", ["random", "anchor"])
 def test_origin_shift_gives_the_frame_the_model_sees(shard_dir: Path, origin: str) -> None:
     """Reconstruction compares the model's output with the record in this frame (an anchor model sees it shifted)."""
-    from pccd_hpc.generate.reconstruct import _coordinate_errors, _shifted
-
     ds = ShardDataset(shard_dir, site_order="canonical", origin=origin)
     structures = [s for _, s in iter_structures(shard_dir)]
     far = 0
@@ -88,9 +86,9 @@ def test_origin_shift_gives_the_frame_the_model_sees(shard_dir: Path, origin: st
         item = ds[i]
         decoded = decode_tensor(item["x"].numpy(), item["element_z"].numpy(), ds.codec).structure
         shift = ds.origin_shift(i)
-        errors = _coordinate_errors(_shifted(structures[i], shift), decoded)
+        errors = coordinate_errors(shifted_structure(structures[i], shift), decoded)
         assert errors is not None and np.abs(errors).max() < 1e-4, (i, origin)
-        unshifted = _coordinate_errors(structures[i], decoded)
+        unshifted = coordinate_errors(structures[i], decoded)
         far += bool(np.abs(unshifted).max() > 0.01)
     if origin == "anchor":
         assert far > 5  # the stored frame is not the frame the model sees
