@@ -141,3 +141,17 @@ def test_source_digest_follows_the_code(tmp_path: Path, monkeypatch: pytest.Monk
     assert source_digest(("evalprobe",)) != before
     with pytest.raises(ValueError, match="no source"):
         source_digest(("evalprobe_missing_module",))
+
+
+def test_reconstruction_gaps_explain_every_missing_figure_and_nothing_else() -> None:
+    from pccd_hpc.evaluate.stage import _reconstruction_gaps
+
+    found = {"median": 0.1, "p90": 0.2, "n_atoms": 9}
+    complete = {"rms_mean": 0.1, "coordinate_mae_frac": 0.01, "atom_error_ang": found,
+                "as_sampled": {"rms_mean": 0.2, "atom_error_ang": found}, "noisy_input": {"atom_error_ang": found}}
+    assert _reconstruction_gaps(complete) == {}
+    gaps = _reconstruction_gaps({**complete, "coordinate_mae_frac": float("nan"),
+                                 "as_sampled": {"rms_mean": None, "atom_error_ang": found},
+                                 "noisy_input": {"atom_error_ang": None}})
+    assert set(gaps) == {"coordinate_mae_frac", "rms_mean", "noisy_input.atom_error_ang"}
+    assert "matched" in gaps["rms_mean"] and "noisy input" in gaps["noisy_input.atom_error_ang"]
