@@ -158,6 +158,25 @@ def _ratios(structures: Sequence[Structure]) -> list[float | None]:
     return [r if math.isfinite(r) else None for r in (min_bond_ratio(s) for s in structures)]
 
 
+SITE_BINS = ((1, 4), (5, 8), (9, 12), (13, 16))
+"""Bins of the number of sites for :func:`plausible_by_sites` (the codec holds 1-16 sites)."""
+
+
+def plausible_by_sites(structures: Sequence[Structure], ratios: Sequence[float | None],
+                       factor: float = PLAUSIBLE_BOND_FACTOR) -> list[dict]:
+    """Per bin of :data:`SITE_BINS`: how many ``structures`` have that many sites (count, share) and the plausible share.
+
+    ``ratios`` are :func:`_ratios` of ``structures`` (None counts as plausible: no pair within the cut-off).
+    A bin with no structure has ``plausible_pct`` None.
+    """
+    rows = []
+    for low, high in SITE_BINS:
+        inside = [r for s, r in zip(structures, ratios) if low <= len(s) <= high]
+        rows.append({"sites": f"{low}-{high}", "n": len(inside), "share_pct": _pct(len(inside), len(structures)),
+                     "plausible_pct": _pct(sum(r is None or r >= factor for r in inside), len(inside))})
+    return rows
+
+
 def reference_geometry(structures: Sequence[Structure], factor: float = PLAUSIBLE_BOND_FACTOR) -> dict:
     """Plausibility, min-bond-ratio median and short-bond fraction of real (reference) structures."""
     ratios = _ratios(structures)
@@ -168,6 +187,7 @@ def reference_geometry(structures: Sequence[Structure], factor: float = PLAUSIBL
         "plausible_pct": _pct(sum(r is None or r >= factor for r in ratios), len(structures)),
         "min_bond_ratio_median": float(np.median(finite)) if finite else None,
         "short_bond_pct": _pct(sum(short), len(structures)),
+        "by_sites": plausible_by_sites(structures, ratios, factor),
         "min_bond_ratio": ratios,
     }
 
@@ -209,6 +229,7 @@ def denovo_metrics(samples: Sequence[DecodedSample], reference: Sequence[Structu
         "wdist_density": wdist.get("wdist_density"),
         "wdist_n_elements": wdist.get("wdist_n_elements"),
         "rejection_reasons": reasons,
+        "by_sites": plausible_by_sites([s.structure for s in decoded], ratios, factor),  # shares and rates of decoded
         "min_bond_ratio": ratios,
     }
     metrics["not_computed"] = {key: _why_missing(key, n, decoded, valid, finite, reference)

@@ -102,6 +102,7 @@ def write_page(out: Path, summary: dict[str, Any], records: dict[str, dict]) -> 
                   f"{_fmt(stats['max_shift_ang_median'], 2, unit=' Å')} (90th percentile {_fmt(stats['max_shift_ang_p90'], 2, unit=' Å')}); "
                   f"cell expanded for {_fmt(stats['cell_expanded_pct_of_decoded'], unit=' %')} of decoded samples; "
                   f"separation reached for {_fmt(stats['converged_pct_of_decoded'], unit=' %')}."]
+    lines += _by_sites_table(d, p, ref)
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(d.get("rejection_reasons", {}).items())) or "none"
     lines += ["", f"Rejections: {reasons}.", "", f"![min bond ratio]({MIN_BOND_FIGURE})", "",
               "## Reconstruction (paper Fig. 1 / Table 1)", "",
@@ -138,6 +139,23 @@ def write_page(out: Path, summary: dict[str, Any], records: dict[str, dict]) -> 
     target = out / "evaluate.md"
     atomic_write_text(target, "\n".join(lines) + "\n")
     return target
+
+
+def _by_sites_table(denovo: dict, pushed: dict, reference: dict) -> list[str]:
+    """Markdown lines: plausibility of decoded samples by number of sites, beside the held-out structures'."""
+    rows = denovo.get("by_sites")
+    if not rows:
+        return []
+    pushed_rows = pushed.get("by_sites") or [{}] * len(rows)
+    ref_rows = reference.get("by_sites") or [{}] * len(rows)
+    lines = ["", "Plausible by number of sites (decoded samples; the share is of decoded samples, or of held-out structures):", "",
+             "| sites | decoded samples (share) | plausible as sampled | plausible after push-apart | held-out structures (share) "
+             "| held-out plausible |", "|---|---|---|---|---|---|"]
+    for r, q, h in zip(rows, pushed_rows, ref_rows):
+        lines.append(f"| {r['sites']} | {r['n']} ({_fmt(r['share_pct'], unit=' %')}) | {_fmt(r['plausible_pct'], unit=' %')} | "
+                     f"{_fmt(q.get('plausible_pct'), unit=' %')} | {h.get('n', '')} ({_fmt(h.get('share_pct'), unit=' %')}) | "
+                     f"{_fmt(h.get('plausible_pct'), unit=' %')} |")
+    return lines
 
 
 def _atom_error(stats: dict | None) -> str:

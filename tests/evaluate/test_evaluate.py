@@ -90,7 +90,8 @@ def test_evaluate_writes_every_part_and_resumes_only_what_changed(trained_tiny_c
     assert summary["coverage_pushed"]["n_generated"] == 6
 
     page = (out / "evaluate.md").read_text()
-    assert "median atom error as sampled" in page
+    assert "median atom error as sampled" in page and "Plausible by number of sites" in page
+    assert sum(row["n"] for row in summary["denovo"]["by_sites"]) == round(summary["denovo"]["decode_valid_pct"] * 6 / 100)
     assert "valid and plausible" in page and "COV-R" in page and "after push-apart" in page and "NaN" not in page and "nan %" not in page
     for figure in ("figures/min-bond-ratio.png", "reconstruct-heldout-t300/reconstruct.png"):
         assert f"]({figure})" in page

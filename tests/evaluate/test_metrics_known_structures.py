@@ -47,6 +47,12 @@ def test_plausibility_of_real_structures_matches_brute_force(small_shards: Path)
     assert metrics["decode_valid_pct"] == metrics["valid_pct"] == metrics["element_count_correct_pct"] == 100
     assert metrics["wdist_density"] == pytest.approx(0.0, abs=1e-12)
     assert metrics["wdist_n_elements"] == pytest.approx(0.0, abs=1e-12)
+    counts = [len(s) for s in heldout.structures]
+    for row in ref["by_sites"]:  # every real crystal is plausible, whatever its size
+        low, high = map(int, row["sites"].split("-"))
+        assert row["n"] == sum(low <= n <= high for n in counts)
+        assert row["plausible_pct"] == (100 if row["n"] else None)
+    assert sum(row["share_pct"] for row in ref["by_sites"]) == pytest.approx(100)
 
 
 def test_overlapping_atoms_missing_elements_and_failed_decodes_count_against_all_samples(small_shards: Path) -> None:
@@ -69,6 +75,11 @@ def test_overlapping_atoms_missing_elements_and_failed_decodes_count_against_all
     assert m["valid_and_plausible_pct"] == pytest.approx(25)
     assert m["short_bond_pct_of_valid"] == pytest.approx(50)
     assert m["rejection_reasons"] == {"no_atoms": 1, "missing_requested_element": 1}
+    # by number of sites, over the 3 decoded samples: lone Mg and the Si pair in 1-4, the real crystal in its own bin
+    bins = {row["sites"]: row for row in m["by_sites"]}
+    assert sum(row["n"] for row in m["by_sites"]) == 3
+    assert bins["1-4"]["n"] == 2 + (len(real) <= 4) and bins["1-4"]["plausible_pct"] == pytest.approx(
+        100 * (1 + (len(real) <= 4)) / bins["1-4"]["n"])
 
 
 def test_cdvae_composition_scaling_fits_real_mp_compositions(small_shards: Path) -> None:
