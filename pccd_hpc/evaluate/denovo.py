@@ -234,6 +234,8 @@ def denovo_metrics(samples: Sequence[DecodedSample], reference: Sequence[Structu
     }
     metrics["not_computed"] = {key: _why_missing(key, n, decoded, valid, finite, reference)
                                for key, value in metrics.items() if value is None}
+    metrics["not_computed"].update({f"by_sites.{row['sites']}.plausible_pct": "no decoded sample with that many sites"
+                                    for row in metrics["by_sites"] if row["plausible_pct"] is None})
     return metrics
 
 

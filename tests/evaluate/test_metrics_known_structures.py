@@ -78,6 +78,8 @@ def test_overlapping_atoms_missing_elements_and_failed_decodes_count_against_all
     # by number of sites, over the 3 decoded samples: lone Mg and the Si pair in 1-4, the real crystal in its own bin
     bins = {row["sites"]: row for row in m["by_sites"]}
     assert sum(row["n"] for row in m["by_sites"]) == 3
+    assert all((row["plausible_pct"] is None) == (f"by_sites.{row['sites']}.plausible_pct" in m["not_computed"])
+               for row in m["by_sites"])  # an empty bin is explained, a filled one is not
     assert bins["1-4"]["n"] == 2 + (len(real) <= 4) and bins["1-4"]["plausible_pct"] == pytest.approx(
         100 * (1 + (len(real) <= 4)) / bins["1-4"]["n"])
 
