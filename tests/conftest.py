@@ -66,7 +66,7 @@ def _start_local_slurm(nodes: int) -> LocalSlurm:
 def local_slurm() -> Iterator[LocalSlurm]:
     """The local SLURM cluster, started on first use and left running.
 
-    Checked before every test that submits jobs (the start script is idempotent, about a second when
+    Checked before every test that submits jobs (the start script is idempotent: well under a second when
     all is well): Slurm 22.05's slurmd has been seen to die of heap corruption ("malloc(): unaligned
     tcache chunk detected") on two simultaneous task launches, and a dead slurmd must fail only the
     test it died in, not every later one that would wait on a node marked down.

@@ -152,11 +152,12 @@ def _reconstruction_gaps(metrics: dict) -> dict[str, str]:
 
     A figure missing only as sampled is reported under its plain key, as the page shows the as-sampled value.
     """
+    as_sampled, noisy = metrics.get("as_sampled") or {}, metrics.get("noisy_input") or {}
     gaps: dict[str, str] = {}
     for key, reason in _RECONSTRUCTION_GAPS:
-        if _missing(metrics.get(key)) or _missing((metrics.get("as_sampled") or {}).get(key, 0.0)):
+        if _missing(metrics.get(key)) or (key in as_sampled and _missing(as_sampled[key])):
             gaps[key] = reason
-        if key in metrics.get("noisy_input", {}) and _missing(metrics["noisy_input"][key]):
+        if key in noisy and _missing(noisy[key]):
             gaps[f"noisy_input.{key}"] = "the noisy input, decoded, had no structure with the right atoms"
     return gaps
 

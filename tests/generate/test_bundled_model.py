@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
+from pccd_hpc.config import resolve_config
 from pccd_hpc.data.encode import EncodeConfig, run_encode
 from pccd_hpc.generate.plan import GeneratePlan
 from pccd_hpc.generate.reconstruct import ReconstructConfig, run_reconstruct
@@ -71,10 +73,6 @@ def test_bundled_model_reconstructs_partially_noised_crystals(tmp_path: Path, sa
 
 def test_bundled_recipe_stages_resolve_and_the_last_one_is_the_shipped_config() -> None:
     """Every TOML the build script names resolves on the cpu preset; the last stage's settings are the card's."""
-    import re
-
-    from pccd_hpc.config import resolve_config
-
     root = BUNDLED_CHECKPOINT.parents[2]
     script = (root / "scripts" / "build_bundled_model.sh").read_text()
     tomls = re.findall(r"--config (\S+\.toml)", script)
