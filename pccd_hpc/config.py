@@ -62,6 +62,10 @@ class UNetConfig:
     """Also feed sin and cos of 2 pi x the noisy fractional coordinates (channel 0) to the first convolution,
     so that atoms on either side of a cell face (f near 0 and near 1) look close, as they are; off in the
     paper's network."""
+    site_condition: bool = False
+    """Also condition on the number of sites (applies to both denoisers). Samplers draw the count from the
+    training set's distribution for the number of elements (or take the user's); reconstruction withholds
+    it. Off in the paper's network."""
 
     def __post_init__(self) -> None:
         self.width_mults = tuple(int(m) for m in self.width_mults)
@@ -239,6 +243,10 @@ class TrainConfig:
     """Wrap the network in ``torch.compile``."""
     threads_per_process: int = 0
     """torch intra-op threads per process; 0 = cores available to this process / local processes."""
+    site_drop_prob: float = 0.2
+    """With ``model.site_condition``: probability that a sample's number of sites is withheld on its own
+    (besides ``diffusion.cond_drop_prob``, which withholds every condition), so that the model also
+    learns the count-free case that reconstruction uses."""
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
@@ -263,6 +271,7 @@ class TrainConfig:
         _require(self.max_nonfinite_steps >= 1, "max_nonfinite_steps", "must be >= 1")
         _require(self.precision in ("auto", "bf16", "fp32"), "precision", "must be auto, bf16 or fp32")
         _require(self.threads_per_process >= 0, "threads_per_process", "must be >= 0")
+        _require(0 <= self.site_drop_prob <= 1, "site_drop_prob", "must be in [0, 1]")
 
 
 @dataclass

@@ -59,6 +59,7 @@ def write_page(out: Path, summary: dict[str, Any], records: dict[str, dict]) -> 
         f"{ck['network']} with {ck['parameters']:,} parameters, run in {ck['precision']}).",
         f"Held-out data `{summary['data']['heldout']['path']}` ({summary['data']['heldout']['n_records']} structures). "
         f"Sampler {st['sampler']}, {st['steps']} steps, guidance {st['guidance']}, seed {st['seed']}.",
+        f"Number of sites: {ck['number_of_sites']}.",
         f"Machine: {m['cpus_usable']} usable of {m['cpu_count']} CPUs, {m['torch_threads']} torch thread(s), "
         f"torch {m['torch']}, pccd_hpc {m['pccd_hpc']}.", "",
         f"## De novo generation ({d['n_samples']} samples over the held-out chemical systems)", "",

@@ -35,6 +35,9 @@ from pccd_hpc.io_utils import atomic_path, atomic_write_json, checked_output_dir
 log = logging.getLogger(__name__)
 
 SAMPLES_FILE = "denovo-samples.npz"
+SITE_COUNTS_FREE = "not a condition of this model (every count is the model's own)"
+SITE_COUNTS_DRAWN = ("a condition: de novo samples ask for counts drawn from the training distribution for their number "
+                     "of elements; reconstruction withholds it, so its atom counts are the model's own")
 HELDOUT_FINGERPRINTS = "heldout-fingerprints.npz"
 # Keys of part results that are per-structure arrays: kept in the part files (for the figures),
 # left out of evaluate.json.
@@ -238,6 +241,7 @@ def _summary(config: EvaluateConfig, loaded: LoadedModel, precision: str, heldou
                        "preset": loaded.config.preset, "network": type(getattr(loaded.model, "net", loaded.model)).__name__,
                        "precision": precision,
                        "parameters": int(sum(p.numel() for p in loaded.model.parameters())),
+                       "number_of_sites": SITE_COUNTS_DRAWN if loaded.config.model.site_condition else SITE_COUNTS_FREE,
                        "config": loaded.config.to_dict()},
         "settings": config.to_dict(),
         "data": {"heldout": {"path": str(config.data), "sha256": heldout_digest, "n_records": len(heldout.structures)},

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pccd_hpc.data.codec import DECODE_METHODS, CodecConfig
 from pccd_hpc.generate.plan import GeneratePlan, read_plan
-from pccd_hpc.generate.sampling import default_checkpoint, load_model, pick_device
+from pccd_hpc.generate.sampling import check_site_request, default_checkpoint, load_model, pick_device
 from pccd_hpc.generate.stage import ClusterOptions, run_generate
 from pccd_hpc.generate.systems import read_systems
 from pccd_hpc.generate.tasks import run_task
@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--systems", default=None, metavar="FILE", help="file with one system per line")
     gen.add_argument("--band-gap-class", type=int, choices=[0, 1, 2], default=None,
                      help="0 metal, 1 gap < 1.5 eV, 2 gap >= 1.5 eV (default: unconditioned)")
+    gen.add_argument("--n-sites", type=int, default=None,
+                     help="number of sites of every sample, for a model conditioned on it (default: each sample's "
+                     "count drawn from the training set's distribution for its number of elements)")
     gen.add_argument("--checkpoint", default=None, help="checkpoint file, step-N/ folder, or training run folder (its "
                      "newest complete checkpoint); default: the bundled model")
     gen.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim")
@@ -80,6 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run_generate(args: argparse.Namespace) -> int:
     checkpoint = _checkpoint_path(args.checkpoint)
     loaded = load_model(checkpoint, pick_device())  # once: its hash and codec go into the plan, local tasks reuse it
+    check_site_request(loaded, args.n_sites)
     systems = read_systems(args.elements or (None if args.systems else ["paper"]), args.systems)
     n_tasks = args.array_size or (1 if args.cluster == "local" else max(1, -(-args.n // 1000)))
     plan = GeneratePlan(
@@ -87,7 +91,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         sampler=args.sampler, steps=args.steps, guidance=args.guidance, band_gap_class=args.band_gap_class,
         batch_size=args.batch_size, seed=args.seed, n_tasks=min(n_tasks, args.n),
         codec=decode_codec(loaded.codec, args.cluster_eps, args.cluster_min_points, args.decode).to_dict(),
-        push_apart_factor=None if args.no_push_apart else args.push_apart_factor,
+        push_apart_factor=None if args.no_push_apart else args.push_apart_factor, n_sites=args.n_sites,
     )
     if args.plan_only:
         from pccd_hpc.generate.plan import write_plan

@@ -50,6 +50,9 @@ class GeneratePlan:
     """After decoding, push atoms apart until every d_ij >= this x (r_i + r_j) (AIRSS-style minimum
     separation, :mod:`pccd_hpc.data.separation`); None keeps the structures exactly as sampled.
     (The CLI default is 0.8; None here keeps plans written before this field as they were.)"""
+    n_sites: int | None = None
+    """Number of sites asked of a model conditioned on it (``model.site_condition``); None draws each
+    sample's count from the training set's distribution for its number of elements."""
 
     def __post_init__(self) -> None:
         self.systems = [tuple(int(z) for z in s) for s in self.systems]
@@ -62,6 +65,7 @@ class GeneratePlan:
         require(1 <= self.n_tasks <= self.n, "n_tasks", f"must be in [1, n], got {self.n_tasks}")
         require(self.band_gap_class in (None, 0, 1, 2), "band_gap_class",
                 f"must be 0, 1, 2 or None, got {self.band_gap_class}")
+        require(self.n_sites is None or self.n_sites >= 1, "n_sites", f"must be None or >= 1, got {self.n_sites}")
         require(self.push_apart_factor is None or 0 < self.push_apart_factor <= 1.5, "push_apart_factor",
                 f"must be None or in (0, 1.5], got {self.push_apart_factor}")
 

@@ -11,10 +11,10 @@ import torch
 
 from pccd_hpc.config import DiffusionConfig, RunConfig
 from pccd_hpc.data.codec import CodecConfig
-from pccd_hpc.model.conditioning import BAND_GAP_NULL, Conditions
+from pccd_hpc.model.conditioning import BAND_GAP_NULL, Conditions, draw_site_counts
 from pccd_hpc.model.diffusion import NoiseSchedule, from_model_space
 from pccd_hpc.model.samplers import DDIMSampler, DDPMSampler
-from pccd_hpc.model.factory import EpsPredictor, build_denoiser
+from pccd_hpc.model.factory import EpsPredictor, build_denoiser, site_encoder
 from pccd_hpc.train.checkpoint import export_checkpoint, load_checkpoint
 
 if TYPE_CHECKING:
@@ -74,12 +74,32 @@ export_slim_checkpoint = export_checkpoint
 """Former name of :func:`pccd_hpc.train.checkpoint.export_checkpoint` (kept for scripts)."""
 
 
+def check_site_request(loaded: LoadedModel, n_sites: int | None) -> None:
+    """``ValueError`` when ``n_sites`` is asked of a model without the site condition or outside its codec's range."""
+    if n_sites is None:
+        return
+    if site_encoder(loaded.model) is None:
+        raise ValueError(f"{loaded.path or 'checkpoint'} is not conditioned on the number of sites; "
+                         f"drop --n-sites or use a model trained with model.site_condition")
+    if not 1 <= n_sites <= loaded.codec.max_sites:
+        raise ValueError(f"--n-sites must be in [1, {loaded.codec.max_sites}] for this model's codec, got {n_sites}")
+
+
 class CheckpointSampler:
-    """Samples codec-space tensors (B, 3, 128, 3) for requested element slots."""
+    """Samples codec-space tensors (B, 3, 128, 3) for requested element slots.
+
+    A model conditioned on the number of sites (``model.site_condition``) gets ``n_sites`` for every
+    sample, or, when it is None, counts drawn from the training set's distribution for the number of
+    elements (with the sampling generator, so a seeded batch is reproducible).
+    """
 
     def __init__(self, loaded: LoadedModel, sampler: str = "ddim", steps: int = 50, guidance: float = 3.0,
-                 device: str | None = None) -> None:
+                 device: str | None = None, n_sites: int | None = None) -> None:
         self.loaded = loaded
+        check_site_request(loaded, n_sites)
+        encoder = site_encoder(loaded.model)
+        self.n_sites = n_sites
+        self.site_prior = encoder.site_count_prior.detach().cpu() if encoder is not None else None
         self.device = device or str(next(loaded.model.parameters()).device)
         diffusion: DiffusionConfig = loaded.config.diffusion
         schedule = NoiseSchedule(diffusion)
@@ -90,12 +110,23 @@ class CheckpointSampler:
         else:
             self.sampler = DDIMSampler(schedule, steps, 0.0, guidance, diffusion.clip_x0, magnetic_null)
 
-    def conditions(self, element_z: torch.Tensor, band_gap_class: int | None) -> Conditions:
-        """Conditions for a batch: the element slots, one band-gap class (or null), null magnetism."""
+    def conditions(self, element_z: torch.Tensor, band_gap_class: int | None,
+                   n_sites: torch.Tensor | None = None) -> Conditions:
+        """Conditions for a batch: the element slots, one band-gap class (or null), null magnetism, and
+        ``n_sites`` (B,) (None: the number of sites withheld)."""
         batch = element_z.shape[0]
         gap = BAND_GAP_NULL if band_gap_class is None else int(band_gap_class)
         return Conditions(element_z.long(), torch.full((batch,), gap, dtype=torch.long),
-                          torch.full((batch,), self.magnetic_null, dtype=torch.long)).to(self.device)
+                          torch.full((batch,), self.magnetic_null, dtype=torch.long), n_sites).to(self.device)
+
+    def site_counts(self, element_z: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor | None:
+        """Numbers of sites (B,) to ask for: the fixed ``n_sites``, counts drawn from the model's prior,
+        or None for a model without the site condition."""
+        if self.site_prior is None:
+            return None
+        if self.n_sites is not None:
+            return torch.full((element_z.shape[0],), self.n_sites, dtype=torch.long)
+        return draw_site_counts(self.site_prior, element_z, generator)
 
     @torch.no_grad()
     def denoise(self, x_t: torch.Tensor, t: int, cond: Conditions) -> torch.Tensor:
@@ -105,7 +136,7 @@ class CheckpointSampler:
     @torch.no_grad()
     def sample(self, element_z: torch.Tensor, band_gap_class: int | None, generator: torch.Generator) -> torch.Tensor:
         """Codec-space samples (B, 3, 128, 3) for ``element_z`` (B, 3)."""
-        cond = self.conditions(element_z, band_gap_class)
+        cond = self.conditions(element_z, band_gap_class, self.site_counts(element_z, generator))
         x = self.sampler.sample(self.loaded.model, cond, generator=generator, device=self.device)
         return from_model_space(x).float().cpu()
 
@@ -116,4 +147,4 @@ def load_sampler(plan: GeneratePlan, loaded: LoadedModel | None = None) -> Check
     loaded = loaded or load_model(plan.checkpoint, device)
     if loaded.sha256 != plan.checkpoint_sha256:
         raise ValueError(f"{plan.checkpoint} changed since the plan was made (sha256 differs); use a new --out folder")
-    return CheckpointSampler(loaded, plan.sampler, plan.steps, plan.guidance)
+    return CheckpointSampler(loaded, plan.sampler, plan.steps, plan.guidance, n_sites=plan.n_sites)

@@ -62,7 +62,7 @@ class DiTBlock(nn.Module):
 class DiT(nn.Module):
     """eps_theta (or v_theta) over point-row tokens: (B, 3, 128, 3), (B,) timesteps, Conditions -> (B, 3, 128, 3)."""
 
-    def __init__(self, config: DiTConfig, num_magnetic_classes: int = 0) -> None:
+    def __init__(self, config: DiTConfig, num_magnetic_classes: int = 0, site_condition: bool = False) -> None:
         super().__init__()
         self.config = config
         width, patch = config.width, config.patch_points
@@ -72,7 +72,7 @@ class DiT(nn.Module):
         self.pos = nn.Parameter(torch.randn(1, self.n_tokens, width) * 0.02)
         self.time_embed = nn.Sequential(SinusoidalEmbedding(width), nn.Linear(width, width), nn.SiLU(),
                                         nn.Linear(width, width))
-        self.cond_embed = ConditionEncoder(width, config.element_emb_dim, num_magnetic_classes)
+        self.cond_embed = ConditionEncoder(width, config.element_emb_dim, num_magnetic_classes, site_condition=site_condition)
         self.blocks = nn.ModuleList(DiTBlock(width, config.heads, config.mlp_ratio) for _ in range(config.depth))
         self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))

@@ -15,10 +15,20 @@ def build_denoiser(config: RunConfig) -> nn.Module:
     if config.denoiser == "dit":
         from pccd_hpc.model.dit import DiT
 
-        return DiT(config.dit, config.model.num_magnetic_classes)
+        return DiT(config.dit, config.model.num_magnetic_classes, config.model.site_condition)
     from pccd_hpc.model.unet import UNet
 
     return UNet(config.model)
+
+
+def site_encoder(model: nn.Module) -> "ConditionEncoder | None":
+    """The condition encoder of ``model`` (or of the network it wraps) when it reads the number of sites, else None."""
+    from pccd_hpc.model.conditioning import ConditionEncoder
+
+    for module in model.modules():
+        if isinstance(module, ConditionEncoder) and module.sites is not None:
+            return module
+    return None
 
 
 class EpsPredictor(nn.Module):

@@ -113,7 +113,8 @@ class UNet(nn.Module):
         self.time_embed = nn.Sequential(
             SinusoidalEmbedding(base), nn.Linear(base, cfg.cond_dim), nn.GELU(), nn.Linear(cfg.cond_dim, cfg.cond_dim)
         )
-        self.cond_embed = ConditionEncoder(cfg.cond_dim, cfg.element_emb_dim, cfg.num_magnetic_classes)
+        self.cond_embed = ConditionEncoder(cfg.cond_dim, cfg.element_emb_dim, cfg.num_magnetic_classes,
+                                           site_condition=cfg.site_condition)
         self.init_conv = nn.Conv2d(cfg.in_channels + (2 if cfg.periodic_features else 0), base, (7, 3), padding=(3, 1))
 
         n_levels, attn_kw = cfg.n_levels, dict(heads=cfg.attn_heads, dim_head=cfg.attn_dim_head)

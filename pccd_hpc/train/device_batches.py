@@ -56,7 +56,7 @@ class DeviceBatches:
         return int(self.n_sites.shape[0])
 
     def batch(self, indices: torch.Tensor | list[int], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Codec tensors ``x`` (B, 3, n_points, 3) plus ``element_z`` and ``band_gap_ev`` for dataset ``indices``.
+        """Codec tensors ``x`` (B, 3, n_points, 3) plus ``element_z``, ``band_gap_ev`` and ``n_sites`` for dataset ``indices``.
 
         With ``augment``: a random origin shift (added mod 1) per record, then the atoms of each species
         in random (``site_order = "random"``) or shifted-coordinate (``"canonical"``) order. ``generator``
@@ -93,7 +93,7 @@ class DeviceBatches:
         half = self.codec.n_points // 2
         x[:, 2, :half] = self.angle_rows[idx][:, None, :]
         x[:, 2, half:] = self.length_rows[idx][:, None, :]
-        return {"x": x, "element_z": self.element_z[idx], "band_gap_ev": self.band_gap[idx]}
+        return {"x": x, "element_z": self.element_z[idx], "band_gap_ev": self.band_gap[idx], "n_sites": n}
 
     def epoch(self, batches: Iterator[list[int]], seed: int, epoch: int, first_batch: int) -> Iterator[dict[str, torch.Tensor]]:
         """Augmented batches for an epoch's index lists; batch k's randomness comes from (seed, epoch, k)."""

@@ -4,9 +4,9 @@
 fills it with the EMA weights of ``CKPT`` (a run folder, a ``step-N/`` folder or an exported file such
 as the bundled model). The optimizer, learning-rate schedule and step count start anew. The two must
 describe the same problem -- the same codec, denoiser kind and diffusion process -- and every weight
-must fit; the one change allowed is extra input channels of the first convolution (the U-Net's
-``periodic_features``), whose weights start at zero so that the new network computes exactly what
-the source did.
+must fit; the changes allowed are extra input channels of the first convolution (the U-Net's
+``periodic_features``) and the site-count embedding (``site_condition``), whose weights start at zero
+so that the new network computes exactly what the source did.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 _GROWABLE_INPUT = "init_conv.weight"
 """The only weight whose shape may differ: (out, in, kh, kw) with more input channels in the new network."""
+_ADDABLE_PREFIX = "cond_embed.site"
+"""Weights the new network may add: the site-count embedding and its prior (``site_condition``), kept at their zero start."""
 _PROCESS_FIELDS = ("timesteps", "schedule", "beta_start", "beta_end", "prediction")
 """Diffusion settings the weights are tied to (loss settings may change when fine-tuning)."""
 
@@ -45,13 +47,19 @@ def load_initial_weights(model: nn.Module, source: Checkpoint, config: RunConfig
         if old != new:
             raise ValueError(f"{where}: diffusion.{name} is {old!r} there and {new!r} here; the weights are tied to it")
     target = model.state_dict()
-    missing = sorted(set(target) - set(source.ema))
+    added = sorted(key for key in set(target) - set(source.ema) if key.startswith(_ADDABLE_PREFIX))
+    missing = sorted(set(target) - set(source.ema) - set(added))
     unexpected = sorted(set(source.ema) - set(target))
     if missing or unexpected:
         raise ValueError(f"{where}: network layouts differ (missing here: {missing[:5]}, not in the new network: "
                          f"{unexpected[:5]}); the model config must match the source's")
     loaded: dict[str, torch.Tensor] = {}
+    for key in added:
+        loaded[key] = target[key]
+        log.info("%s: %s added (site condition), starting at zero", where, key)
     for key, new in target.items():
+        if key in added:
+            continue
         old = source.ema[key].to(new.dtype)
         if old.shape == new.shape:
             loaded[key] = old

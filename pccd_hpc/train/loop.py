@@ -26,10 +26,10 @@ from torch.nn.parallel import DistributedDataParallel
 from pccd_hpc.config import RunConfig, save_toml
 from pccd_hpc.data.dataset import ShardDataset
 from pccd_hpc.io_utils import atomic_write_text
-from pccd_hpc.model.conditioning import conditions_from_batch
+from pccd_hpc.model.conditioning import conditions_from_batch, site_count_histogram
 from pccd_hpc.model.diffusion import NoiseSchedule, diffusion_loss, sample_training_noise, to_model_space
 from pccd_hpc.model.distance_loss import lattice_matrices
-from pccd_hpc.model.factory import build_denoiser
+from pccd_hpc.model.factory import build_denoiser, site_encoder
 from pccd_hpc.model.unet import count_parameters
 from pccd_hpc.train import checkpoint as ckpt
 from pccd_hpc.train import distributed as dist_utils
@@ -80,6 +80,8 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
     if state is None and tc.init_from:  # fine-tuning: weights from another model, everything else fresh
         source = ckpt.load_checkpoint(tc.init_from, map_location=device)
         load_initial_weights(model, source, config, dataset.codec)
+    if state is None and config.model.site_condition:
+        set_site_count_prior(model, dataset)
     ema = EMA(model, tc.ema_decay, tc.ema_warmup)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _LRSchedule(tc.warmup_steps, tc.max_steps, tc.lr_decay,
@@ -123,7 +125,10 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
                 tc.batch_size, schedule.timesteps, config.diffusion.cond_drop_prob, gen))
             batches_seen += 1
             x0 = to_model_space(batch["x"].to(device, non_blocking=True))
-            cond = conditions_from_batch(batch, magnetic_null).to(device)
+            cond = conditions_from_batch(batch, magnetic_null, with_sites=config.model.site_condition).to(device)
+            if config.model.site_condition:  # drawn after the noise, so runs without the condition are unchanged
+                withhold = (torch.rand(tc.batch_size, generator=gen) < tc.site_drop_prob)[env.rank::env.world_size]
+                cond = cond.without_sites(withhold.to(device))
             with _autocast(tc.precision, device):
                 dc = config.diffusion
                 lattice = (lattice_matrices(batch["x"].to(device), dataset.codec)
@@ -185,6 +190,21 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
     if state is not None and math.isnan(last_loss):
         last_loss = state.loss
     return TrainResult(step=step, loss=last_loss, skipped_nonfinite=skipped_total, run_dir=run_dir)
+
+
+def set_site_count_prior(model: torch.nn.Module, dataset: ShardDataset) -> None:
+    """Store the training set's site-count histogram (by number of elements) in ``model``'s condition encoder."""
+    encoder = site_encoder(model)
+    if encoder is None:
+        raise ValueError("set_site_count_prior needs a network built with model.site_condition")
+    n_sites, element_z = [], []
+    for shard in range(len(dataset.shards)):
+        arrays = dataset.shard_arrays(shard)
+        n_sites.append(torch.as_tensor(arrays.n_sites))
+        element_z.append(torch.as_tensor(arrays.element_z))
+    hist = site_count_histogram(torch.cat(n_sites), torch.cat(element_z))
+    encoder.site_count_prior.copy_(hist.to(encoder.site_count_prior.device))
+    log.info("site-count prior from %d training crystals", int(hist.sum()))
 
 
 class _LRSchedule:

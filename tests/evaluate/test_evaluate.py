@@ -48,6 +48,7 @@ def test_evaluate_writes_every_part_and_resumes_only_what_changed(trained_tiny_c
     loaded = load_model(str(trained_tiny_checkpoint))
     assert summary["checkpoint"]["sha256"] == loaded.sha256 and summary["checkpoint"]["step"] == 4
     assert summary["machine"]["torch_threads"] == 1
+    assert summary["checkpoint"]["number_of_sites"].startswith("not a condition")  # the tiny model reads no count
     assert summary["denovo"]["n_samples"] == 6
     assert summary["coverage"]["n_generated"] == 6 and summary["coverage"]["n_reference"] == 9
     assert set(summary["reconstruction"]) == {p for p in PARTS if p.startswith("reconstruct-")}
@@ -91,6 +92,7 @@ def test_evaluate_writes_every_part_and_resumes_only_what_changed(trained_tiny_c
 
     page = (out / "evaluate.md").read_text()
     assert "median atom error as sampled" in page and "Plausible by number of sites" in page
+    assert f"Number of sites: {summary['checkpoint']['number_of_sites']}." in page
     assert sum(row["n"] for row in summary["denovo"]["by_sites"]) == round(summary["denovo"]["decode_valid_pct"] * 6 / 100)
     assert "valid and plausible" in page and "COV-R" in page and "after push-apart" in page and "NaN" not in page and "nan %" not in page
     for figure in ("figures/min-bond-ratio.png", "reconstruct-heldout-t300/reconstruct.png"):
