@@ -79,16 +79,32 @@ def _batch_seed(seed: int, batch: int) -> int:
 
 
 def sample_tensors(loaded: LoadedModel, systems: np.ndarray, sampler: str, steps: int, guidance: float,
-                   seed: int, batch_size: int, device: str = "cpu") -> np.ndarray:
-    """Codec tensors (n, 3, 128, 3) sampled for ``systems`` (n, 3), unconditioned on band gap; seeded per batch."""
+                   seed: int, batch_size: int, device: str = "cpu") -> tuple[np.ndarray, np.ndarray | None]:
+    """Codec tensors (n, 3, 128, 3) sampled for ``systems`` (n, 3), unconditioned on band gap; seeded per batch.
+
+    Also the numbers of sites asked for (n,) when the model is conditioned on them (drawn from its
+    training distribution), else None.
+    """
     model_sampler = CheckpointSampler(loaded, sampler, steps, guidance, device)
-    out = []
+    out, asked = [], []
     for b, start in enumerate(range(0, len(systems), batch_size)):
         element_z = torch.as_tensor(systems[start : start + batch_size], dtype=torch.int64)
         generator = torch.Generator().manual_seed(_batch_seed(seed, b))
-        out.append(model_sampler.sample(element_z, None, generator).numpy().astype(np.float32))
+        n_sites = model_sampler.site_counts(element_z, generator)
+        out.append(model_sampler.sample(element_z, None, generator, n_sites).numpy().astype(np.float32))
+        if n_sites is not None:
+            asked.append(n_sites.numpy())
         log.info("de novo: sampled %d/%d", min(start + batch_size, len(systems)), len(systems))
-    return np.concatenate(out)
+    return np.concatenate(out), (np.concatenate(asked) if asked else None)
+
+
+def site_count_adherence(samples: Sequence[DecodedSample], requested: np.ndarray) -> dict:
+    """How often a sample decodes with the number of sites it asked for (percentages of ALL samples)."""
+    if len(samples) != len(requested):
+        raise ValueError(f"{len(samples)} samples but {len(requested)} requested site counts")
+    hits = [s.structure is not None and len(s.structure) == int(n) for s, n in zip(samples, requested)]
+    return {"n": len(samples), "as_requested_pct": _pct(sum(hits), len(samples)),
+            "requested_mean": float(np.mean(requested)) if len(requested) else None}
 
 
 def generate_decode_codec(loaded: LoadedModel) -> CodecConfig:

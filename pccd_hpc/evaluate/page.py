@@ -156,6 +156,10 @@ def _by_sites_table(denovo: dict, pushed: dict, reference: dict) -> list[str]:
         lines.append(f"| {r['sites']} | {r['n']} ({_fmt(r['share_pct'], unit=' %')}) | {_fmt(r['plausible_pct'], unit=' %')} | "
                      f"{_fmt(q.get('plausible_pct'), unit=' %')} | {h.get('n', '')} ({_fmt(h.get('share_pct'), unit=' %')}) | "
                      f"{_fmt(h.get('plausible_pct'), unit=' %')} |")
+    asked = denovo.get("site_count")
+    if asked:
+        lines += ["", f"Each sample asked for a number of sites (mean {_fmt(asked['requested_mean'], 2)}); "
+                  f"{_fmt(asked['as_requested_pct'], unit=' %')} of all samples decode with exactly that many."]
     return lines
 
 

@@ -24,7 +24,7 @@ from pccd_hpc.evaluate.config import EvaluateConfig
 from pccd_hpc.evaluate.coverage import COMPOSITION_CUTOFF_MP20, STRUCTURE_CUTOFF_MP20, Fingerprints, coverage, fingerprint_structures
 from pccd_hpc.evaluate.denovo import (
     HeldOut, cycled_systems, decode_samples, denovo_metrics, generate_decode_codec, load_heldout, push_samples,
-    reference_geometry, sample_tensors,
+    reference_geometry, sample_tensors, site_count_adherence,
 )
 from pccd_hpc.evaluate.machine import machine_info
 from pccd_hpc.evaluate.parts import folder_digest, json_safe, run_part, source_digest
@@ -79,8 +79,12 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
         with np.load(out / SAMPLES_FILE) as data:
             return decode_samples(data["tensors"], data["element_z"], codec)
 
+    def requested() -> np.ndarray | None:
+        with np.load(out / SAMPLES_FILE) as data:
+            return data["n_sites"] if "n_sites" in data else None
+
     denovo_settings = {**inputs, "plausible_factor": PLAUSIBLE_BOND_FACTOR, "code_sha256": source_digest(DENOVO_CODE)}
-    records["denovo"] = run_part(out, "denovo", sha, denovo_settings, lambda: _denovo(decoded(), heldout))
+    records["denovo"] = run_part(out, "denovo", sha, denovo_settings, lambda: _denovo(decoded(), heldout, requested()))
 
     @lru_cache(maxsize=1)
     def pushed():
@@ -134,11 +138,12 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
 
 def _sample(out: Path, loaded: LoadedModel, heldout: HeldOut, config: EvaluateConfig) -> tuple[dict, int]:
     systems = cycled_systems(heldout.element_z, config.n_samples, config.seed)
-    tensors = sample_tensors(loaded, systems, config.sampler, config.steps, config.guidance, config.seed,
-                             config.batch_size)
+    tensors, n_sites = sample_tensors(loaded, systems, config.sampler, config.steps, config.guidance, config.seed,
+                                      config.batch_size)
     with atomic_path(out / SAMPLES_FILE) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, tensors=tensors, element_z=systems)
+            asked = {} if n_sites is None else {"n_sites": n_sites}
+            np.savez(fh, tensors=tensors, element_z=systems, **asked)
     n_systems = len({tuple(sorted(set(row.tolist()))) for row in systems})
     return {"n_samples": len(tensors), "n_chemical_systems": n_systems,
             "samples_sha256": sha256_file(out / SAMPLES_FILE)}, len(tensors)
@@ -175,9 +180,11 @@ def _samples_intact(out: Path, record: dict) -> bool:
     return path.exists() and sha256_file(path) == record["result"].get("samples_sha256")
 
 
-def _denovo(decoded, heldout: HeldOut) -> tuple[dict, int]:
+def _denovo(decoded, heldout: HeldOut, requested: np.ndarray | None) -> tuple[dict, int]:
     result = denovo_metrics(decoded, heldout.structures)
     result["heldout"] = reference_geometry(heldout.structures)
+    if requested is not None:
+        result["site_count"] = site_count_adherence(decoded, requested)
     return result, len(decoded)
 
 

@@ -134,9 +134,13 @@ class CheckpointSampler:
         return self.sampler.denoise(self.loaded.model, x_t.to(self.device), cond, start=t)
 
     @torch.no_grad()
-    def sample(self, element_z: torch.Tensor, band_gap_class: int | None, generator: torch.Generator) -> torch.Tensor:
-        """Codec-space samples (B, 3, 128, 3) for ``element_z`` (B, 3)."""
-        cond = self.conditions(element_z, band_gap_class, self.site_counts(element_z, generator))
+    def sample(self, element_z: torch.Tensor, band_gap_class: int | None, generator: torch.Generator,
+               n_sites: torch.Tensor | None = None) -> torch.Tensor:
+        """Codec-space samples (B, 3, 128, 3) for ``element_z`` (B, 3); ``n_sites`` (B,) are the counts asked
+        for (default :meth:`site_counts`, drawn with ``generator``)."""
+        if n_sites is None:
+            n_sites = self.site_counts(element_z, generator)
+        cond = self.conditions(element_z, band_gap_class, n_sites)
         x = self.sampler.sample(self.loaded.model, cond, generator=generator, device=self.device)
         return from_model_space(x).float().cpu()
 

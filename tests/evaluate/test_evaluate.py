@@ -158,3 +158,26 @@ def test_reconstruction_gaps_explain_every_missing_figure_and_nothing_else() -> 
                                  "noisy_input": {"atom_error_ang": None}})
     assert set(gaps) == {"coordinate_mae_frac", "rms_mean", "noisy_input.atom_error_ang"}
     assert "matched" in gaps["rms_mean"] and "noisy input" in gaps["noisy_input.atom_error_ang"]
+
+
+def test_a_model_conditioned_on_the_number_of_sites_reports_how_often_samples_keep_the_count_asked_for(
+        small_shards: Path, tmp_path: Path) -> None:
+    from pccd_hpc.config import tiny_preset
+    from pccd_hpc.train.loop import train
+
+    config = tiny_preset().with_overrides({"model": {"site_condition": True}, "train": {
+        "batch_size": 4, "max_steps": 2, "checkpoint_every": 2, "threads_per_process": 1, "warmup_steps": 1}})
+    train(config, small_shards, tmp_path / "run")
+    out = tmp_path / "eval"
+    summary = _evaluate(tmp_path / "run", small_shards, out, "--skip-coverage")
+    assert summary["checkpoint"]["number_of_sites"].startswith("a condition")
+    with np.load(out / "denovo-samples.npz") as data:
+        asked, tensors, systems = data["n_sites"], data["tensors"], data["element_z"]
+    heldout = load_heldout(small_shards)
+    assert len(asked) == 6 and set(asked.tolist()) <= {len(s) for s in heldout.structures}  # drawn from the training counts
+    codec = generate_decode_codec(load_model(str(tmp_path / "run")))
+    decoded = [decode_tensor(t, z, codec) for t, z in zip(tensors, systems)]
+    hits = sum(r.structure is not None and len(r.structure) == n for r, n in zip(decoded, asked))
+    assert summary["denovo"]["site_count"]["as_requested_pct"] == pytest.approx(100 * hits / 6)
+    assert summary["denovo"]["site_count"]["requested_mean"] == pytest.approx(float(np.mean(asked)))
+    assert "asked for a number of sites" in (out / "evaluate.md").read_text()
