@@ -155,6 +155,12 @@ _RECONSTRUCTION_GAPS = (("rms_mean", "no reconstruction matched its original"),
                         ("atom_error_ang", "no reconstruction with the right atoms"))
 
 
+def _reference_gaps(reference: dict) -> dict[str, str]:
+    """Why a figure of the held-out reference (``heldout_reference`` in evaluate.json) is missing: an empty site bin."""
+    return {f"heldout_reference.by_sites.{row['sites']}.plausible_pct": "no held-out structure with that many sites"
+            for row in reference.get("by_sites", []) if row["plausible_pct"] is None}
+
+
 def _reconstruction_gaps(metrics: dict) -> dict[str, str]:
     """Why each missing figure of one reconstruction is missing: as decoded, as sampled, and for the noisy input.
 
@@ -237,6 +243,7 @@ def _summary(config: EvaluateConfig, loaded: LoadedModel, precision: str, heldou
             not_computed[name] = record["skipped"]
         for key, reason in (record.get("not_computed") or {}).items():
             not_computed[f"{name}.{key}"] = reason
+    not_computed.update(_reference_gaps(records["denovo"]["result"].get("heldout") or {}))
     if config.push_apart_factor is None:
         not_computed["denovo-pushed"] = "not computed: push_apart_factor is None (--no-push-apart)"
     if config.train_data is None:

@@ -94,6 +94,10 @@ def test_evaluate_writes_every_part_and_resumes_only_what_changed(trained_tiny_c
     assert "median atom error as sampled" in page and "Plausible by number of sites" in page
     assert f"Number of sites: {summary['checkpoint']['number_of_sites']}." in page
     assert sum(row["n"] for row in summary["denovo"]["by_sites"]) == round(summary["denovo"]["decode_valid_pct"] * 6 / 100)
+    ref_rows = summary["heldout_reference"]["by_sites"]
+    assert sum(row["n"] for row in ref_rows) == summary["heldout_reference"]["n"] == 9
+    empty = {f"heldout_reference.by_sites.{row['sites']}.plausible_pct" for row in ref_rows if row["n"] == 0}
+    assert empty == {k for k in summary["not_computed"] if k.startswith("heldout_reference.by_sites")}
     assert "valid and plausible" in page and "COV-R" in page and "after push-apart" in page and "NaN" not in page and "nan %" not in page
     for figure in ("figures/min-bond-ratio.png", "reconstruct-heldout-t300/reconstruct.png"):
         assert f"]({figure})" in page
@@ -181,3 +185,16 @@ def test_a_model_conditioned_on_the_number_of_sites_reports_how_often_samples_ke
     assert summary["denovo"]["site_count"]["as_requested_pct"] == pytest.approx(100 * hits / 6)
     assert summary["denovo"]["site_count"]["requested_mean"] == pytest.approx(float(np.mean(asked)))
     assert "asked for a number of sites" in (out / "evaluate.md").read_text()
+
+
+def test_an_empty_site_bin_of_the_held_out_reference_is_explained() -> None:
+    from pccd_hpc.evaluate.denovo import plausible_by_sites
+    from pccd_hpc.evaluate.stage import _reference_gaps
+    from pymatgen.core import Lattice, Structure
+
+    small = Structure(Lattice.cubic(4.2), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    rows = plausible_by_sites([small, small], [0.9, 0.95])
+    assert _reference_gaps({"by_sites": rows}) == {
+        f"heldout_reference.by_sites.{bin_}.plausible_pct": "no held-out structure with that many sites"
+        for bin_ in ("5-8", "9-12", "13-16")}
+    assert _reference_gaps({"by_sites": plausible_by_sites([small], [0.9])[:1]}) == {}
