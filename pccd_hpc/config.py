@@ -212,8 +212,8 @@ class TrainConfig:
     init_from: str = ""
     """Checkpoint (run folder, ``step-N/`` folder or exported file) whose EMA weights start a fresh run:
     fine-tuning, with a new optimizer and learning-rate schedule. The network may add input channels
-    (``periodic_features``; their weights start at zero, so the start is the source model); every other
-    weight must match. Ignored once the run folder has a checkpoint of its own (the run then resumes)."""
+    (``periodic_features``) or the number of sites as a condition (``site_condition``); their input
+    weights start at zero, so the start is the source model. Every other weight must match. Ignored once the run folder has a checkpoint of its own (the run then resumes)."""
     augment: bool = True
     """Random origin shifts (and, with ``site_order = "random"``, within-species permutations) of every sample."""
     origin: str = "random"

@@ -5,8 +5,9 @@ fills it with the EMA weights of ``CKPT`` (a run folder, a ``step-N/`` folder or
 as the bundled model). The optimizer, learning-rate schedule and step count start anew. The two must
 describe the same problem -- the same codec, denoiser kind and diffusion process -- and every weight
 must fit; the changes allowed are extra input channels of the first convolution (the U-Net's
-``periodic_features``) and the site-count embedding (``site_condition``), whose weights start at zero
-so that the new network computes exactly what the source did.
+``periodic_features``) and the number of sites as a condition (``site_condition``: its embedding and
+the condition MLP's extra input columns). The new input weights start at zero, so the new network
+computes exactly what the source did.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from pccd_hpc.train.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 
-_GROWABLE_INPUT = "init_conv.weight"
-"""The only weight whose shape may differ: (out, in, kh, kw) with more input channels in the new network."""
+_GROWABLE_INPUTS = ("init_conv.weight", "cond_embed.mlp.0.weight")
+"""The only weights whose shape may differ: more input channels (dimension 1) in the new network, the
+first convolution's (``periodic_features``) or the condition MLP's (``site_condition``)."""
 _ADDABLE_PREFIX = "cond_embed.site"
-"""Weights the new network may add: the site-count embedding and its prior (``site_condition``), kept at their zero start."""
+"""Weights the new network may add: the site-count embedding and its prior (``site_condition``), kept as built
+(the embedding reaches the output only through the MLP's new input columns, which start at zero)."""
 _PROCESS_FIELDS = ("timesteps", "schedule", "beta_start", "beta_end", "prediction")
 """Diffusion settings the weights are tied to (loss settings may change when fine-tuning)."""
 
@@ -56,14 +59,14 @@ def load_initial_weights(model: nn.Module, source: Checkpoint, config: RunConfig
     loaded: dict[str, torch.Tensor] = {}
     for key in added:
         loaded[key] = target[key]
-        log.info("%s: %s added (site condition), starting at zero", where, key)
+        log.info("%s: %s added (site condition)", where, key)
     for key, new in target.items():
         if key in added:
             continue
         old = source.ema[key].to(new.dtype)
         if old.shape == new.shape:
             loaded[key] = old
-        elif key.endswith(_GROWABLE_INPUT) and _grows_input(old.shape, new.shape):
+        elif key.endswith(_GROWABLE_INPUTS) and _grows_input(old.shape, new.shape):
             grown = torch.zeros_like(new)
             grown[:, : old.shape[1]] = old
             loaded[key] = grown
@@ -76,4 +79,4 @@ def load_initial_weights(model: nn.Module, source: Checkpoint, config: RunConfig
 
 
 def _grows_input(old: torch.Size, new: torch.Size) -> bool:
-    return len(old) == len(new) == 4 and new[1] > old[1] and old[0] == new[0] and old[2:] == new[2:]
+    return len(old) == len(new) >= 2 and new[1] > old[1] and old[0] == new[0] and old[2:] == new[2:]
