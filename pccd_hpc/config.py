@@ -247,6 +247,9 @@ class TrainConfig:
     """With ``model.site_condition``: probability that a sample's number of sites is withheld on its own
     (besides ``diffusion.cond_drop_prob``, which withholds every condition), so that the model also
     learns the count-free case that reconstruction uses."""
+    site_lr_scale: float = 1.0
+    """Learning-rate multiplier of the site condition's own weights (``cond_embed.site*``): a fine-tune that
+    adds the condition to a trained network starts them at zero and needs them to catch up."""
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
@@ -272,6 +275,7 @@ class TrainConfig:
         _require(self.precision in ("auto", "bf16", "fp32"), "precision", "must be auto, bf16 or fp32")
         _require(self.threads_per_process >= 0, "threads_per_process", "must be >= 0")
         _require(0 <= self.site_drop_prob <= 1, "site_drop_prob", "must be in [0, 1]")
+        _require(self.site_lr_scale > 0, "site_lr_scale", "must be positive")
 
 
 @dataclass

@@ -174,10 +174,11 @@ class ConditionEncoder(nn.Module):
     Output: (B, cond_dim). Null indices have their own learned rows, so a dropped condition is a
     different network input from any real one.
 
-    With ``site_condition`` the number of sites is one more embedded input of the MLP, like the band-gap
-    class. Its null row is fixed at zero, so a withheld count adds nothing: fine-tuning a network
-    without the condition (its MLP's new input columns start at zero, see
-    :mod:`pccd_hpc.train.init_weights`) starts exactly where that network was. The buffer
+    With ``site_condition`` the number of sites is one more embedded input of the MLP's first layer,
+    through its own projection ``site_proj`` (equal to extra input columns of that layer, kept apart so
+    that training can give it its own learning rate, ``train.site_lr_scale``). The projection starts at
+    zero and the null row of the embedding is fixed at zero, so a withheld count adds nothing and
+    fine-tuning a network without the condition starts exactly where that network was. The buffer
     ``site_count_prior`` holds the training set's :func:`site_count_histogram`, from which samplers
     draw counts (it travels with the weights).
     """
@@ -189,16 +190,20 @@ class ConditionEncoder(nn.Module):
         self.element = nn.Embedding(MAX_ATOMIC_NUMBER + 1, element_emb_dim)
         self.band_gap = nn.Embedding(N_BAND_GAP_CLASSES + 1, element_emb_dim)
         self.magnetic = nn.Embedding(num_magnetic_classes + 1, element_emb_dim)
-        in_dim = element_emb_dim * (n_slots + 2 + int(site_condition))
+        in_dim = element_emb_dim * (n_slots + 2)
         self.mlp = nn.Sequential(nn.Linear(in_dim, cond_dim), nn.GELU(), nn.Linear(cond_dim, cond_dim))
         self.sites: nn.Embedding | None = None
-        if site_condition:  # the count's input columns come last, so they are the ones a fine-tune adds
+        self.site_proj: nn.Linear | None = None
+        if site_condition:
             self.sites = nn.Embedding(MAX_CONDITIONED_SITES + 1, element_emb_dim, padding_idx=SITES_NULL)
+            self.site_proj = nn.Linear(element_emb_dim, cond_dim, bias=False)
+            nn.init.zeros_(self.site_proj.weight)
             self.register_buffer("site_count_prior", torch.zeros(N_ELEMENT_SLOTS + 1, MAX_CONDITIONED_SITES + 1))
 
     def forward(self, cond: Conditions) -> torch.Tensor:
         elements = self.element(cond.element_z).flatten(1)
         parts = [elements, self.band_gap(cond.band_gap), self.magnetic(cond.magnetic)]
+        hidden = self.mlp[0](torch.cat(parts, dim=-1))
         if self.sites is not None:
-            parts.append(self.sites(cond.n_sites.clamp(0, MAX_CONDITIONED_SITES)))
-        return self.mlp(torch.cat(parts, dim=-1))
+            hidden = hidden + self.site_proj(self.sites(cond.n_sites.clamp(0, MAX_CONDITIONED_SITES)))
+        return self.mlp[2](self.mlp[1](hidden))

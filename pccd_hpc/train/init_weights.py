@@ -6,8 +6,8 @@ as the bundled model). The optimizer, learning-rate schedule and step count star
 describe the same problem -- the same codec, denoiser kind and diffusion process -- and every weight
 must fit; the changes allowed are extra input channels of the first convolution (the U-Net's
 ``periodic_features``) and the number of sites as a condition (``site_condition``: its embedding and
-the condition MLP's extra input columns). The new input weights start at zero, so the new network
-computes exactly what the source did.
+projection). The new input weights start at zero, so the new network computes exactly what the
+source did.
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ from pccd_hpc.train.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 
-_GROWABLE_INPUTS = ("init_conv.weight", "cond_embed.mlp.0.weight")
-"""The only weights whose shape may differ: more input channels (dimension 1) in the new network, the
-first convolution's (``periodic_features``) or the condition MLP's (``site_condition``)."""
+_GROWABLE_INPUT = "init_conv.weight"
+"""The only weight whose shape may differ: (out, in, kh, kw) with more input channels in the new network."""
 _ADDABLE_PREFIX = "cond_embed.site"
 """Weights the new network may add: the site-count embedding and its prior (``site_condition``), kept as built
-(the embedding reaches the output only through the MLP's new input columns, which start at zero)."""
+(the embedding reaches the output only through its projection, which starts at zero)."""
 _PROCESS_FIELDS = ("timesteps", "schedule", "beta_start", "beta_end", "prediction")
 """Diffusion settings the weights are tied to (loss settings may change when fine-tuning)."""
 
@@ -66,7 +65,7 @@ def load_initial_weights(model: nn.Module, source: Checkpoint, config: RunConfig
         old = source.ema[key].to(new.dtype)
         if old.shape == new.shape:
             loaded[key] = old
-        elif key.endswith(_GROWABLE_INPUTS) and _grows_input(old.shape, new.shape):
+        elif key.endswith(_GROWABLE_INPUT) and _grows_input(old.shape, new.shape):
             grown = torch.zeros_like(new)
             grown[:, : old.shape[1]] = old
             loaded[key] = grown
@@ -79,4 +78,4 @@ def load_initial_weights(model: nn.Module, source: Checkpoint, config: RunConfig
 
 
 def _grows_input(old: torch.Size, new: torch.Size) -> bool:
-    return len(old) == len(new) >= 2 and new[1] > old[1] and old[0] == new[0] and old[2:] == new[2:]
+    return len(old) == len(new) == 4 and new[1] > old[1] and old[0] == new[0] and old[2:] == new[2:]

@@ -83,7 +83,8 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
     if state is None and config.model.site_condition:
         set_site_count_prior(model, dataset)
     ema = EMA(model, tc.ema_decay, tc.ema_warmup)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model, tc.lr, tc.site_lr_scale), lr=tc.lr, betas=tc.betas,
+                                  weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _LRSchedule(tc.warmup_steps, tc.max_steps, tc.lr_decay,
                                                                           tc.min_lr_ratio))
     step, batches_seen, skipped_total = 0, 0, 0
@@ -190,6 +191,22 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
     if state is not None and math.isnan(last_loss):
         last_loss = state.loss
     return TrainResult(step=step, loss=last_loss, skipped_nonfinite=skipped_total, run_dir=run_dir)
+
+
+SITE_PARAMETER_PREFIX = "cond_embed.site"
+"""Names of the site condition's own weights (embedding and projection)."""
+
+
+def parameter_groups(model: torch.nn.Module, lr: float, site_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    """Optimizer parameter groups: every weight at ``lr``, the site condition's at ``lr * site_lr_scale``.
+
+    One group when the network has no site condition (the optimizer state of older runs keeps its layout).
+    """
+    site = [p for name, p in model.named_parameters() if name.startswith(SITE_PARAMETER_PREFIX)]
+    rest = [p for name, p in model.named_parameters() if not name.startswith(SITE_PARAMETER_PREFIX)]
+    if not site:
+        return [{"params": rest, "lr": lr}]
+    return [{"params": rest, "lr": lr}, {"params": site, "lr": lr * site_lr_scale}]
 
 
 def set_site_count_prior(model: torch.nn.Module, dataset: ShardDataset) -> None:

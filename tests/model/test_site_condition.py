@@ -76,26 +76,33 @@ def test_an_empty_row_falls_back_to_crystals_with_enough_sites_and_an_empty_prio
         draw_site_counts(torch.zeros(4, MAX_CONDITIONED_SITES + 1), torch.tensor([[8, 0, 0]]))
 
 
-def test_the_count_is_one_more_mlp_input_whose_null_row_stays_zero() -> None:
+def test_the_count_enters_through_a_zero_start_projection_and_its_null_row_stays_zero() -> None:
     torch.manual_seed(0)
     plain = ConditionEncoder(16, 8, 0)
     with_sites = ConditionEncoder(16, 8, 0, site_condition=True)
-    assert with_sites.mlp[0].in_features == plain.mlp[0].in_features + 8  # the count's columns come last
-    with torch.no_grad():  # the count-free weights, and zero on the count's columns: the count-free encoder
-        for (name, new), old in zip(with_sites.named_parameters(), plain.parameters()):
-            if name == "mlp.0.weight":
-                new.zero_()
-                new[:, : old.shape[1]] = old
-            elif not name.startswith("sites"):
-                new.copy_(old)
+    missing, unexpected = with_sites.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["site_count_prior", "site_proj.weight", "sites.weight"] and not unexpected
     cond = _cond([5, 9, 1, 16])
-    assert torch.allclose(plain(cond), with_sites(cond))
+    assert torch.allclose(plain(cond), with_sites(cond))  # the projection starts at zero: the count-free encoder
     optimizer = torch.optim.SGD(with_sites.parameters(), lr=0.1)
     with_sites(cond).pow(2).sum().backward()
     optimizer.step()
-    rows = with_sites.sites.weight
-    assert torch.count_nonzero(rows[SITES_NULL]) == 0  # withheld stays the count-free input
+    assert torch.count_nonzero(with_sites.sites.weight[SITES_NULL]) == 0  # withheld stays the count-free input
+    assert torch.count_nonzero(with_sites.site_proj.weight) > 0
     assert not torch.allclose(with_sites(_cond([5, 5, 5, 5])), with_sites(_cond([9, 9, 9, 9])))
+
+
+def test_the_site_weights_get_their_own_learning_rate() -> None:
+    from pccd_hpc.train.loop import parameter_groups
+
+    config = tiny_preset()
+    plain = build_denoiser(config)
+    assert [len(g["params"]) for g in parameter_groups(plain, 1e-3, 10.0)] == [len(list(plain.parameters()))]
+    net = build_denoiser(config.with_overrides({"model": {"site_condition": True}}))
+    rest, site = parameter_groups(net, 1e-3, 10.0)
+    assert site["lr"] == pytest.approx(1e-2) and rest["lr"] == pytest.approx(1e-3)
+    assert {id(p) for p in site["params"]} == {id(net.cond_embed.sites.weight), id(net.cond_embed.site_proj.weight)}
+    assert len(rest["params"]) + 2 == len(list(net.parameters()))
 
 
 def test_networks_find_their_site_encoder_only_when_built_with_the_condition() -> None:
