@@ -76,11 +76,11 @@ def test_bundled_recipe_stages_resolve_and_the_last_one_is_the_shipped_config() 
     root = BUNDLED_CHECKPOINT.parents[2]
     script = (root / "scripts" / "build_bundled_model.sh").read_text()
     tomls = re.findall(r"--config (\S+\.toml)", script)
-    assert len(tomls) == 6, tomls  # recipe E and five fine-tunes (MODEL_CARD.md)
+    assert len(tomls) == 7, tomls  # recipe E and six fine-tunes (MODEL_CARD.md)
     configs = [resolve_config("cpu", root / path) for path in tomls]
     card = json.loads(CARD.read_text())["config"]
     last = configs[-1].to_dict()
     for section in ("diffusion", "model"):
         assert last[section] == card[section], section
-    for key in ("site_order", "origin", "lr", "lr_decay", "batch_size", "precision"):
+    for key in ("site_order", "origin", "lr", "lr_decay", "batch_size", "precision", "site_drop_prob", "site_lr_scale"):
         assert last["train"][key] == card["train"][key], key
