@@ -21,6 +21,10 @@ def build_denoiser(config: RunConfig) -> nn.Module:
     return UNet(config.model)
 
 
+SITE_WEIGHTS_PREFIX = "cond_embed.site"
+"""State-dict names of the site condition's own weights (embedding, projection, prior) in both denoisers."""
+
+
 def site_encoder(model: nn.Module) -> "ConditionEncoder | None":
     """The condition encoder of ``model`` (or of the network it wraps) when it reads the number of sites, else None."""
     from pccd_hpc.model.conditioning import ConditionEncoder

@@ -19,15 +19,13 @@ from torch import nn
 
 from pccd_hpc.config import RunConfig
 from pccd_hpc.data.codec import CodecConfig
+from pccd_hpc.model.factory import SITE_WEIGHTS_PREFIX
 from pccd_hpc.train.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 
 _GROWABLE_INPUT = "init_conv.weight"
 """The only weight whose shape may differ: (out, in, kh, kw) with more input channels in the new network."""
-_ADDABLE_PREFIX = "cond_embed.site"
-"""Weights the new network may add: the site-count embedding and its prior (``site_condition``), kept as built
-(the embedding reaches the output only through its projection, which starts at zero)."""
 _PROCESS_FIELDS = ("timesteps", "schedule", "beta_start", "beta_end", "prediction")
 """Diffusion settings the weights are tied to (loss settings may change when fine-tuning)."""
 
@@ -49,7 +47,9 @@ def load_initial_weights(model: nn.Module, source: Checkpoint, config: RunConfig
         if old != new:
             raise ValueError(f"{where}: diffusion.{name} is {old!r} there and {new!r} here; the weights are tied to it")
     target = model.state_dict()
-    added = sorted(key for key in set(target) - set(source.ema) if key.startswith(_ADDABLE_PREFIX))
+    # the site condition's weights may be new: kept as built (the embedding reaches the output only through
+    # its projection, which starts at zero)
+    added = sorted(key for key in set(target) - set(source.ema) if key.startswith(SITE_WEIGHTS_PREFIX))
     missing = sorted(set(target) - set(source.ema) - set(added))
     unexpected = sorted(set(source.ema) - set(target))
     if missing or unexpected:

@@ -29,7 +29,7 @@ from pccd_hpc.io_utils import atomic_write_text
 from pccd_hpc.model.conditioning import conditions_from_batch, site_count_histogram
 from pccd_hpc.model.diffusion import NoiseSchedule, diffusion_loss, sample_training_noise, to_model_space
 from pccd_hpc.model.distance_loss import lattice_matrices
-from pccd_hpc.model.factory import build_denoiser, site_encoder
+from pccd_hpc.model.factory import SITE_WEIGHTS_PREFIX, build_denoiser, site_encoder
 from pccd_hpc.model.unet import count_parameters
 from pccd_hpc.train import checkpoint as ckpt
 from pccd_hpc.train import distributed as dist_utils
@@ -193,17 +193,13 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: Dis
     return TrainResult(step=step, loss=last_loss, skipped_nonfinite=skipped_total, run_dir=run_dir)
 
 
-SITE_PARAMETER_PREFIX = "cond_embed.site"
-"""Names of the site condition's own weights (embedding and projection)."""
-
-
 def parameter_groups(model: torch.nn.Module, lr: float, site_lr_scale: float = 1.0) -> list[dict[str, Any]]:
     """Optimizer parameter groups: every weight at ``lr``, the site condition's at ``lr * site_lr_scale``.
 
     One group when the network has no site condition (the optimizer state of older runs keeps its layout).
     """
-    site = [p for name, p in model.named_parameters() if name.startswith(SITE_PARAMETER_PREFIX)]
-    rest = [p for name, p in model.named_parameters() if not name.startswith(SITE_PARAMETER_PREFIX)]
+    site = [p for name, p in model.named_parameters() if name.startswith(SITE_WEIGHTS_PREFIX)]
+    rest = [p for name, p in model.named_parameters() if not name.startswith(SITE_WEIGHTS_PREFIX)]
     if not site:
         return [{"params": rest, "lr": lr}]
     return [{"params": rest, "lr": lr}, {"params": site, "lr": lr * site_lr_scale}]
