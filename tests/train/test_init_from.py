@@ -15,9 +15,10 @@ from pccd_hpc.launch import main as launch_main
 from pccd_hpc.model.conditioning import Conditions
 from pccd_hpc.model.factory import build_denoiser
 from pccd_hpc.model.unet import periodic_position_features
-from pccd_hpc.train.checkpoint import export_checkpoint, load_checkpoint
+from pccd_hpc.train.checkpoint import load_checkpoint
 from pccd_hpc.train.init_weights import load_initial_weights
 from pccd_hpc.train.loop import train
+from _fine_tune import start_from_export
 
 
 def _periodic(config: RunConfig) -> RunConfig:
@@ -49,14 +50,7 @@ def test_periodic_features_see_across_the_cell_face() -> None:
 def test_fine_tune_from_export_starts_as_the_source_and_records_it(
         fast_config: Callable[..., RunConfig], sample_shards: Path, tmp_path: Path) -> None:
     base = fast_config(max_steps=3)
-    train(base, sample_shards, tmp_path / "base")
-    exported = export_checkpoint(tmp_path / "base", tmp_path / "base.pt")
-    source = load_checkpoint(exported)
-
-    grown = build_denoiser(_periodic(base))
-    load_initial_weights(grown, source, _periodic(base), source.codec)
-    original = build_denoiser(base)
-    original.load_state_dict(source.ema)
+    exported, source, grown, original = start_from_export(base, _periodic(base), sample_shards, tmp_path)
     x, t, cond = _inputs()
     with torch.no_grad():  # zero weights on the new channels: the grown network computes what the source did
         assert torch.allclose(grown(x, t, cond), original(x, t, cond), atol=1e-5)

@@ -15,11 +15,10 @@ from pccd_hpc.generate.plan import read_plan
 from pccd_hpc.generate.sampling import CheckpointSampler, load_model
 from pccd_hpc.launch import main as launch_main
 from pccd_hpc.model.conditioning import Conditions, count_elements
-from pccd_hpc.model.factory import build_denoiser
 from pccd_hpc.train.checkpoint import export_checkpoint, load_checkpoint
 from pccd_hpc.train.device_batches import DeviceBatches
-from pccd_hpc.train.init_weights import load_initial_weights
 from pccd_hpc.train.loop import train
+from _fine_tune import start_from_export
 
 
 def _with_sites(config: RunConfig) -> RunConfig:
@@ -35,15 +34,8 @@ def _shard_counts(shards: Path) -> tuple[np.ndarray, np.ndarray]:
 def test_fine_tuning_adds_the_site_condition_from_a_count_free_model(
         fast_config: Callable[..., RunConfig], sample_shards: Path, tmp_path: Path, capsys, caplog) -> None:
     base = fast_config(max_steps=2)
-    train(base, sample_shards, tmp_path / "base")
-    exported = export_checkpoint(tmp_path / "base", tmp_path / "base.pt")
-    source = load_checkpoint(exported)
-
     # step 0 of the fine-tune computes what the source does, whatever count it is given
-    grown = build_denoiser(_with_sites(base))
-    load_initial_weights(grown, source, _with_sites(base), source.codec)
-    original = build_denoiser(base)
-    original.load_state_dict(source.ema)
+    exported, _, grown, original = start_from_export(base, _with_sites(base), sample_shards, tmp_path)
     gen = torch.Generator().manual_seed(1)
     x, t = torch.randn(3, 3, 128, 3, generator=gen), torch.tensor([5, 300, 900])
     z = torch.tensor([[8, 12, 0], [8, 26, 0], [3, 3, 8]])
