@@ -75,16 +75,24 @@ def atomic_write_json(target: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(target, text + "\n")
 
 
-def json_safe(obj: Any) -> Any:
-    """``obj`` with every non-finite float (also numpy scalars) replaced by None, recursively."""
-    if isinstance(obj, float) or (hasattr(obj, "dtype") and hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0):
-        value = obj.item() if hasattr(obj, "item") else obj
-        return None if isinstance(value, float) and not math.isfinite(value) else value
+def json_safe(obj: Any, not_computed: dict[str, str] | None = None, where: str = "") -> Any:
+    """``obj`` with every non-finite float (also numpy scalars) replaced by None, recursively; paths become strings.
+
+    With ``not_computed``, each replaced value's dotted key path (``where`` is the prefix) is recorded
+    there with the reason, once, so a report can say why a figure is missing instead of printing NaN.
+    """
     if isinstance(obj, dict):
-        return {key: json_safe(value) for key, value in obj.items()}
+        return {key: json_safe(value, not_computed, f"{where}.{key}" if where else str(key)) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [json_safe(value) for value in obj]
-    return obj
+        return [json_safe(value, not_computed, where) for value in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    value = obj.item() if hasattr(obj, "dtype") and hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0 else obj
+    if isinstance(value, float) and not math.isfinite(value):
+        if not_computed is not None and where and where not in not_computed:
+            not_computed[where] = f"not finite ({value}): no data to compute it from"
+        return None
+    return value
 
 
 def atomic_write_csv(target: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]], fieldnames: Sequence[str]) -> None:

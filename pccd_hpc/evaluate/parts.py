@@ -5,7 +5,7 @@ part is skipped when its file exists, parses, and names the same checkpoint hash
 otherwise it is recomputed and the file replaced (atomically). The settings include the sha256 of
 the source code that computes the part (:func:`source_digest`), so a changed metric or sampler
 never passes off an old figure as new. Results never hold bare NaN:
-:func:`json_safe` turns non-finite floats into ``null`` and records why under ``not_computed``.
+:func:`pccd_hpc.io_utils.json_safe` turns non-finite floats into ``null`` and records why under ``not_computed``.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import hashlib
 import importlib.util
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from pccd_hpc.evaluate.machine import machine_info
-from pccd_hpc.io_utils import atomic_write_json
+from pccd_hpc.io_utils import atomic_write_json, json_safe
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +27,6 @@ log = logging.getLogger(__name__)
 def part_path(out_dir: Path, name: str) -> Path:
     """File of part ``name`` in the evaluation folder."""
     return out_dir / f"part-{name}.json"
-
-
-def json_safe(obj: Any, not_computed: dict[str, str] | None = None, where: str = "") -> Any:
-    """A copy of ``obj`` with every NaN/inf float replaced by None (noted in ``not_computed[where]``)."""
-    if isinstance(obj, dict):
-        return {k: json_safe(v, not_computed, f"{where}.{k}" if where else str(k)) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v, not_computed, where) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        if not_computed is not None and where and where not in not_computed:
-            not_computed[where] = f"not finite ({obj}): no data to compute it from"
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def _canonical(settings: dict[str, Any]) -> dict[str, Any]:

@@ -27,10 +27,10 @@ from pccd_hpc.evaluate.denovo import (
     reference_geometry, sample_tensors, site_count_adherence,
 )
 from pccd_hpc.evaluate.machine import machine_info
-from pccd_hpc.evaluate.parts import folder_digest, json_safe, run_part, source_digest
+from pccd_hpc.evaluate.parts import folder_digest, run_part, source_digest
 from pccd_hpc.evaluate.reconstruction import protocols, run_protocol
 from pccd_hpc.generate.sampling import LoadedModel, load_model
-from pccd_hpc.io_utils import atomic_path, atomic_write_json, checked_output_dir, sha256_file
+from pccd_hpc.io_utils import atomic_path, atomic_write_json, checked_output_dir, json_safe, sha256_file
 
 log = logging.getLogger(__name__)
 
