@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The recipe of the bundled model (pccd_hpc/weights/pccd-cpu.pt); see pccd_hpc/weights/MODEL_CARD.md.
 # Usage: bash scripts/build_bundled_model.sh [SHARED_DATA_DIR] [MAX_STEPS]
-# Eight stages: recipe E for MAX_STEPS (default 6000, the length of its cosine learning-rate schedule), then
+# Nine stages: recipe E for MAX_STEPS (default 6000, the length of its cosine learning-rate schedule), then
 # a 3,000-step fine-tune of its last checkpoint with pccd-cpu.finetune.toml (the ablation's G0), then 5,000
 # more steps from that with the same TOML and --max-steps 5000 (the ablation's G1), then 5,000 more with
 # min-SNR's cap raised to 20 (pccd-cpu.finetune-gamma20.toml, the ablation's G2g), then 5,000 more with the
 # cap at 100 (pccd-cpu.finetune-gamma100.toml, G3), then 2,500 more with the same TOML (G4), then 4,000 more
 # with the number of sites added as a condition (pccd-cpu.finetune-sites.toml, S), then 5,000 more with the
-# same TOML and --max-steps 5000 (S3), exported.
+# same TOML and --max-steps 5000 (S3), then 4,000 more at half the learning rate with a longer weight average
+# (pccd-cpu.finetune-anneal.toml, S4), exported.
 # Re-running resumes: encode keeps finished shards, train continues from its last checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,4 +34,6 @@ python -m pccd_hpc.launch train --data "$OUT/train-shards" --out "$OUT/run-finet
     --config pccd_hpc/weights/pccd-cpu.finetune-sites.toml --init-from "$OUT/run-finetune5"
 python -m pccd_hpc.launch train --data "$OUT/train-shards" --out "$OUT/run-finetune7" --preset cpu --seed 0 \
     --config pccd_hpc/weights/pccd-cpu.finetune-sites.toml --max-steps 5000 --init-from "$OUT/run-finetune6"
-python scripts/export_model.py "$OUT/run-finetune7" "$OUT/pccd-cpu.pt"
+python -m pccd_hpc.launch train --data "$OUT/train-shards" --out "$OUT/run-finetune8" --preset cpu --seed 0 \
+    --config pccd_hpc/weights/pccd-cpu.finetune-anneal.toml --init-from "$OUT/run-finetune7"
+python scripts/export_model.py "$OUT/run-finetune8" "$OUT/pccd-cpu.pt"
