@@ -224,6 +224,10 @@ class TrainConfig:
     """Order of the atoms within a species after the origin shift: ``random`` (a fresh permutation per
     sample, the model must learn permutation invariance) or ``canonical`` (sorted by shifted fractional
     coordinates, one deterministic layout per shifted crystal)."""
+    invert_prob: float = 0.0
+    """Probability that an augmented sample is inverted through the origin first (fractional coordinates
+    negated, lattice kept): the crystal itself if centrosymmetric, else its mirror image, with the same
+    lattice, bonds and energy; a symmetry of the data that neither the shift nor the site order supplies."""
     num_workers: int = 0
     """DataLoader worker processes per training process."""
     device_batches: bool = False
@@ -263,6 +267,7 @@ class TrainConfig:
         _require(self.origin in ("random", "anchor"), "origin", f"must be random or anchor, got {self.origin!r}")
         _require(self.site_order in ("random", "canonical"), "site_order",
                  f"must be random or canonical, got {self.site_order!r}")
+        _require(0 <= self.invert_prob <= 1, "invert_prob", "must be in [0, 1]")
         _require(self.max_steps >= 1, "max_steps", "must be >= 1")
         _require(self.max_minutes >= 0, "max_minutes", "must be >= 0")
         _require(self.grad_clip >= 0, "grad_clip", "must be >= 0")

@@ -31,11 +31,14 @@ class ShardDataset(Dataset):
     a DistributedSampler, and only the shards a rank touches are ever read.
     With ``augment`` every access re-encodes the record with a random origin shift and a random
     order of the atoms within each species; the representation is neither translation- nor
-    permutation-invariant, so the model must see both.
+    permutation-invariant, so the model must see both. With ``invert_prob`` > 0 an augmented record is,
+    with that probability, first inverted through the origin (fractional coordinates negated, lattice
+    kept): the same crystal if it is centrosymmetric, else its mirror image, which has the same lattice,
+    bonds and energy.
     """
 
     def __init__(self, folder: str | Path, augment: bool = False, seed: int = 0, site_order: str = "random",
-                 origin: str = "random") -> None:
+                 origin: str = "random", invert_prob: float = 0.0) -> None:
         self.folder = Path(folder)
         self.shards = list_shards(self.folder)
         if not self.shards:
@@ -48,7 +51,10 @@ class ShardDataset(Dataset):
             raise ValueError(f"site_order must be random or canonical, got {site_order!r}")
         if origin not in ("random", "anchor"):
             raise ValueError(f"origin must be random or anchor, got {origin!r}")
+        if not 0.0 <= invert_prob <= 1.0:
+            raise ValueError(f"invert_prob must be in [0, 1], got {invert_prob!r}")
         self.augment = augment
+        self.invert_prob = float(invert_prob)
         self.site_order = site_order
         self.origin = origin
         self.seed = seed
@@ -129,12 +135,18 @@ class ShardDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         n_sites = int(arrays.n_sites[row])
         slots = arrays.slot_index[row, :n_sites]
+        frac = arrays.frac_coords[row, :n_sites]
         shuffle = rng.random(n_sites)
         shift = rng.random(3)
+        anchor = None
         if self.origin == "anchor":  # a random atom of the first species moves to the cell centre
             first = np.flatnonzero(slots == slots.min())
-            shift = 0.5 - arrays.frac_coords[row, first[int(rng.integers(len(first)))]]
-        shifted = np.mod(arrays.frac_coords[row, :n_sites] + shift, 1.0)
+            anchor = first[int(rng.integers(len(first)))]
+        if self.invert_prob > 0 and rng.random() < self.invert_prob:  # drawn last: other streams unchanged
+            frac = -frac
+        if anchor is not None:
+            shift = 0.5 - frac[anchor]
+        shifted = np.mod(frac + shift, 1.0)
         order = _site_order(shifted, slots, None if self.site_order == "canonical" else shuffle)
         return encode_arrays(shifted[order], slots[order], arrays.lattice_params[row], self.codec)
 

@@ -23,14 +23,17 @@ class DeviceBatches:
     """All records of a :class:`ShardDataset` as device tensors; :meth:`batch` returns augmented codec tensors."""
 
     def __init__(self, dataset: ShardDataset, device: torch.device | str, augment: bool = True,
-                 site_order: str = "random", origin: str = "random") -> None:
+                 site_order: str = "random", origin: str = "random", invert_prob: float = 0.0) -> None:
         if site_order not in ("random", "canonical"):
             raise ValueError(f"site_order must be random or canonical, got {site_order!r}")
         self.codec: CodecConfig = dataset.codec
         self.device = torch.device(device)
         if origin not in ("random", "anchor"):
             raise ValueError(f"origin must be random or anchor, got {origin!r}")
+        if not 0.0 <= invert_prob <= 1.0:
+            raise ValueError(f"invert_prob must be in [0, 1], got {invert_prob!r}")
         self.augment, self.site_order, self.origin = augment, site_order, origin
+        self.invert_prob = float(invert_prob)
         parts = [dataset.shard_arrays(k) for k in range(len(dataset.shards))]
         cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
         n_sites = cat("n_sites")
@@ -58,7 +61,8 @@ class DeviceBatches:
     def batch(self, indices: torch.Tensor | list[int], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Codec tensors ``x`` (B, 3, n_points, 3) plus ``element_z``, ``band_gap_ev`` and ``n_sites`` for dataset ``indices``.
 
-        With ``augment``: a random origin shift (added mod 1) per record, then the atoms of each species
+        With ``augment``: with probability ``invert_prob`` an inversion through the origin (coordinates
+        negated), a random origin shift (added mod 1) per record, then the atoms of each species
         in random (``site_order = "random"``) or shifted-coordinate (``"canonical"``) order. ``generator``
         is a CPU generator (the random numbers are drawn on the CPU and moved, so a run is reproducible
         on any device).
@@ -69,8 +73,12 @@ class DeviceBatches:
         present = torch.arange(max_sites, device=self.device)[None, :] < n[:, None]
         if self.augment:
             shift = torch.rand((b, 1, 3), generator=generator).to(self.device)
-            if self.origin == "anchor":  # a random atom of the first species moves to the cell centre
-                pick = torch.rand((b, max_sites), generator=generator).to(self.device)
+            pick = (torch.rand((b, max_sites), generator=generator).to(self.device)
+                    if self.origin == "anchor" else None)
+            if self.invert_prob > 0:  # drawn last: other streams unchanged; inversion through the origin
+                flip = torch.rand((b, 1, 1), generator=generator).to(self.device) < self.invert_prob
+                frac = torch.where(flip, -frac, frac)
+            if pick is not None:  # a random atom of the first species moves to the cell centre
                 pick = torch.where(present & (slots == 0), pick, torch.full_like(pick, -1.0))
                 anchor = pick.argmax(dim=1)
                 shift = 0.5 - frac[torch.arange(b, device=self.device), anchor][:, None, :]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from pccd_hpc.data.codec import encode_arrays
@@ -80,3 +81,45 @@ def test_anchor_origin_puts_an_atom_of_the_first_species_at_the_centre(sample_sh
             assert (rows - 0.5).abs().max(dim=1).values.min() < 1e-5, f"record {i}"
     centre_free = ShardDataset(sample_shards, augment=True, site_order="canonical", origin="random")
     assert not all(((centre_free[i]["x"][0] - 0.5).abs().max(dim=1).values.min() < 1e-5) for i in range(20))
+
+
+def _holds_sites(x: torch.Tensor, frac: np.ndarray, slots: np.ndarray, sign: float) -> bool:
+    """Whether codec tensor ``x`` holds exactly the sites ``0.5 + sign * (frac - frac[a])`` (mod 1) of their
+    slots, for some atom ``a`` of the first species (the anchor origin, with or without an inversion)."""
+    rows, row_slots = x[0].numpy().astype(np.float64), x[1].numpy().argmax(-1)
+    for a in np.flatnonzero(slots == slots.min()):
+        want = np.mod(0.5 + sign * (frac - frac[a]), 1.0)
+        d = want[:, None, :] - rows[None, :, :]
+        close = (np.abs(d - np.round(d)).max(-1) < 1e-4) & (slots[:, None] == row_slots[None, :])
+        if close.any(axis=1).all() and close.any(axis=0).all():
+            return True
+    return False
+
+
+def test_inversion_negates_the_coordinates_about_the_anchor_on_both_paths(sample_shards: Path) -> None:
+    plain = ShardDataset(sample_shards)
+    per_item = {p: ShardDataset(sample_shards, augment=True, site_order="canonical", origin="anchor", invert_prob=p)
+                for p in (0.0, 1.0)}
+    on_device = {p: DeviceBatches(plain, "cpu", augment=True, site_order="canonical", origin="anchor", invert_prob=p)
+                 for p in (0.0, 1.0)}
+    idx = list(range(0, len(plain), max(1, len(plain) // 30)))
+    batches = {p: on_device[p].batch(idx, torch.Generator().manual_seed(7))["x"] for p in (0.0, 1.0)}
+    chiral_looking = 0
+    for k, i in enumerate(idx):
+        shard, row = plain.locate(i)
+        arrays = plain.shard_arrays(shard)
+        n = int(arrays.n_sites[row])
+        frac, slots = np.mod(arrays.frac_coords[row, :n], 1.0), arrays.slot_index[row, :n]
+        for x_plain, x_inverted in ((per_item[0.0][i]["x"], per_item[1.0][i]["x"]), (batches[0.0][k], batches[1.0][k])):
+            assert _holds_sites(x_plain, frac, slots, +1.0), f"record {i}"
+            assert _holds_sites(x_inverted, frac, slots, -1.0), f"record {i}"
+            assert torch.equal(x_inverted[2], x_plain[2])  # the lattice rows are untouched
+        chiral_looking += not _holds_sites(per_item[1.0][i]["x"], frac, slots, +1.0)
+    assert chiral_looking >= 3  # for these the inverted tensor is not one the plain augmentation makes
+
+
+def test_invert_prob_out_of_range_is_refused(sample_shards: Path) -> None:
+    with pytest.raises(ValueError, match="invert_prob"):
+        ShardDataset(sample_shards, augment=True, invert_prob=1.5)
+    with pytest.raises(ValueError, match="invert_prob"):
+        DeviceBatches(ShardDataset(sample_shards), "cpu", invert_prob=-0.1)
