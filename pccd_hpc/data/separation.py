@@ -5,7 +5,9 @@ compositions and the codec's atom blocks long before it learns where atoms sit r
 ``push_apart`` moves atoms apart, keeping the lattice, until every pair (periodic images included) is at
 least ``factor`` x (r_i + r_j) apart, r the covalent radii of :mod:`pccd_hpc.data.geometry`. Where the
 cell is too small for its atoms it is expanded isotropically a few percent at a time, up to
-``max_length_scale``. The result keeps composition, lattice shape and the sampled arrangement as far
+``max_length_scale``. The search runs in the Niggli-reduced cell (so that 27 images hold every nearest
+neighbour), but the result is written in the input's own cell vectors and site order: a sampled
+structure keeps the frame the model made it in, so it can be compared site by site with a reference. The result keeps composition, lattice shape and the sampled arrangement as far
 as the separations allow; it is a starting point for relaxation (as in AIRSS), not a relaxed crystal.
 """
 
@@ -31,7 +33,7 @@ class SeparationResult:
     """What :func:`push_apart` did to one structure."""
 
     structure: Structure
-    """The pushed-apart structure (Niggli-reduced cell, possibly expanded)."""
+    """The pushed-apart structure, in the input's cell vectors and site order (scaled by ``length_scale``)."""
     converged: bool
     """Every pair now satisfies the separation (checked independently with ``min_bond_ratio``)."""
     min_bond_ratio_before: float
@@ -95,10 +97,13 @@ def push_apart(structure: Structure, factor: float = 0.8, max_length_scale: floa
         if done or scale * _EXPANSION_STEP > max_length_scale + 1e-9:
             break
         scale *= _EXPANSION_STEP
-    result = Structure(Lattice(matrix * scale), reduced.species, frac)
     shift = frac - start
     shift -= np.round(shift)
     max_shift = float(np.linalg.norm(shift @ (matrix * scale), axis=1).max())
+    # back to the input's cell vectors: each atom's displacement added to where it was in that cell
+    original = structure.lattice.matrix * scale
+    moved = np.mod(structure.frac_coords + (shift @ (matrix * scale)) @ np.linalg.inv(original), 1.0)
+    result = Structure(Lattice(original), structure.species, moved)
     after = min_bond_ratio(result)
     return SeparationResult(result, bool(after >= factor - 0.01), before, after, scale, max_shift)
 

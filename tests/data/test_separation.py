@@ -75,3 +75,22 @@ def test_decode_separated_keeps_overlapping_atoms_and_separates_them() -> None:
     assert pushed.sampled_min_bond_ratio < 0.3
     assert _pair_ratios(pushed.result.structure).min() >= 0.79
     assert pushed.result.structure.composition.reduced_formula == "MgO2"
+
+
+def test_the_result_keeps_the_input_cell_vectors_and_site_order() -> None:
+    # a skewed, non-reduced cell: the search runs in the reduced cell, the answer must come back in this one
+    cell = Lattice([[4.0, 0.0, 0.0], [3.0, 4.0, 0.0], [1.0, 2.5, 5.0]])
+    frac = [[0.1, 0.2, 0.3], [0.12, 0.2, 0.3], [0.6, 0.7, 0.4], [0.35, 0.85, 0.75]]
+    s = Structure(cell, ["Mg", "O", "O", "Si"], frac)
+    assert s.lattice.abc != pytest.approx(s.get_reduced_structure().lattice.abc)
+    result = push_apart(s, factor=0.8)
+    assert result.converged and result.length_scale == 1.0
+    assert np.allclose(result.structure.lattice.matrix, cell.matrix)
+    assert [site.specie.symbol for site in result.structure] == ["Mg", "O", "O", "Si"]
+    # every atom is where it was, up to its own displacement (which never exceeds the reported largest one)
+    moved = result.structure.frac_coords - s.frac_coords
+    moved -= np.round(moved)
+    shifts = np.linalg.norm(moved @ cell.matrix, axis=1)
+    assert shifts.max() == pytest.approx(result.max_shift_ang, abs=1e-6)
+    assert shifts[0] > 0.3 and shifts[1] > 0.3  # the close Mg-O pair moved apart
+    assert _pair_ratios(result.structure).min() >= 0.8 - 0.01
