@@ -228,6 +228,11 @@ class TrainConfig:
     """Probability that an augmented sample is inverted through the origin first (fractional coordinates
     negated, lattice kept): the crystal itself if centrosymmetric, else its mirror image, with the same
     lattice, bonds and energy; a symmetry of the data that neither the shift nor the site order supplies."""
+    supercell_prob: float = 0.0
+    """Probability that an augmented sample of at most ``max_sites / 2`` sites is replaced by its supercell
+    doubled along a random lattice vector (Niggli-reduced; its site condition is the doubled count): real
+    geometry in larger cells, where the model's own geometry is weakest. The site-count prior that samplers
+    draw from stays the stored records' histogram."""
     num_workers: int = 0
     """DataLoader worker processes per training process."""
     device_batches: bool = False
@@ -268,6 +273,7 @@ class TrainConfig:
         _require(self.site_order in ("random", "canonical"), "site_order",
                  f"must be random or canonical, got {self.site_order!r}")
         _require(0 <= self.invert_prob <= 1, "invert_prob", "must be in [0, 1]")
+        _require(0 <= self.supercell_prob <= 1, "supercell_prob", "must be in [0, 1]")
         _require(self.max_steps >= 1, "max_steps", "must be >= 1")
         _require(self.max_minutes >= 0, "max_minutes", "must be >= 0")
         _require(self.grad_clip >= 0, "grad_clip", "must be >= 0")

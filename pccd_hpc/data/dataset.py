@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from pccd_hpc.data.codec import CodecConfig, encode_arrays
 from pccd_hpc.data.shards import list_shards, shard_record_count
+from pccd_hpc.data.supercell import doubled_cell_sites
 
 # Band-gap property columns, in order of preference (MP-20: band_gap; Perov-5: dir_gap/ind_gap).
 BAND_GAP_COLUMNS = ("band_gap", "ind_gap", "dir_gap")
@@ -34,11 +35,13 @@ class ShardDataset(Dataset):
     permutation-invariant, so the model must see both. With ``invert_prob`` > 0 an augmented record is,
     with that probability, first inverted through the origin (fractional coordinates negated, lattice
     kept): the same crystal if it is centrosymmetric, else its mirror image, which has the same lattice,
-    bonds and energy.
+    bonds and energy. With ``supercell_prob`` > 0 an augmented record of at most ``max_sites / 2`` sites is,
+    with that probability, replaced by its supercell doubled along a random lattice vector (Niggli-reduced,
+    :func:`pccd_hpc.data.supercell.doubled_cell_sites`), and its ``n_sites`` is the doubled count.
     """
 
     def __init__(self, folder: str | Path, augment: bool = False, seed: int = 0, site_order: str = "random",
-                 origin: str = "random", invert_prob: float = 0.0) -> None:
+                 origin: str = "random", invert_prob: float = 0.0, supercell_prob: float = 0.0) -> None:
         self.folder = Path(folder)
         self.shards = list_shards(self.folder)
         if not self.shards:
@@ -53,8 +56,11 @@ class ShardDataset(Dataset):
             raise ValueError(f"origin must be random or anchor, got {origin!r}")
         if not 0.0 <= invert_prob <= 1.0:
             raise ValueError(f"invert_prob must be in [0, 1], got {invert_prob!r}")
+        if not 0.0 <= supercell_prob <= 1.0:
+            raise ValueError(f"supercell_prob must be in [0, 1], got {supercell_prob!r}")
         self.augment = augment
         self.invert_prob = float(invert_prob)
+        self.supercell_prob = float(supercell_prob)
         self.site_order = site_order
         self.origin = origin
         self.seed = seed
@@ -91,8 +97,9 @@ class ShardDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         shard, row = self.locate(int(index))
         arrays = self._shard(shard)
+        n_sites = int(arrays.n_sites[row])
         if self.augment:
-            x = self._augmented(arrays, row, index)
+            x, n_sites = self._augmented(arrays, row, index)
         elif self.site_order == "canonical" or self.origin == "anchor":
             x = self._canonical(arrays, row)
         else:
@@ -100,7 +107,7 @@ class ShardDataset(Dataset):
         return {
             "x": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
             "element_z": torch.from_numpy(arrays.element_z[row].copy()),
-            "n_sites": torch.tensor(int(arrays.n_sites[row]), dtype=torch.int64),
+            "n_sites": torch.tensor(n_sites, dtype=torch.int64),
             "band_gap_ev": torch.tensor(float(arrays.band_gap[row]), dtype=torch.float32),
             "index": torch.tensor(int(index), dtype=torch.int64),
         }
@@ -131,11 +138,13 @@ class ShardDataset(Dataset):
         order = _site_order(frac, slots, None if self.site_order == "canonical" else np.arange(n_sites, dtype=float))
         return encode_arrays(frac[order], slots[order], arrays.lattice_params[row], self.codec)
 
-    def _augmented(self, arrays: "_ShardArrays", row: int, index: int) -> np.ndarray:
+    def _augmented(self, arrays: "_ShardArrays", row: int, index: int) -> tuple[np.ndarray, int]:
+        """The augmented codec tensor of a record and its number of sites (doubled for a supercell)."""
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         n_sites = int(arrays.n_sites[row])
         slots = arrays.slot_index[row, :n_sites]
         frac = arrays.frac_coords[row, :n_sites]
+        params = arrays.lattice_params[row]
         shuffle = rng.random(n_sites)
         shift = rng.random(3)
         anchor = None
@@ -144,11 +153,15 @@ class ShardDataset(Dataset):
             anchor = first[int(rng.integers(len(first)))]
         if self.invert_prob > 0 and rng.random() < self.invert_prob:  # drawn last: other streams unchanged
             frac = -frac
+        if (self.supercell_prob > 0 and 2 * n_sites <= self.codec.max_sites
+                and rng.random() < self.supercell_prob):  # drawn after the inversion: earlier streams unchanged
+            frac, slots, params = doubled_cell_sites(frac, slots, params, int(rng.integers(3)), self.codec.niggli_reduce)
+            shuffle = rng.random(len(slots))  # the anchor index still names the same atom (copy 0 comes first)
         if anchor is not None:
             shift = 0.5 - frac[anchor]
         shifted = np.mod(frac + shift, 1.0)
         order = _site_order(shifted, slots, None if self.site_order == "canonical" else shuffle)
-        return encode_arrays(shifted[order], slots[order], arrays.lattice_params[row], self.codec)
+        return encode_arrays(shifted[order], slots[order], params, self.codec), len(slots)
 
 
 def _anchor_shift(arrays: "_ShardArrays", row: int) -> np.ndarray:

@@ -65,3 +65,18 @@ def shortest_distance_ang(structure: Structure) -> float:
         raise ValueError("empty structure has no distances")
     _c, _p, _i, dists = structure.get_neighbor_list(8.0)
     return float(dists.min()) if len(dists) else math.inf
+
+
+SUPERCELL_TOLERANCE_ANG = 0.25
+"""Site tolerance (Angstrom) of :func:`is_supercell`: pymatgen's default for ``get_primitive_structure``."""
+
+
+def is_supercell(structure: Structure, tolerance_ang: float = SUPERCELL_TOLERANCE_ANG) -> bool:
+    """True when a smaller cell holds the same crystal (pymatgen's primitive cell has fewer sites).
+
+    Real MP-20 cells are primitive; a generator can satisfy a large asked number of sites with a
+    repeated small crystal, which this flags.
+    """
+    if len(structure) == 0:
+        raise ValueError("empty structure has no primitive cell")
+    return len(structure.get_primitive_structure(tolerance=tolerance_ang)) < len(structure)

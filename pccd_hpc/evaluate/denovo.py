@@ -24,7 +24,7 @@ import torch
 from pymatgen.core import Structure
 
 from pccd_hpc.data.codec import CodecConfig, DecodeResult, decode_tensor
-from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR, min_bond_ratio, shortest_distance_ang
+from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR, is_supercell, min_bond_ratio, shortest_distance_ang
 from pccd_hpc.data.separation import decode_separated
 from pccd_hpc.data.shards import list_shards, read_structures
 from pccd_hpc.generate.cli import GENERATE_DECODE_METHOD, GENERATE_MIN_POINTS, decode_codec
@@ -203,6 +203,7 @@ def reference_geometry(structures: Sequence[Structure], factor: float = PLAUSIBL
         "plausible_pct": _pct(sum(r is None or r >= factor for r in ratios), len(structures)),
         "min_bond_ratio_median": float(np.median(finite)) if finite else None,
         "short_bond_pct": _pct(sum(short), len(structures)),
+        "supercell_pct": _pct(sum(is_supercell(s) for s in structures), len(structures)),
         "by_sites": plausible_by_sites(structures, ratios, factor),
         "min_bond_ratio": ratios,
     }
@@ -241,6 +242,7 @@ def denovo_metrics(samples: Sequence[DecodedSample], reference: Sequence[Structu
         "short_bond_ang": SHORT_BOND_ANG,
         "smact_valid_pct": _pct(sum(smact), n),
         "unique_pct_of_valid": _pct(sum(unique), len(valid)),
+        "supercell_pct_of_valid": _pct(sum(is_supercell(s) for s in valid), len(valid)),
         "n_unique_valid": sum(unique),
         "wdist_density": wdist.get("wdist_density"),
         "wdist_n_elements": wdist.get("wdist_n_elements"),

@@ -74,7 +74,7 @@ def write_page(out: Path, summary: dict[str, Any], records: dict[str, dict]) -> 
         mark = "**" if bold else ""
         pushed = _fmt(p.get(key), digits, unit=unit) if p else "n/a"
         ref_value = _fmt(ref.get(ref_key), digits, unit=unit) if ref_key else ""
-        return f"| {mark}{label}{mark} | {mark}{_fmt(d[key], digits, unit=unit)}{mark} | {mark}{pushed}{mark} | {ref_value} |"
+        return f"| {mark}{label}{mark} | {mark}{_fmt(d.get(key), digits, unit=unit)}{mark} | {mark}{pushed}{mark} | {ref_value} |"
 
     lines += [
         row("decode valid (codec: lattice, 1–16 atoms, no pair < 0.5 Å)", "decode_valid_pct"),
@@ -86,6 +86,8 @@ def write_page(out: Path, summary: dict[str, Any], records: dict[str, dict]) -> 
         row(f"shortest bond < {d['short_bond_ang']} Å, *of valid*", "short_bond_pct_of_valid", ref_key="short_bond_pct"),
         row("SMACT valid", "smact_valid_pct"),
         row("unique (StructureMatcher), *of valid*", "unique_pct_of_valid"),
+        row("a supercell (a smaller cell holds the same crystal, 0.25 Å), *of valid*", "supercell_pct_of_valid",
+            ref_key="supercell_pct"),
         row("Wasserstein distance of density (g/cm³), valid vs held-out", "wdist_density", 3, ""),
         row("Wasserstein distance of number of elements", "wdist_n_elements", 3, ""),
     ]

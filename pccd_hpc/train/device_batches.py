@@ -17,13 +17,15 @@ import torch
 
 from pccd_hpc.data.codec import CodecConfig, point_counts
 from pccd_hpc.data.dataset import ShardDataset
+from pccd_hpc.data.supercell import doubled_cell_sites
 
 
 class DeviceBatches:
     """All records of a :class:`ShardDataset` as device tensors; :meth:`batch` returns augmented codec tensors."""
 
     def __init__(self, dataset: ShardDataset, device: torch.device | str, augment: bool = True,
-                 site_order: str = "random", origin: str = "random", invert_prob: float = 0.0) -> None:
+                 site_order: str = "random", origin: str = "random", invert_prob: float = 0.0,
+                 supercell_prob: float = 0.0) -> None:
         if site_order not in ("random", "canonical"):
             raise ValueError(f"site_order must be random or canonical, got {site_order!r}")
         self.codec: CodecConfig = dataset.codec
@@ -33,7 +35,10 @@ class DeviceBatches:
         if not 0.0 <= invert_prob <= 1.0:
             raise ValueError(f"invert_prob must be in [0, 1], got {invert_prob!r}")
         self.augment, self.site_order, self.origin = augment, site_order, origin
+        if not 0.0 <= supercell_prob <= 1.0:
+            raise ValueError(f"supercell_prob must be in [0, 1], got {supercell_prob!r}")
         self.invert_prob = float(invert_prob)
+        self.supercell_prob = float(supercell_prob)
         parts = [dataset.shard_arrays(k) for k in range(len(dataset.shards))]
         cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
         n_sites = cat("n_sites")
@@ -54,6 +59,26 @@ class DeviceBatches:
         for n in range(1, max_sites + 1):
             rows[n] = np.repeat(np.arange(n), point_counts(n, self.codec.n_points))
         self.row_site = to(rows, torch.long)
+        if self.supercell_prob > 0:
+            self._set_doubled_cells(frac, slots, n_sites, lattice, to)
+
+    def _set_doubled_cells(self, frac: np.ndarray, slots: np.ndarray, n_sites: np.ndarray, lattice: np.ndarray,
+                           to) -> None:
+        """Every record's three doubled cells (:func:`doubled_cell_sites` along a, b, c), built once on the host."""
+        n_rec, max_sites = frac.shape[:2]
+        big_frac = np.zeros((n_rec, 3, max_sites, 3), dtype=np.float32)
+        big_slots = np.zeros((n_rec, 3, max_sites), dtype=np.int64)
+        big_lattice = np.tile(lattice[:, None, :], (1, 3, 1)).astype(np.float64)
+        fits = 2 * n_sites <= max_sites
+        for i in np.flatnonzero(fits):
+            n = int(n_sites[i])
+            for axis in range(3):
+                f2, s2, p2 = doubled_cell_sites(frac[i, :n], slots[i, :n], lattice[i], axis, self.codec.niggli_reduce)
+                big_frac[i, axis, :2 * n], big_slots[i, axis, :2 * n], big_lattice[i, axis] = f2, s2, p2
+        self.doubled_fits = to(fits, torch.bool)
+        self.doubled_frac, self.doubled_slots = to(big_frac, torch.float32), to(big_slots, torch.long)
+        self.doubled_angle_rows = to(np.radians(big_lattice[..., 3:]) / math.pi, torch.float32)
+        self.doubled_length_rows = to(self.codec.normalise_lengths(big_lattice[..., :3]), torch.float32)
 
     def __len__(self) -> int:
         return int(self.n_sites.shape[0])
@@ -61,16 +86,17 @@ class DeviceBatches:
     def batch(self, indices: torch.Tensor | list[int], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Codec tensors ``x`` (B, 3, n_points, 3) plus ``element_z``, ``band_gap_ev`` and ``n_sites`` for dataset ``indices``.
 
-        With ``augment``: with probability ``invert_prob`` an inversion through the origin (coordinates
-        negated), a random origin shift (added mod 1) per record, then the atoms of each species
-        in random (``site_order = "random"``) or shifted-coordinate (``"canonical"``) order. ``generator``
+        With ``augment``: with probability ``supercell_prob`` a record of at most ``max_sites / 2`` sites
+        becomes its cell doubled along a random lattice vector (``n_sites`` doubled), with probability
+        ``invert_prob`` an inversion through the origin (coordinates negated), a random origin shift (added
+        mod 1) per record, then the atoms of each species in random (``site_order = "random"``) or shifted-coordinate (``"canonical"``) order. ``generator``
         is a CPU generator (the random numbers are drawn on the CPU and moved, so a run is reproducible
         on any device).
         """
         idx = torch.as_tensor(indices, dtype=torch.long, device=self.device)
         b, max_sites = idx.shape[0], self.frac.shape[1]
         frac, slots, n = self.frac[idx], self.slots[idx], self.n_sites[idx]
-        present = torch.arange(max_sites, device=self.device)[None, :] < n[:, None]
+        angle_rows, length_rows = self.angle_rows[idx], self.length_rows[idx]
         if self.augment:
             shift = torch.rand((b, 1, 3), generator=generator).to(self.device)
             pick = (torch.rand((b, max_sites), generator=generator).to(self.device)
@@ -78,6 +104,19 @@ class DeviceBatches:
             if self.invert_prob > 0:  # drawn last: other streams unchanged; inversion through the origin
                 flip = torch.rand((b, 1, 1), generator=generator).to(self.device) < self.invert_prob
                 frac = torch.where(flip, -frac, frac)
+            if self.supercell_prob > 0:  # drawn after the inversion: earlier streams unchanged
+                use = torch.rand(b, generator=generator).to(self.device) < self.supercell_prob
+                axis = torch.randint(3, (b,), generator=generator).to(self.device)
+                use = use & self.doubled_fits[idx]
+                big_frac = self.doubled_frac[idx, axis]
+                big_frac = torch.where(flip, -big_frac, big_frac) if self.invert_prob > 0 else big_frac
+                frac = torch.where(use[:, None, None], big_frac, frac)
+                slots = torch.where(use[:, None], self.doubled_slots[idx, axis], slots)
+                n = torch.where(use, 2 * n, n)
+                angle_rows = torch.where(use[:, None], self.doubled_angle_rows[idx, axis], angle_rows)
+                length_rows = torch.where(use[:, None], self.doubled_length_rows[idx, axis], length_rows)
+        present = torch.arange(max_sites, device=self.device)[None, :] < n[:, None]
+        if self.augment:
             if pick is not None:  # a random atom of the first species moves to the cell centre
                 pick = torch.where(present & (slots == 0), pick, torch.full_like(pick, -1.0))
                 anchor = pick.argmax(dim=1)
@@ -99,8 +138,8 @@ class DeviceBatches:
         x[:, 0] = torch.gather(frac, 1, rows[:, :, None].expand(-1, -1, 3))
         x[:, 1] = torch.nn.functional.one_hot(torch.gather(slots, 1, rows), 3).float()
         half = self.codec.n_points // 2
-        x[:, 2, :half] = self.angle_rows[idx][:, None, :]
-        x[:, 2, half:] = self.length_rows[idx][:, None, :]
+        x[:, 2, :half] = angle_rows[:, None, :]
+        x[:, 2, half:] = length_rows[:, None, :]
         return {"x": x, "element_z": self.element_z[idx], "band_gap_ev": self.band_gap[idx], "n_sites": n}
 
     def epoch(self, batches: Iterator[list[int]], seed: int, epoch: int, first_batch: int) -> Iterator[dict[str, torch.Tensor]]:

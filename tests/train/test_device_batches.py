@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from pccd_hpc.data.codec import encode_arrays
+from pccd_hpc.config import TrainConfig
+from pccd_hpc.data.codec import decode_tensor, encode_arrays
 from pccd_hpc.data.dataset import ShardDataset
+from pccd_hpc.data.roundtrip import structure_matcher
 from pccd_hpc.train.device_batches import DeviceBatches
 from pccd_hpc.train.loop import _LRSchedule
 
@@ -123,3 +125,40 @@ def test_invert_prob_out_of_range_is_refused(sample_shards: Path) -> None:
         ShardDataset(sample_shards, augment=True, invert_prob=1.5)
     with pytest.raises(ValueError, match="invert_prob"):
         DeviceBatches(ShardDataset(sample_shards), "cpu", invert_prob=-0.1)
+
+
+def test_supercell_augmentation_doubles_small_cells_on_both_paths(sample_shards: Path) -> None:
+    plain = ShardDataset(sample_shards)
+    per_item = {p: ShardDataset(sample_shards, augment=True, site_order="canonical", origin="anchor", supercell_prob=p)
+                for p in (0.0, 1.0)}
+    on_device = {p: DeviceBatches(plain, "cpu", augment=True, site_order="canonical", origin="anchor", supercell_prob=p)
+                 for p in (0.0, 1.0)}
+    idx = list(range(0, len(plain), max(1, len(plain) // 30)))
+    batches = {p: on_device[p].batch(idx, torch.Generator().manual_seed(7)) for p in (0.0, 1.0)}
+    matcher = structure_matcher()
+    doubled = 0
+    for k, i in enumerate(idx):
+        n = int(plain[i]["n_sites"])
+        original = decode_tensor(plain[i]["x"].numpy(), plain[i]["element_z"].numpy(), plain.codec).structure
+        for item, x, n_out in ((per_item[1.0][i], per_item[1.0][i]["x"], per_item[1.0][i]["n_sites"]),
+                               (None, batches[1.0]["x"][k], batches[1.0]["n_sites"][k])):
+            if 2 * n > plain.codec.max_sites:  # too large to double: exactly what supercell_prob = 0 gives
+                want = per_item[0.0][i]["x"] if item is not None else batches[0.0]["x"][k]
+                assert torch.equal(x, want) and int(n_out) == n, f"record {i}"
+                continue
+            doubled += 1
+            assert int(n_out) == 2 * n, f"record {i}"
+            got = decode_tensor(x.numpy(), plain[i]["element_z"].numpy(), plain.codec).structure
+            assert len(got) == 2 * n and got.volume == pytest.approx(2 * original.volume, rel=1e-4), f"record {i}"
+            assert matcher.fit(got, original), f"record {i}"  # the same crystal (primitive cells compared)
+    assert doubled >= 10
+    assert torch.equal(batches[0.0]["x"], on_device[0.0].batch(idx, torch.Generator().manual_seed(7))["x"])
+
+
+def test_supercell_prob_out_of_range_is_refused(sample_shards: Path) -> None:
+    with pytest.raises(ValueError, match="supercell_prob"):
+        ShardDataset(sample_shards, augment=True, supercell_prob=1.5)
+    with pytest.raises(ValueError, match="supercell_prob"):
+        DeviceBatches(ShardDataset(sample_shards), "cpu", supercell_prob=-0.1)
+    with pytest.raises(ValueError, match="supercell_prob"):
+        TrainConfig(supercell_prob=2.0)
