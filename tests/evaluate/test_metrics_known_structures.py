@@ -74,6 +74,10 @@ def test_overlapping_atoms_missing_elements_and_failed_decodes_count_against_all
     assert m["plausible_pct"] == pytest.approx(50)  # the real crystal and lone Mg; not the 0.3 A pair
     assert m["valid_and_plausible_pct"] == pytest.approx(25)
     assert m["short_bond_pct_of_valid"] == pytest.approx(50)
+    # of the two valid samples, the Si pair 0.3 A apart is not a repeat (0.25 A tolerance); the real cell is primitive
+    assert m["supercell_pct_of_valid"] == pytest.approx(50 * (len(real.get_primitive_structure()) < len(real)))
+    doubled = real.copy().make_supercell([1, 2, 1])
+    assert denovo_metrics([DecodedSample(DecodeResult(doubled), real_slots[:3])], [real])["supercell_pct_of_valid"] == 100
     assert m["rejection_reasons"] == {"no_atoms": 1, "missing_requested_element": 1}
     # by number of sites, over the 3 decoded samples: lone Mg and the Si pair in 1-4, the real crystal in its own bin
     bins = {row["sites"]: row for row in m["by_sites"]}

@@ -98,14 +98,21 @@ def _holds_sites(x: torch.Tensor, frac: np.ndarray, slots: np.ndarray, sign: flo
     return False
 
 
-def test_inversion_negates_the_coordinates_about_the_anchor_on_both_paths(sample_shards: Path) -> None:
+def _off_and_on_both_paths(sample_shards: Path, option: str) -> tuple[ShardDataset, dict, dict, list[int]]:
+    """An augmentation ``option`` at probability 0 and 1 (canonical order, anchor origin) on both paths:
+    (the plain dataset, per-item datasets by probability, on-device batches by probability, the batch's indices)."""
     plain = ShardDataset(sample_shards)
-    per_item = {p: ShardDataset(sample_shards, augment=True, site_order="canonical", origin="anchor", invert_prob=p)
-                for p in (0.0, 1.0)}
-    on_device = {p: DeviceBatches(plain, "cpu", augment=True, site_order="canonical", origin="anchor", invert_prob=p)
-                 for p in (0.0, 1.0)}
+    common = {"augment": True, "site_order": "canonical", "origin": "anchor"}
+    per_item = {p: ShardDataset(sample_shards, **common, **{option: p}) for p in (0.0, 1.0)}
     idx = list(range(0, len(plain), max(1, len(plain) // 30)))
-    batches = {p: on_device[p].batch(idx, torch.Generator().manual_seed(7))["x"] for p in (0.0, 1.0)}
+    batches = {p: DeviceBatches(plain, "cpu", **common, **{option: p}).batch(idx, torch.Generator().manual_seed(7))
+               for p in (0.0, 1.0)}
+    return plain, per_item, batches, idx
+
+
+def test_inversion_negates_the_coordinates_about_the_anchor_on_both_paths(sample_shards: Path) -> None:
+    plain, per_item, batches, idx = _off_and_on_both_paths(sample_shards, "invert_prob")
+    batches = {p: b["x"] for p, b in batches.items()}
     chiral_looking = 0
     for k, i in enumerate(idx):
         shard, row = plain.locate(i)
@@ -128,13 +135,7 @@ def test_invert_prob_out_of_range_is_refused(sample_shards: Path) -> None:
 
 
 def test_supercell_augmentation_doubles_small_cells_on_both_paths(sample_shards: Path) -> None:
-    plain = ShardDataset(sample_shards)
-    per_item = {p: ShardDataset(sample_shards, augment=True, site_order="canonical", origin="anchor", supercell_prob=p)
-                for p in (0.0, 1.0)}
-    on_device = {p: DeviceBatches(plain, "cpu", augment=True, site_order="canonical", origin="anchor", supercell_prob=p)
-                 for p in (0.0, 1.0)}
-    idx = list(range(0, len(plain), max(1, len(plain) // 30)))
-    batches = {p: on_device[p].batch(idx, torch.Generator().manual_seed(7)) for p in (0.0, 1.0)}
+    plain, per_item, batches, idx = _off_and_on_both_paths(sample_shards, "supercell_prob")
     matcher = structure_matcher()
     doubled = 0
     for k, i in enumerate(idx):
@@ -152,7 +153,6 @@ def test_supercell_augmentation_doubles_small_cells_on_both_paths(sample_shards:
             assert len(got) == 2 * n and got.volume == pytest.approx(2 * original.volume, rel=1e-4), f"record {i}"
             assert matcher.fit(got, original), f"record {i}"  # the same crystal (primitive cells compared)
     assert doubled >= 10
-    assert torch.equal(batches[0.0]["x"], on_device[0.0].batch(idx, torch.Generator().manual_seed(7))["x"])
 
 
 def test_supercell_prob_out_of_range_is_refused(sample_shards: Path) -> None:
