@@ -54,10 +54,8 @@ class ShardDataset(Dataset):
             raise ValueError(f"site_order must be random or canonical, got {site_order!r}")
         if origin not in ("random", "anchor"):
             raise ValueError(f"origin must be random or anchor, got {origin!r}")
-        if not 0.0 <= invert_prob <= 1.0:
-            raise ValueError(f"invert_prob must be in [0, 1], got {invert_prob!r}")
-        if not 0.0 <= supercell_prob <= 1.0:
-            raise ValueError(f"supercell_prob must be in [0, 1], got {supercell_prob!r}")
+        check_probability("invert_prob", invert_prob)
+        check_probability("supercell_prob", supercell_prob)
         self.augment = augment
         self.invert_prob = float(invert_prob)
         self.supercell_prob = float(supercell_prob)
@@ -162,6 +160,12 @@ class ShardDataset(Dataset):
         shifted = np.mod(frac + shift, 1.0)
         order = _site_order(shifted, slots, None if self.site_order == "canonical" else shuffle)
         return encode_arrays(shifted[order], slots[order], params, self.codec), len(slots)
+
+
+def check_probability(name: str, value: float) -> None:
+    """Raise ``ValueError`` naming the option ``name`` when ``value`` is not a probability in [0, 1]."""
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
 
 
 def _anchor_shift(arrays: "_ShardArrays", row: int) -> np.ndarray:

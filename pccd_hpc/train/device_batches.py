@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from pccd_hpc.data.codec import CodecConfig, point_counts
-from pccd_hpc.data.dataset import ShardDataset
+from pccd_hpc.data.dataset import ShardDataset, check_probability
 from pccd_hpc.data.supercell import doubled_cell_sites
 
 
@@ -32,11 +32,9 @@ class DeviceBatches:
         self.device = torch.device(device)
         if origin not in ("random", "anchor"):
             raise ValueError(f"origin must be random or anchor, got {origin!r}")
-        if not 0.0 <= invert_prob <= 1.0:
-            raise ValueError(f"invert_prob must be in [0, 1], got {invert_prob!r}")
+        check_probability("invert_prob", invert_prob)
+        check_probability("supercell_prob", supercell_prob)
         self.augment, self.site_order, self.origin = augment, site_order, origin
-        if not 0.0 <= supercell_prob <= 1.0:
-            raise ValueError(f"supercell_prob must be in [0, 1], got {supercell_prob!r}")
         self.invert_prob = float(invert_prob)
         self.supercell_prob = float(supercell_prob)
         parts = [dataset.shard_arrays(k) for k in range(len(dataset.shards))]
@@ -60,25 +58,12 @@ class DeviceBatches:
             rows[n] = np.repeat(np.arange(n), point_counts(n, self.codec.n_points))
         self.row_site = to(rows, torch.long)
         if self.supercell_prob > 0:
-            self._set_doubled_cells(frac, slots, n_sites, lattice, to)
-
-    def _set_doubled_cells(self, frac: np.ndarray, slots: np.ndarray, n_sites: np.ndarray, lattice: np.ndarray,
-                           to) -> None:
-        """Every record's three doubled cells (:func:`doubled_cell_sites` along a, b, c), built once on the host."""
-        n_rec, max_sites = frac.shape[:2]
-        big_frac = np.zeros((n_rec, 3, max_sites, 3), dtype=np.float32)
-        big_slots = np.zeros((n_rec, 3, max_sites), dtype=np.int64)
-        big_lattice = np.tile(lattice[:, None, :], (1, 3, 1)).astype(np.float64)
-        fits = 2 * n_sites <= max_sites
-        for i in np.flatnonzero(fits):
-            n = int(n_sites[i])
-            for axis in range(3):
-                f2, s2, p2 = doubled_cell_sites(frac[i, :n], slots[i, :n], lattice[i], axis, self.codec.niggli_reduce)
-                big_frac[i, axis, :2 * n], big_slots[i, axis, :2 * n], big_lattice[i, axis] = f2, s2, p2
-        self.doubled_fits = to(fits, torch.bool)
-        self.doubled_frac, self.doubled_slots = to(big_frac, torch.float32), to(big_slots, torch.long)
-        self.doubled_angle_rows = to(np.radians(big_lattice[..., 3:]) / math.pi, torch.float32)
-        self.doubled_length_rows = to(self.codec.normalise_lengths(big_lattice[..., :3]), torch.float32)
+            fits, big_frac, big_slots, big_lattice = _doubled_cells(frac, slots, n_sites, lattice,
+                                                                    self.codec.niggli_reduce)
+            self.doubled_fits = to(fits, torch.bool)
+            self.doubled_frac, self.doubled_slots = to(big_frac, torch.float32), to(big_slots, torch.long)
+            self.doubled_angle_rows = to(np.radians(big_lattice[..., 3:]) / math.pi, torch.float32)
+            self.doubled_length_rows = to(self.codec.normalise_lengths(big_lattice[..., :3]), torch.float32)
 
     def __len__(self) -> int:
         return int(self.n_sites.shape[0])
@@ -89,8 +74,8 @@ class DeviceBatches:
         With ``augment``: with probability ``supercell_prob`` a record of at most ``max_sites / 2`` sites
         becomes its cell doubled along a random lattice vector (``n_sites`` doubled), with probability
         ``invert_prob`` an inversion through the origin (coordinates negated), a random origin shift (added
-        mod 1) per record, then the atoms of each species in random (``site_order = "random"``) or shifted-coordinate (``"canonical"``) order. ``generator``
-        is a CPU generator (the random numbers are drawn on the CPU and moved, so a run is reproducible
+        mod 1) per record, then the atoms of each species in random (``site_order = "random"``) or
+        shifted-coordinate (``"canonical"``) order. ``generator`` is a CPU generator (the random numbers are drawn on the CPU and moved, so a run is reproducible
         on any device).
         """
         idx = torch.as_tensor(indices, dtype=torch.long, device=self.device)
@@ -101,22 +86,20 @@ class DeviceBatches:
             shift = torch.rand((b, 1, 3), generator=generator).to(self.device)
             pick = (torch.rand((b, max_sites), generator=generator).to(self.device)
                     if self.origin == "anchor" else None)
-            if self.invert_prob > 0:  # drawn last: other streams unchanged; inversion through the origin
-                flip = torch.rand((b, 1, 1), generator=generator).to(self.device) < self.invert_prob
-                frac = torch.where(flip, -frac, frac)
+            flip = (torch.rand((b, 1, 1), generator=generator).to(self.device) < self.invert_prob
+                    if self.invert_prob > 0 else None)  # drawn last: other streams unchanged
             if self.supercell_prob > 0:  # drawn after the inversion: earlier streams unchanged
                 use = torch.rand(b, generator=generator).to(self.device) < self.supercell_prob
                 axis = torch.randint(3, (b,), generator=generator).to(self.device)
                 use = use & self.doubled_fits[idx]
-                big_frac = self.doubled_frac[idx, axis]
-                big_frac = torch.where(flip, -big_frac, big_frac) if self.invert_prob > 0 else big_frac
-                frac = torch.where(use[:, None, None], big_frac, frac)
+                frac = torch.where(use[:, None, None], self.doubled_frac[idx, axis], frac)
                 slots = torch.where(use[:, None], self.doubled_slots[idx, axis], slots)
                 n = torch.where(use, 2 * n, n)
                 angle_rows = torch.where(use[:, None], self.doubled_angle_rows[idx, axis], angle_rows)
                 length_rows = torch.where(use[:, None], self.doubled_length_rows[idx, axis], length_rows)
-        present = torch.arange(max_sites, device=self.device)[None, :] < n[:, None]
-        if self.augment:
+            if flip is not None:  # inversion through the origin
+                frac = torch.where(flip, -frac, frac)
+            present = torch.arange(max_sites, device=self.device)[None, :] < n[:, None]
             if pick is not None:  # a random atom of the first species moves to the cell centre
                 pick = torch.where(present & (slots == 0), pick, torch.full_like(pick, -1.0))
                 anchor = pick.argmax(dim=1)
@@ -147,3 +130,23 @@ class DeviceBatches:
         for k, indices in enumerate(batches, start=first_batch):
             gen = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_033 + k)
             yield self.batch(indices, gen)
+
+
+def _doubled_cells(frac: np.ndarray, slots: np.ndarray, n_sites: np.ndarray, lattice: np.ndarray,
+                   niggli_reduce: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every record's three doubled cells (:func:`doubled_cell_sites` along a, b, c), built once on the host.
+
+    ``frac`` (N, S, 3), ``slots`` (N, S), ``n_sites`` (N,), ``lattice`` (N, 6). Returns whether a record fits
+    doubled (N,), and the doubled frac (N, 3, S, 3), slots (N, 3, S) and lattice parameters (N, 3, 6).
+    """
+    n_rec, max_sites = frac.shape[:2]
+    big_frac = np.zeros((n_rec, 3, max_sites, 3), dtype=np.float32)
+    big_slots = np.zeros((n_rec, 3, max_sites), dtype=np.int64)
+    big_lattice = np.tile(lattice[:, None, :], (1, 3, 1)).astype(np.float64)
+    fits = 2 * n_sites <= max_sites
+    for i in np.flatnonzero(fits):
+        n = int(n_sites[i])
+        for axis in range(3):
+            f2, s2, p2 = doubled_cell_sites(frac[i, :n], slots[i, :n], lattice[i], axis, niggli_reduce)
+            big_frac[i, axis, :2 * n], big_slots[i, axis, :2 * n], big_lattice[i, axis] = f2, s2, p2
+    return fits, big_frac, big_slots, big_lattice
