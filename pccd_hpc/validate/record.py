@@ -81,12 +81,19 @@ class ValidationRecord:
     phonon_wall_s: float | None = None
     vasp_folder: str | None = None
     """The VASP run folder the energy was parsed from (VASP backend)."""
+    formation_energy_ev_per_atom: float | None = None
+    """Set by finalize on the DFT hull: the backend energy as a formation energy (fitted element energies)."""
+    hull_decomposition: str | None = None
+    """Set by finalize: the hull phases the composition would split into, with atom fractions and ids."""
     e_above_hull_ev_per_atom: float | None = None
     hull_status: str | None = None
     """Set by finalize: ``ok``, ``failed``, ``unphysical`` or ``no_hull``."""
     hull_note: str | None = None
     is_unique: bool | None = None
     is_novel: bool | None = None
+    """Structure not matched in the training set (None: no training set given)."""
+    is_novel_composition: bool | None = None
+    """Reduced formula not among the compositions of MP-20's 45,229 entries."""
 
     @classmethod
     def for_job(cls, job: Job, backend: str) -> "ValidationRecord":
