@@ -12,6 +12,7 @@ from typing import Any
 from pymatgen.core import Structure
 
 from pccd_hpc.io_utils import atomic_write_json, atomic_write_text, read_json
+from pccd_hpc.report.funnel import funnel_lines, funnel_picture, funnel_steps
 from pccd_hpc.report.figures import PAPER_SPLIT_EV_PER_ATOM, PAPER_STABLE_EV_PER_ATOM, distribution_plot, e_hull_histogram
 from pccd_hpc.validate import metrics as M
 from pccd_hpc.validate.inputs import iter_input_structures
@@ -67,14 +68,21 @@ def build_report(paths: ReportPaths) -> Path:
     from pccd_hpc.report.structure_picture import followup_figures, top_n_pictures
 
     pictures = top_n_pictures(rows, out, n=15)
+    generation = (read_json(paths.gen_dir / "summary.json", "generation summary")
+                  if paths.gen_dir and (paths.gen_dir / "summary.json").exists() else None)
+    steps = funnel_steps(metrics, generation)
+    if steps:
+        funnel_picture(steps, out / "funnel.png", f"{paths.val_dir.name}: generate -> validate funnel")
     followup = followup_figures(paths.followup_dir, out) if paths.followup_dir else []
 
     # validate's finalize computed the fractions (over the structures a hull exists for): read, never recompute
     fractions = {thr: metrics.get(f"e_hull_below_{thr:g}") for thr in PAPER_FRACTIONS}
     summary = {"n_results": len(rows), "fractions_below": {str(k): v for k, v in fractions.items()},
                "distances_vs_reference": distances, "validation_metrics": metrics}
+    summary["funnel"] = dict(steps)
     atomic_write_json(out / "summary.json", summary)
     page = _render(rows, metrics, distances, fractions, bands, paths, pictures, followup)
+    page = page.replace("\n## Energy above hull", "\n" + "\n".join(funnel_lines(metrics, steps, "funnel.png")) + "\n## Energy above hull", 1)
     if paths.gen_dir and (paths.gen_dir / "summary.json").exists():
         page = page.replace("\n## Energy above hull", "\n" + _generation_lines(read_json(paths.gen_dir / "summary.json", "generation summary"))
                             + "\n## Energy above hull", 1)
