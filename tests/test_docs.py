@@ -23,7 +23,7 @@ SETUP_COMMANDS = (
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$|^<[^>]+>$")  # DIR, CKPT, N, <id>: stand for a value
 SHELL_OPERATORS = {"&&", "||", "|", ";", ">", ">>", "2>", "2>&1", "&"}
 FENCE = re.compile(r"^\s*(```|~~~)")
-INLINE_CODE = re.compile(r"`([^`\n]+)`")
+INLINE_CODE = re.compile(r"`([^`\n]+)`")  # within one line, or a paragraph joined into one
 LINK = re.compile(r"!?\[[^\]\n]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 JARGON = [
     (re.compile(r"\bstop \d+", re.I), "a 'stop N' (an internal session number)"),
@@ -43,8 +43,16 @@ def command_lines(text: str) -> list[tuple[int, str]]:
     code span that runs the CLI (``python -m pccd_hpc.launch ...`` or ``pccd ...``)."""
     found: list[tuple[int, str]] = []
     in_block, pending, start = False, "", 0
+    paragraph: list[tuple[int, str]] = []  # inline code may wrap onto the next line of its paragraph
+
+    def flush() -> None:
+        joined = " ".join(line for _, line in paragraph)
+        found.extend((paragraph[0][0], span) for span in INLINE_CODE.findall(joined))
+        paragraph.clear()
+
     for number, line in enumerate(text.splitlines(), 1):
         if FENCE.match(line):
+            flush()
             in_block, pending = not in_block, ""
             continue
         if in_block:
@@ -56,8 +64,12 @@ def command_lines(text: str) -> list[tuple[int, str]]:
                 continue
             found.append((start, pending))
             pending = ""
+        elif line.strip() and not line.lstrip().startswith(("|", "#")):
+            paragraph.append((number, line.strip()))
         else:
+            flush()
             found += [(number, span) for span in INLINE_CODE.findall(line)]
+    flush()
     return [(n, c) for n, c in found if _cli_args(c) is not None]
 
 
@@ -172,6 +184,8 @@ def test_the_checks_can_fail() -> None:
     text = "```bash\nmpiexec -n 8 python -m pccd_hpc.launch encode \\\n    --out DIR   # comment\npccd info\n```\n"
     lines = command_lines(text)
     assert [(n, _cli_args(c)) for n, c in lines] == [(2, ["encode", "--out", "DIR"]), (4, ["info"])]
+    wrapped = "Run `python -m pccd_hpc.launch generate\n--n 16 --out DIR` now.\n"
+    assert [_cli_args(c) for _, c in command_lines(wrapped)] == [["generate", "--n", "16", "--out", "DIR"]]
     assert _github_slug("Running on a cluster (SLURM)") == "running-on-a-cluster-slurm"
 
 
