@@ -18,7 +18,7 @@ from pccd_hpc.validate import metrics as M
 from pccd_hpc.validate.config import ValidateConfig
 from pccd_hpc.validate.dft_hull import dft_hull, dft_hull_elements, known_reduced_formulas
 from pccd_hpc.validate.formation import CalibrationSample, ElementReferences, fit_element_references, installed_backend_version
-from pccd_hpc.validate.hull import HullCalculator, ReferenceEnergy
+from pccd_hpc.validate.hull import ELEMENT_FALLBACK_PREFIX, HullCalculator, ReferenceEnergy
 from pccd_hpc.validate.inputs import iter_input_structures
 from pccd_hpc.validate.plan import HULL_DFT, Plan, ValidatePaths
 from pccd_hpc.validate.record import ValidationRecord
@@ -55,22 +55,31 @@ def reference_energies(plan: Plan, cache: RecordStore) -> tuple[list[ReferenceEn
 
 
 def element_references(plan: Plan, cache: RecordStore, backend: str) -> tuple[ElementReferences | None, list[str]]:
-    """DFT hull: the shipped element energies, or a fit to the calibration records in the cache."""
-    if plan.element_references is not None:
-        return plan.element_references, []
-    samples, notes = [], []
+    """DFT hull: the shipped element energies (or a fit to the calibration records in the cache), plus the
+    relaxed elemental reference state of any candidate element the fit lacks."""
+    refs, samples, notes, elemental = plan.element_references, [], [], {}
     for job in plan.references:
         record = cache.get(job.record_id)
-        if record is None or record.energy_ev_per_atom is None or record.unphysical or not record.converged:
+        usable = record is not None and record.energy_ev_per_atom is not None and not record.unphysical and record.converged
+        if job.record_id.startswith(ELEMENT_FALLBACK_PREFIX):
+            if usable:
+                elemental[job.record_id[len(ELEMENT_FALLBACK_PREFIX):]] = float(record.energy_ev_per_atom)
+                notes.append(f"{job.note}; its relaxed energy is the element's energy")
+            else:
+                notes.append(f"elemental reference {job.record_id} unavailable (not relaxed and converged)")
+        elif not usable:
             notes.append(f"calibration structure {job.record_id} left out of the fit (not relaxed and converged)")
-            continue
-        samples.append(CalibrationSample(job.record_id, Composition(record.composition), float(record.energy_ev_per_atom),
-                                         plan.calibration_energies[job.record_id]))
-    if not samples:
-        return None, notes + ["no calibration structure relaxed: element energies not fitted"]
-    fitted = fit_element_references(samples, backend, installed_backend_version(backend),
-                                    source=f"{len(samples)} shipped calibration structures relaxed with {backend} in this cache")
-    return fitted, notes
+        else:
+            samples.append(CalibrationSample(job.record_id, Composition(record.composition), float(record.energy_ev_per_atom),
+                                             plan.calibration_energies[job.record_id]))
+    if refs is None and samples:
+        refs = fit_element_references(samples, backend, installed_backend_version(backend),
+                                      source=f"{len(samples)} shipped calibration structures relaxed with {backend} in this cache")
+    elif refs is None:
+        notes.append("no calibration structure relaxed: element energies not fitted")
+    if refs is not None and elemental:
+        refs = refs.with_elemental_states(elemental)
+    return refs, notes
 
 
 def hull_for_record(
@@ -124,7 +133,7 @@ def finalize_validation(config: ValidateConfig, paths: ValidatePaths, plan: Plan
     if plan.hull_kind == HULL_DFT:
         element_refs, notes = element_references(plan, stores["reference"], config.backend)
         hull: HullCalculator | None = dft_hull()
-        if element_refs is not None and plan.element_references is None:
+        if element_refs is not None and element_refs != plan.element_references:
             atomic_write_json(paths.out_dir / "element_references.json", element_refs.to_dict())
     else:
         refs, notes = reference_energies(plan, stores["reference"])

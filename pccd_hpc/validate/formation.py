@@ -64,6 +64,14 @@ class ElementReferences:
         offset = sum(amount / total * self.energies_ev_per_atom[str(el)] for el, amount in composition.items())
         return float(energy_ev_per_atom) - float(offset)
 
+    def with_elemental_states(self, energies: dict[str, float]) -> "ElementReferences":
+        """A copy with the backend's relaxed elemental-state energies for elements the fit lacks (noted)."""
+        added = {el: round(float(e), 6) for el, e in energies.items() if el not in self.energies_ev_per_atom}
+        if not added:
+            return self
+        provenance = {**self.provenance, "elemental_states": sorted(added)}
+        return dataclasses.replace(self, energies_ev_per_atom={**self.energies_ev_per_atom, **added}, provenance=provenance)
+
     def describe(self) -> str:
         """One line for metrics and reports."""
         fit = self.provenance.get("fit", {})

@@ -138,7 +138,16 @@ def _plan_dft(candidates: list[Job], backend: str, rejections: list[InputRejecti
             energies[rid] = ef
         log.warning("no shipped element energies for backend %r at this version: relaxing %d calibration structures "
                     "once (cached per user) to fit them", backend, len(references))
-    log.info("validate plan: %d candidates, MP-20 DFT hull, %d calibration structures to compute", len(candidates), len(references))
+        covered = {str(el) for job in references for el in job.structure.composition.elements}
+    else:
+        covered = set(shipped.energies_ev_per_atom)
+    # An MP-20 element without a fitted energy (a noble gas seen in too few structures) gets the backend's
+    # energy of its relaxed ASE reference state: the DFT formation energy of an element's ground state is 0.
+    needed = {str(el) for job in candidates for el in job.structure.composition.elements} & dft_hull.dft_hull_elements()
+    for symbol, (structure, note) in elemental_fallback_structures(needed - covered).items():
+        log.warning("element energy: %s", note)
+        references.append(Job(f"{ELEMENT_FALLBACK_PREFIX}{symbol}", "reference", structure, note))
+    log.info("validate plan: %d candidates, MP-20 DFT hull, %d reference structures to compute", len(candidates), len(references))
     return Plan(candidates, references, [], [], hull_kind=HULL_DFT, element_references=shipped,
                 calibration_energies=energies, hull_description=dft_hull.describe(), rejections=rejections)
 

@@ -168,3 +168,27 @@ def test_backend_without_shipped_values_fits_its_own_once_and_caches_it(generati
     assert all(r["hull_status"] == "ok" for r in rows)
     again = run_validate(ValidateConfig(relax=RelaxConfig(max_steps=60)), ValidatePaths(input=generation_cif, out_dir=tmp_path / "vdir2"))
     assert again["computed"] == 3  # the candidates only: every calibration energy came from the cache
+
+
+def test_element_missing_from_the_fit_uses_its_relaxed_elemental_state(tmp_path, monkeypatch) -> None:
+    """An MP-20 element the fit lacks (as noble gases seen in too few structures) still gets a hull: the
+    backend's energy of its relaxed ASE reference state stands in, and the notes say so."""
+    from pccd_hpc.validate import formation
+
+    pytest.importorskip("chgnet")
+    shipped = formation._shipped()
+    without_mg = [{**fit, "energies_ev_per_atom": {k: v for k, v in fit["energies_ev_per_atom"].items() if k != "Mg"}}
+                  for fit in shipped]
+    monkeypatch.setattr(formation, "_shipped", lambda: without_mg)
+    monkeypatch.setenv("PCCD_HPC_CACHE", str(tmp_path / "user-cache"))
+    cands = tmp_path / "cands"
+    cands.mkdir()
+    rocksalt_mgo().to(filename=str(cands / "mgo.cif"))
+    out = tmp_path / "vdir"
+    assert main(["validate", "--input", str(cands), "--out", str(out), "--max-steps", "60"]) == 0
+    row = read_results_csv(out / "results.csv")[0]
+    assert row["hull_status"] == "ok" and row["e_above_hull_ev_per_atom"] is not None
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert any(note.startswith("Mg: ASE") for note in metrics["hull_notes"])
+    used = json.loads((out / "element_references.json").read_text())
+    assert "Mg" in used["energies_ev_per_atom"] and used["provenance"]["elemental_states"] == ["Mg"]
