@@ -7,6 +7,7 @@ Layout inside the run folder ``DIR``::
     shard-KKKKK.h5                 the task's samples: tensors, decoded structures, valid/reason
     shard-KKKKK.cif                every valid structure of the task, one CIF data block each
     shard-KKKKK.json               the task's summary, written last: counts, timings, sha256 of both files
+    cifs/<id>.cif                  one CIF per valid structure, with its space group (:mod:`pccd_hpc.generate.table`)
 
 A task is done when its summary exists and both files still match its sha256 (as encode verifies
 its shards); a task whose files were truncated or changed is done again (its seeds are fixed, so
@@ -25,14 +26,17 @@ from typing import Callable, Protocol
 
 import numpy as np
 import torch
+from pymatgen.core import Structure
 from pymatgen.io.cif import CifWriter
 
 from pccd_hpc.data.codec import CodecConfig
 from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR
 from pccd_hpc.data.separation import decode_separated
 from pccd_hpc.data.shards import ShardRecord, shard_name, write_shard
+from pccd_hpc.data.symmetry import SpaceGroup, space_group
 from pccd_hpc.generate.plan import GeneratePlan, read_plan
 from pccd_hpc.generate.systems import system_label
+from pccd_hpc.generate.table import write_structure_cifs
 from pccd_hpc.io_utils import atomic_path, atomic_write_json, atomic_write_text, read_json, sha256_file
 
 log = logging.getLogger(__name__)
@@ -156,6 +160,9 @@ def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: f
     # min d_ij / (r_i + r_j) as sampled and as written (after the push-apart, when the plan asks for it)
     sampled_valid, sampled_ratios, bond_ratios, shifts, scales = [], [], [], [], []
     cif_blocks = []
+    groups: list[str] = []
+    group_numbers: list[int] = []
+    written: list[tuple[str, Structure, SpaceGroup | None]] = []  # (id, structure, space group) of every valid sample
     for b in range(len(plan.batches(task))):
         with np.load(_part_path(out_dir, task, b)) as part:
             tensors, element_z, indices = part["tensors"], part["element_z"], part["indices"]
@@ -173,10 +180,16 @@ def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: f
                 params = np.concatenate([s.lattice.abc, s.lattice.angles])
                 records.append(ShardRecord(rid, f"task-{task}", int(index), tensor, slots, z, s.frac_coords, params))
                 cif_blocks.append(str(CifWriter(s)).replace("data_", f"data_{rid}_", 1))
+                group = space_group(s)
+                written.append((rid, s, group))
+                groups.append("" if group is None else group.symbol)
+                group_numbers.append(0 if group is None else group.number)
                 # computed once: the push-apart measured its result, and without one the final ratio is the sampled one
                 bond_ratios.append(decoded.sampled_min_bond_ratio if separation is None else separation.min_bond_ratio_after)
             else:
                 bond_ratios.append(math.nan)
+                groups.append("")
+                group_numbers.append(0)
                 records.append(ShardRecord(rid, f"task-{task}", int(index), tensor, slots, np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros(6)))
             shifts.append(shift)
             scales.append(scale)
@@ -196,11 +209,13 @@ def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: f
              "min_bond_ratio_sampled": sampled, "plausible_sampled": plausible_sampled,
              "valid_sampled": np.array(sampled_valid, dtype=bool),
              "push_max_shift_ang": np.array(shifts, dtype=np.float64),
-             "push_length_scale": np.array(scales, dtype=np.float64)}
+             "push_length_scale": np.array(scales, dtype=np.float64),
+             "space_group": groups, "space_group_number": np.array(group_numbers, dtype=np.int16)}
     cif_path = out_dir / shard_name(task, ".cif")
     h5_path = out_dir / shard_name(task)
     atomic_write_text(cif_path, "\n".join(cif_blocks))
     write_shard(h5_path, records, codec.to_dict(), codec.max_sites, extra=extra, attrs=attrs)
+    write_structure_cifs(out_dir, written)
     summary = {"task": task, "n_samples": len(valid), "n_valid": int(sum(valid)), "n_plausible": int(plausible.sum()),
                "n_plausible_sampled": int(plausible_sampled.sum()), "n_valid_sampled": int(sum(sampled_valid)),
                "n_cif_blocks": len(cif_blocks),
