@@ -27,6 +27,7 @@ from pccd_hpc.data.codec import CodecConfig, DecodeResult, decode_tensor
 from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR, is_supercell, min_bond_ratio, shortest_distance_ang
 from pccd_hpc.data.separation import decode_separated
 from pccd_hpc.data.shards import list_shards, read_structures
+from pccd_hpc.progress import Progress
 from pccd_hpc.generate.cli import GENERATE_DECODE_METHOD, GENERATE_MIN_POINTS, decode_codec
 from pccd_hpc.generate.sampling import CheckpointSampler, LoadedModel
 from pccd_hpc.validate.metrics import compositional_validity, uniqueness_flags, wasserstein_distances
@@ -87,6 +88,7 @@ def sample_tensors(loaded: LoadedModel, systems: np.ndarray, sampler: str, steps
     """
     model_sampler = CheckpointSampler(loaded, sampler, steps, guidance, device)
     out, asked = [], []
+    progress = Progress("evaluation sampling", len(systems), "sample")
     for b, start in enumerate(range(0, len(systems), batch_size)):
         element_z = torch.as_tensor(systems[start : start + batch_size], dtype=torch.int64)
         generator = torch.Generator().manual_seed(_batch_seed(seed, b))
@@ -94,7 +96,8 @@ def sample_tensors(loaded: LoadedModel, systems: np.ndarray, sampler: str, steps
         out.append(model_sampler.sample(element_z, None, generator, n_sites).numpy().astype(np.float32))
         if n_sites is not None:
             asked.append(n_sites.numpy())
-        log.info("de novo: sampled %d/%d", min(start + batch_size, len(systems)), len(systems))
+        progress.update(len(element_z))
+    progress.close()
     return np.concatenate(out), (np.concatenate(asked) if asked else None)
 
 

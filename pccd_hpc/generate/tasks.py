@@ -37,6 +37,7 @@ from pccd_hpc.data.symmetry import SpaceGroup, space_group
 from pccd_hpc.generate.plan import GeneratePlan, read_plan
 from pccd_hpc.generate.systems import system_label
 from pccd_hpc.generate.table import write_structure_cifs
+from pccd_hpc.progress import Progress
 from pccd_hpc.io_utils import atomic_path, atomic_write_json, atomic_write_text, read_json, sha256_file
 
 log = logging.getLogger(__name__)
@@ -100,11 +101,12 @@ def sample_id(index: int) -> str:
 
 
 def run_task(out_dir: str | Path, task: int, sampler_factory: SamplerFactory | None = None,
-             progress: Callable[[int], None] | None = None, plan: GeneratePlan | None = None) -> Path:
+             progress: Progress | None = None, plan: GeneratePlan | None = None) -> Path:
     """Run task ``task`` of the plan in ``out_dir`` (idempotent, resumable); return its shard path.
 
     The picklable entry point of a generation array task. ``plan`` is ``out_dir``'s plan when the caller
-    has read it already; the model is loaded (once) only when a batch is still missing.
+    has read it already; the model is loaded (once) only when a batch is still missing. ``progress`` counts
+    the samples across the caller's tasks; without one (an array task) the task reports its own.
     """
     out_dir = Path(out_dir)
     plan = plan or read_plan(out_dir)
@@ -120,24 +122,28 @@ def run_task(out_dir: str | Path, task: int, sampler_factory: SamplerFactory | N
         from pccd_hpc.generate.sampling import load_sampler as sampler_factory
     sampler = None
     started = time.time()
-    for b, indices in enumerate(plan.batches(task)):
-        part = _part_path(out_dir, task, b)
-        if part.exists():
-            if progress:
-                progress(len(indices))
-            continue
-        sampler = sampler or sampler_factory(plan)
-        element_z = torch.tensor([plan.system_of(i) for i in indices], dtype=torch.int64)
-        generator = torch.Generator().manual_seed(_batch_seed(plan.seed, task, b))
-        t0 = time.time()
-        tensors = sampler.sample(element_z, plan.band_gap_class, generator).detach().cpu().numpy().astype(np.float32)
-        part.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(part) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, tensors=tensors, element_z=element_z.numpy(), indices=np.asarray(indices))
-        log.info("task %d: batch %d/%d (%d samples) in %.1f s", task, b + 1, len(plan.batches(task)), len(indices), time.time() - t0)
-        if progress:
-            progress(len(indices))
+    own_progress = progress is None
+    progress = progress or Progress(f"task {task} sampling", len(plan.task_range(task)), "sample")
+    try:
+        for b, indices in enumerate(plan.batches(task)):
+            part = _part_path(out_dir, task, b)
+            if part.exists():
+                progress.skip(len(indices))
+                continue
+            sampler = sampler or sampler_factory(plan)
+            element_z = torch.tensor([plan.system_of(i) for i in indices], dtype=torch.int64)
+            generator = torch.Generator().manual_seed(_batch_seed(plan.seed, task, b))
+            t0 = time.time()
+            tensors = sampler.sample(element_z, plan.band_gap_class, generator).detach().cpu().numpy().astype(np.float32)
+            part.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(part) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, tensors=tensors, element_z=element_z.numpy(), indices=np.asarray(indices))
+            log.debug("task %d: batch %d/%d (%d samples) in %.1f s", task, b + 1, len(plan.batches(task)), len(indices), time.time() - t0)
+            progress.update(len(indices))
+    finally:
+        if own_progress:
+            progress.close()
     _write_task_shard(out_dir, plan, task, elapsed_s=time.time() - started)
     part_dir = out_dir / "parts" / f"task-{task:05d}"
     for part in sorted(part_dir.glob("batch-*.npz")):
@@ -160,6 +166,7 @@ def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: f
     # min d_ij / (r_i + r_j) as sampled and as written (after the push-apart, when the plan asks for it)
     sampled_valid, sampled_ratios, bond_ratios, shifts, scales = [], [], [], [], []
     cif_blocks = []
+    decoding = Progress(f"task {task} decoding", len(plan.task_range(task)), "sample", heartbeat=False)
     groups: list[str] = []
     group_numbers: list[int] = []
     written: list[tuple[str, Structure, SpaceGroup | None]] = []  # (id, structure, space group) of every valid sample
@@ -196,6 +203,8 @@ def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: f
             valid.append(result.valid)
             reasons.append(result.reason or "")
             systems.append(system_label(tuple(int(z) for z in slots)))
+            decoding.update()
+    decoding.close()
     attrs = {"task": task, "checkpoint": plan.checkpoint, "checkpoint_sha256": plan.checkpoint_sha256,
              "sampler": plan.sampler, "steps": plan.steps, "guidance": plan.guidance, "seed": plan.seed,
              "push_apart_factor": -1.0 if plan.push_apart_factor is None else plan.push_apart_factor}

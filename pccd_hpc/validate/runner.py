@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 from pymatgen.core import Structure
 
+from pccd_hpc.progress import Progress
 from pccd_hpc.data.symmetry import space_group, symmetrized_cif
 from pccd_hpc.validate.backends.base import Backend
 from pccd_hpc.validate.backends.registry import get_backend
@@ -43,13 +44,11 @@ def compute_jobs(jobs: list[Job], stores: dict[str, RecordStore], config: Valida
     if not jobs:
         return 0
     done = 0
-    start = time.perf_counter()
-    for record in iter_results(jobs, config, out_dir):
-        stores[record.kind].put(record)
-        done += 1
-        if done % 10 == 0 or done == len(jobs):
-            rate = done / max(time.perf_counter() - start, 1e-9) * 60
-            log.info("validate: %d/%d structures done (%.1f/min)", done, len(jobs), rate)
+    with Progress("validation", len(jobs), "structure") as progress:
+        for record in iter_results(jobs, config, out_dir):
+            stores[record.kind].put(record)
+            done += 1
+            progress.update()
     return done
 
 
