@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pccd_hpc.cluster.slurm import TIME_HELP, time_limit_arg
 from pccd_hpc.io_utils import checked_input_path
 from pccd_hpc.stage_config import load_config_toml
 from pccd_hpc.validate.config import ValidateConfig
@@ -55,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-finalize", action="store_true", help="skip the merge step (array tasks)")
     p.add_argument("--finalize-only", action="store_true", help="only merge records into results.csv/metrics.json")
     p.add_argument("--partition", default=None, help="SLURM partition (with --cluster slurm)")
-    p.add_argument("--time", default="02:00:00", help="SLURM time limit per array task (minutes, or [D-]HH:MM:SS)")
+    p.add_argument("--time", type=time_limit_arg, default="02:00:00",
+                   help=TIME_HELP.format(what="array task", default="02:00:00"))
     p.set_defaults(func=main)
 
 
@@ -116,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
     if args.cluster == "slurm":
         from pccd_hpc.validate.submit import SubmitOptions, submit_validate_array
 
-        options = SubmitOptions(array_size=args.array_size, time=args.time, partition=args.partition)
+        options = SubmitOptions(array_size=args.array_size, time=str(args.time), partition=args.partition)
         job_ids = submit_validate_array(config, paths, options)
         log.info("submitted validate array %s and finalize job %s", job_ids["array"], job_ids["finalize"])
         print(f"array={job_ids['array']} finalize={job_ids['finalize']}")  # machine-readable for scripts
