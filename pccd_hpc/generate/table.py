@@ -5,6 +5,7 @@ Written into the run folder ``DIR`` beside the shards (the shards stay the recor
     structures.csv      one row per sample, decoded or not (TABLE_COLUMNS; ``reason`` says why a sample failed)
     cifs/<id>.cif       one CIF per valid structure, as written, with its space group (written by its task)
     structures.extxyz   every valid structure; ``ase.io.read(path, index=":")`` returns them all
+    structures.png      pictures of up to PICTURE_COUNT of them (spread over the run), a glance at what was made
 
 Space groups are spglib's at :data:`pccd_hpc.data.symmetry.SYMPREC_ANG` (the ``symprec_ang`` column).
 """
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 STRUCTURES_CSV = "structures.csv"
 EXTXYZ_NAME = "structures.extxyz"
 CIF_DIR = "cifs"
+PICTURE_NAME = "structures.png"
+PICTURE_COUNT = 12
 
 TABLE_COLUMNS = (
     "id", "task", "system", "valid", "formula", "n_sites", "space_group", "space_group_number", "symprec_ang",
@@ -118,6 +121,7 @@ def write_run_table(out_dir: str | Path, plan: GeneratePlan) -> dict[str, Any]:
     missing = [w for w in written if not structure_cif_path(out_dir, w[0]).exists()]
     write_structure_cifs(out_dir, missing)
     _write_extxyz(out_dir / EXTXYZ_NAME, written)
+    _write_picture_grid(out_dir / PICTURE_NAME, written)
     groups = [g for _, _, g in written]
     counts: dict[str, int] = {}
     for g in groups:
@@ -147,3 +151,18 @@ def _write_extxyz(target: Path, written: Sequence[tuple[str, Structure, SpaceGro
             ase.io.write(tmp, frames, format="extxyz")
         else:
             Path(tmp).write_text("")
+
+
+def _write_picture_grid(target: Path, written: Sequence[tuple[str, Structure, SpaceGroup | None]]) -> None:
+    """``structures.png``: up to PICTURE_COUNT structures spread evenly over the run (a drawing problem is logged, not raised)."""
+    from pccd_hpc.pictures import picture_grid
+
+    if not written:
+        return
+    picks = sorted({round(k * (len(written) - 1) / max(PICTURE_COUNT - 1, 1)) for k in range(PICTURE_COUNT)})
+    items = [(s, f"{rid}: {s.composition.reduced_formula}" + ("" if g is None else f", {g.symbol}"))
+             for rid, s, g in (written[k] for k in picks)]
+    try:
+        picture_grid(items, target)
+    except (ValueError, RuntimeError, MemoryError) as err:
+        log.warning("generate: no %s (%s: %s)", target.name, type(err).__name__, err)

@@ -85,6 +85,16 @@ def test_each_structure_opens_alone_in_pymatgen_and_ase_and_the_extxyz_whole(bun
         assert len(frame) == int(row["n_sites"]) and frame.info["space_group"] == row["space_group"]
 
 
+def test_picture_grid_gives_each_structure_at_least_400_px(bundled_run) -> None:
+    from PIL import Image
+
+    out, summary = bundled_run
+    width, height = Image.open(out / "structures.png").size
+    shown = min(summary["n_valid"], 12)
+    columns = min(4, shown)
+    assert width / columns >= 400 and height / -(-shown // columns) >= 350
+
+
 def test_failed_samples_have_a_row_with_the_reason(tmp_path: Path, tiny_checkpoint: Path) -> None:
     """An untrained model decodes almost nothing: every sample still gets a row, with why it failed."""
     run_generate(_plan(tiny_checkpoint, n=4, n_tasks=1, steps=2), tmp_path)
