@@ -26,6 +26,7 @@ from pymatgen.core import Structure
 from pccd_hpc.data.codec import CodecConfig, DecodeResult, decode_tensor
 from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR, is_supercell, min_bond_ratio, shortest_distance_ang
 from pccd_hpc.data.separation import decode_separated
+from pccd_hpc.data.symmetry import non_p1_fraction, space_group
 from pccd_hpc.data.shards import list_shards, read_structures
 from pccd_hpc.progress import Progress
 from pccd_hpc.generate.cli import GENERATE_DECODE_METHOD, GENERATE_MIN_POINTS, decode_codec
@@ -207,6 +208,7 @@ def reference_geometry(structures: Sequence[Structure], factor: float = PLAUSIBL
         "min_bond_ratio_median": float(np.median(finite)) if finite else None,
         "short_bond_pct": _pct(sum(short), len(structures)),
         "supercell_pct": _pct(sum(is_supercell(s) for s in structures), len(structures)),
+        "non_p1_pct": _non_p1_pct(structures),
         "by_sites": plausible_by_sites(structures, ratios, factor),
         "min_bond_ratio": ratios,
     }
@@ -246,6 +248,7 @@ def denovo_metrics(samples: Sequence[DecodedSample], reference: Sequence[Structu
         "smact_valid_pct": _pct(sum(smact), n),
         "unique_pct_of_valid": _pct(sum(unique), len(valid)),
         "supercell_pct_of_valid": _pct(sum(is_supercell(s) for s in valid), len(valid)),
+        "non_p1_pct_of_valid": _non_p1_pct(valid),
         "n_unique_valid": sum(unique),
         "wdist_density": wdist.get("wdist_density"),
         "wdist_n_elements": wdist.get("wdist_n_elements"),
@@ -258,6 +261,12 @@ def denovo_metrics(samples: Sequence[DecodedSample], reference: Sequence[Structu
     metrics["not_computed"].update({f"by_sites.{row['sites']}.plausible_pct": "no decoded sample with that many sites"
                                     for row in metrics["by_sites"] if row["plausible_pct"] is None})
     return metrics
+
+
+def _non_p1_pct(structures: Sequence[Structure]) -> float | None:
+    """Percentage of ``structures`` with a space group other than P1 (spglib at the package's tolerance)."""
+    share = non_p1_fraction(space_group(s) for s in structures)
+    return None if share is None else 100 * share
 
 
 def _why_missing(key: str, n: int, decoded: list, valid: list, finite: list, reference: Sequence[Structure]) -> str:
