@@ -159,6 +159,12 @@ def _batch_seed(seed: int, task: int, batch: int) -> int:
     return int(np.random.SeedSequence([seed, task, batch]).generate_state(1, dtype=np.uint64)[0] % (2**63))
 
 
+MULTI_CIF_NOTE = ("# every valid structure of this task, one data block each; one-structure loaders such as\n"
+                  "# pymatgen's Structure.from_file or ase.io.read read one block only: open cifs/<id>.cif,\n"
+                  "# structures.extxyz (ase.io.read(path, index=':')) or CifParser(path).parse_structures()\n")
+"""Header of the multi-structure CIF (kept for compatibility), pointing to the files one loader reads whole."""
+
+
 def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: float) -> None:
     codec = CodecConfig.from_dict(plan.codec)
     records: list[ShardRecord] = []
@@ -222,7 +228,7 @@ def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: f
              "space_group": groups, "space_group_number": np.array(group_numbers, dtype=np.int16)}
     cif_path = out_dir / shard_name(task, ".cif")
     h5_path = out_dir / shard_name(task)
-    atomic_write_text(cif_path, "\n".join(cif_blocks))
+    atomic_write_text(cif_path, MULTI_CIF_NOTE + "\n".join(cif_blocks))
     write_shard(h5_path, records, codec.to_dict(), codec.max_sites, extra=extra, attrs=attrs)
     write_structure_cifs(out_dir, written)
     summary = {"task": task, "n_samples": len(valid), "n_valid": int(sum(valid)), "n_plausible": int(plausible.sum()),
