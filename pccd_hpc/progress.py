@@ -2,7 +2,8 @@
 
 On a terminal it is a tqdm bar. Anywhere else (a SLURM log, a file, a pipe) it is a log line at
 least every ``every_s`` seconds, even while one item takes longer (a heartbeat thread writes the
-line then), and every ``every_n`` items, whichever comes first::
+line then), and every ``every_n`` items (10 % by default; at most one such line a second), whichever
+comes first, and one when the loop is done::
 
     sampling: 512/10000 samples (5.1 %), 3.41 samples/s, about 46 min left
 
@@ -47,11 +48,12 @@ class Progress:
 
     def __init__(self, what: str, total: int, unit: str = "item", every_s: float = EVERY_S,
                  every_n: int | None = None, stream: TextIO | None = None, logger: logging.Logger | None = None,
-                 heartbeat: bool = True) -> None:
+                 heartbeat: bool = True, min_gap_s: float = 1.0) -> None:
         """``heartbeat``: a thread writes a line when ``every_s`` passes without an item (for loops whose items
-        can take longer than that; then end the loop with :meth:`close` or a ``with`` block)."""
+        can take longer than that; then end the loop with :meth:`close` or a ``with`` block). ``min_gap_s``: the
+        every-``every_n`` lines of a fast loop come at most this often (the last line always comes)."""
         self.what, self.total, self.unit = what, int(total), unit
-        self.every_s = float(every_s)
+        self.every_s, self.min_gap_s = float(every_s), float(min_gap_s)
         self.every_n = every_n if every_n is not None else max(1, math.ceil(self.total / 10))  # every 10 %
         self.logger = logger or log
         self.done = 0
@@ -90,7 +92,8 @@ class Progress:
             self.done += n
             self._rated += n
             self._since_line += n
-            due = self._since_line >= self.every_n or time.monotonic() - self._last_line >= self.every_s
+            quiet = time.monotonic() - self._last_line
+            due = (self._since_line >= self.every_n and quiet >= self.min_gap_s) or quiet >= self.every_s
         if self._bar is not None:
             self._bar.update(n)
         elif due or self.done >= self.total:

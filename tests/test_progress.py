@@ -23,13 +23,22 @@ def _lines(caplog) -> list[str]:
 
 def test_every_n_items_a_line_with_done_total_rate_and_time_left(caplog) -> None:
     caplog.set_level(logging.INFO, logger="pccd_hpc.progress")
-    with Progress("sampling", 10, "sample", every_n=4, stream=io.StringIO()) as progress:
+    with Progress("sampling", 10, "sample", every_n=4, stream=io.StringIO(), min_gap_s=0) as progress:
         for _ in range(10):
             progress.update()
     lines = _lines(caplog)
     assert [re.match(r"sampling: (\d+)/10 samples", line).group(1) for line in lines] == ["4", "8", "10"]
     assert "(40.0 %)" in lines[0] and "samples/s" in lines[0] and "left" in lines[0]
     assert lines[-1].endswith("done")
+
+
+def test_a_fast_loop_writes_few_lines_but_always_the_last(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="pccd_hpc.progress")
+    with Progress("decoding", 1000, "sample", stream=io.StringIO(), heartbeat=False) as progress:
+        for _ in range(1000):
+            progress.update()
+    lines = _lines(caplog)
+    assert len(lines) <= 2 and lines[-1].startswith("decoding: 1000/1000 samples") and lines[-1].endswith("done")
 
 
 def test_a_heartbeat_line_while_one_item_takes_longer_than_every_s(caplog) -> None:
