@@ -131,7 +131,11 @@ class Progress:
 
     def _beat(self) -> None:
         """Heartbeat thread: a line whenever ``every_s`` seconds passed without one."""
-        while not self._closed.wait(timeout=max(0.05, self.every_s / 5)):
+        while True:
+            with self._lock:
+                wait_s = self._last_line + self.every_s - time.monotonic()
+            if self._closed.wait(timeout=max(0.01, wait_s)):
+                return
             with self._lock:
                 due = time.monotonic() - self._last_line >= self.every_s and self.done < self.total
             if due:

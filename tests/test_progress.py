@@ -43,9 +43,12 @@ def test_a_fast_loop_writes_few_lines_but_always_the_last(caplog) -> None:
 
 def test_a_heartbeat_line_while_one_item_takes_longer_than_every_s(caplog) -> None:
     caplog.set_level(logging.INFO, logger="pccd_hpc.progress")
+    started = time.time()
     with Progress("validation", 3, "structure", every_s=0.2, stream=io.StringIO()) as progress:
         time.sleep(0.7)  # the first structure is still relaxing
         assert any("0/3 structures" in line and "first results pending" in line for line in _lines(caplog))
+        times = [started] + [r.created for r in caplog.records if r.name == "pccd_hpc.progress"]
+        assert len(times) >= 3 and max(b - a for a, b in zip(times, times[1:])) < 0.2 + 0.1  # never much over every_s
         progress.update()
         time.sleep(0.5)
     assert any(line.startswith("validation: 1/3 structures (33.3 %)") and "about" in line for line in _lines(caplog))
