@@ -211,7 +211,7 @@ def _render(rows, metrics, distances, fractions, bands, paths: ReportPaths, pict
               f"Hull reference: {metrics.get('hull_reference') or 'n/a'}.", "",
               "## Metrics", "", "| metric | value |", "| --- | --- |"]
     skip = {"space_group_symprec_ang"}  # stated in the symmetry section
-    for key, value in sorted(metrics.items()):
+    for key, value in sorted(metrics.items(), key=lambda item: metric_label(item[0]).lower()):
         if key in skip:
             continue
         label = metric_label(key)
