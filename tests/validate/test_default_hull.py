@@ -72,8 +72,9 @@ def test_no_hull_is_na_never_zero(tmp_path, monkeypatch) -> None:
     assert main(["report", "--val", str(out), "--out", str(tmp_path / "report")]) == 0
     page = (tmp_path / "report" / "report.md").read_text()
     assert "| 0.25 eV/atom | n/a | 62.68 % |" in page
-    for key in ("e_hull_below_0.25", "e_hull_below_0.08", "stable_below_0.1", "stable_below_0"):
-        assert f"| {key} | n/a |" in page
+    for label in ("E_hull below 0.25 eV/atom", "E_hull below 0.08 eV/atom", "stable (E_hull below 0.1 eV/atom)",
+                  "stable (E_hull below 0 eV/atom)"):  # named in words, not by their keys (issue 28)
+        assert f"| {label} | n/a |" in page
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert summary["fractions_below"]["0.25"] is None
 

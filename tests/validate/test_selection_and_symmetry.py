@@ -70,3 +70,14 @@ def test_id_list_reads_files_and_comma_lists(tmp_path: Path) -> None:
     listed.write_text("a\n  b  # why\n#c\na\n")
     assert read_id_list(str(listed)) == ("a", "b")
     assert read_id_list("gen-1, gen-2,gen-1") == ("gen-1", "gen-2")
+
+
+def test_the_selection_travels_to_array_and_finalize_jobs_in_the_config_toml(tmp_path: Path) -> None:
+    from pccd_hpc.stage_config import load_config_toml, save_config_toml
+    from pccd_hpc.validate.config import ValidateConfig
+
+    config = ValidateConfig(candidate_ids=("gen-0000001", "gen-0000007"), candidate_limit=1)
+    save_config_toml(config, tmp_path / "validate.toml")
+    assert load_config_toml(ValidateConfig, tmp_path / "validate.toml") == config
+    with pytest.raises(ValueError, match="candidate_limit"):
+        ValidateConfig(candidate_limit=0)
