@@ -173,12 +173,12 @@ def register_reconstruct(subparsers: argparse._SubParsersAction) -> None:
         "as training shards and label them.",
     )
     rec.add_argument("--data", required=True, help="encoded shard folder")
-    rec.add_argument("--n", type=int, default=1280)
+    rec.add_argument("--n", type=int, default=1280, help="records to reconstruct (default 1280)")
     rec.add_argument("--t", type=int, default=300, help="noise step (1..T; T = pure noise)")
     rec.add_argument("--steps", type=int, default=50, help="DDIM steps from t to 0")
-    rec.add_argument("--guidance", type=float, default=3.0)
-    rec.add_argument("--batch-size", type=int, default=128)
-    rec.add_argument("--seed", type=int, default=0)
+    rec.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
+    rec.add_argument("--batch-size", type=int, default=128, help="records denoised together (default 128)")
+    rec.add_argument("--seed", type=int, default=0, help="seed of the record choice and the noise (default 0)")
     rec.add_argument("--label", default="", help="e.g. held-out or training (written into the results)")
     rec.add_argument("--checkpoint", default=None, help="checkpoint file, step-N/ folder or run folder "
                      "(default: the bundled model)")
@@ -190,7 +190,7 @@ def register_reconstruct(subparsers: argparse._SubParsersAction) -> None:
                      help=f"decode as generate does, with its push-apart (default {PUSH_APART_FACTOR}); the figures "
                      "without it are reported too, under as_sampled")
     rec.add_argument("--no-push-apart", action="store_true", help="decode without the push-apart")
-    rec.add_argument("--out", required=True)
+    rec.add_argument("--out", required=True, help="output folder (reconstruct.json, reconstruct.png)")
     rec.set_defaults(func=_run_reconstruct)
 
 

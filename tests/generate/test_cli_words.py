@@ -12,15 +12,12 @@ import pytest
 from pccd_hpc.launch import build_parser, main
 
 
-def _subparser(name: str) -> argparse.ArgumentParser:
+def test_every_option_of_every_subcommand_has_help_text() -> None:
     parser = build_parser()
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return action.choices[name]
-
-
-def test_every_generate_option_has_help_text() -> None:
-    missing = [a.option_strings for a in _subparser("generate")._actions if a.help in (None, "") and a.option_strings]
-    assert not missing, missing
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    missing = {name: [a.option_strings for a in sub._actions if a.help in (None, "") and a.option_strings]
+               for name, sub in commands.items()}
+    assert not any(missing.values()), {k: v for k, v in missing.items() if v}
 
 
 @pytest.mark.parametrize("args,flag", [(["--n", "0"], "--n must be >= 1"), (["--n", "3", "--steps", "0"], "--steps must be >= 1"),
