@@ -162,6 +162,9 @@ METRIC_LABELS = {
     "non_p1_after_relaxation": "not P1 after relaxation (spglib)",
     "wdist_density": "Wasserstein distance of densities (g/cm³)",
     "wdist_n_elements": "Wasserstein distance of element counts",
+    "stable_threshold_ev_per_atom": "stability threshold (eV/atom)",
+    "novel_composition": "novel composition (formula not in MP-20)",
+    "sun_rate_novel_composition": "S.U.N. rate, novel compositions",
 }
 """Words for the metric keys validate writes (anything else is shown with its underscores as spaces)."""
 
