@@ -142,13 +142,20 @@ class DecodedSample:
 
 def decode_samples(tensors: np.ndarray, systems: np.ndarray, codec: CodecConfig) -> list[DecodedSample]:
     """Decode every tensor for its element slots (no element requirement; see :class:`DecodedSample`)."""
-    return [DecodedSample(decode_tensor(t, z, codec), tuple(int(v) for v in z)) for t, z in zip(tensors, systems)]
+    progress = Progress("evaluation decoding", len(tensors), "sample", heartbeat=False)
+    samples = []
+    for t, z in zip(tensors, systems):
+        samples.append(DecodedSample(decode_tensor(t, z, codec), tuple(int(v) for v in z)))
+        progress.update()
+    progress.close()
+    return samples
 
 
 def push_samples(tensors: np.ndarray, systems: np.ndarray, codec: CodecConfig,
                  factor: float) -> tuple[list[DecodedSample], dict]:
     """The samples as the generate stage writes them with a push-apart (:func:`decode_separated`), and what it moved."""
     pushed, shifts, scales, converged, overlapping = [], [], [], [], 0
+    progress = Progress("evaluation push-apart", len(tensors), "sample", heartbeat=False)
     for tensor, z in zip(tensors, systems):
         decoded = decode_separated(tensor, z, codec, factor)
         if decoded.separation is not None:
@@ -157,6 +164,8 @@ def push_samples(tensors: np.ndarray, systems: np.ndarray, codec: CodecConfig,
             scales.append(decoded.separation.length_scale)
             converged.append(decoded.separation.converged)
         pushed.append(DecodedSample(decoded.result, tuple(int(v) for v in z)))
+        progress.update()
+    progress.close()
     stats = {
         "push_apart_factor": factor,
         "n_pushed": len(shifts),
