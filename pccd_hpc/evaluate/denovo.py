@@ -89,16 +89,15 @@ def sample_tensors(loaded: LoadedModel, systems: np.ndarray, sampler: str, steps
     """
     model_sampler = CheckpointSampler(loaded, sampler, steps, guidance, device)
     out, asked = [], []
-    progress = Progress("evaluation sampling", len(systems), "sample")
-    for b, start in enumerate(range(0, len(systems), batch_size)):
-        element_z = torch.as_tensor(systems[start : start + batch_size], dtype=torch.int64)
-        generator = torch.Generator().manual_seed(_batch_seed(seed, b))
-        n_sites = model_sampler.site_counts(element_z, generator)
-        out.append(model_sampler.sample(element_z, None, generator, n_sites).numpy().astype(np.float32))
-        if n_sites is not None:
-            asked.append(n_sites.numpy())
-        progress.update(len(element_z))
-    progress.close()
+    with Progress("evaluation sampling", len(systems), "sample") as progress:
+        for b, start in enumerate(range(0, len(systems), batch_size)):
+            element_z = torch.as_tensor(systems[start : start + batch_size], dtype=torch.int64)
+            generator = torch.Generator().manual_seed(_batch_seed(seed, b))
+            n_sites = model_sampler.site_counts(element_z, generator)
+            out.append(model_sampler.sample(element_z, None, generator, n_sites).numpy().astype(np.float32))
+            if n_sites is not None:
+                asked.append(n_sites.numpy())
+            progress.update(len(element_z))
     return np.concatenate(out), (np.concatenate(asked) if asked else None)
 
 
