@@ -58,6 +58,7 @@ class Progress:
         self.logger = logger or log
         self.done = 0
         self._rated = 0  # items done by this run (the rate's numerator)
+        self._partial = 0.0  # items of the running batch already done in part (see within)
         self._lock = threading.Lock()
         self._started = self._last_line = time.monotonic()
         self._since_line = 0
@@ -86,11 +87,18 @@ class Progress:
         if self._bar is not None:
             self._bar.update(n)
 
+    def within(self, n_items: float) -> None:
+        """How much of the batch in progress is done, in items (a 256-sample batch half denoised: 128.0); it counts
+        towards the rate and the time left until :meth:`update` counts the batch."""
+        with self._lock:
+            self._partial = max(0.0, float(n_items))
+
     def update(self, n: int = 1) -> None:
         """Count ``n`` more finished items; write a line when ``every_n`` items or ``every_s`` seconds have passed."""
         with self._lock:
             self.done += n
             self._rated += n
+            self._partial = 0.0
             self._since_line += n
             quiet = time.monotonic() - self._last_line
             due = (self._since_line >= self.every_n and quiet >= self.min_gap_s) or quiet >= self.every_s
@@ -102,14 +110,15 @@ class Progress:
     def line(self) -> str:
         """The progress line as it stands: done/total, share, rate and time left."""
         with self._lock:
-            done, rated, elapsed = self.done, self._rated, time.monotonic() - self._started
+            done, partial, elapsed = self.done, self._partial, time.monotonic() - self._started
+            rated = self._rated + partial
         unit = self.unit if self.unit.endswith("s") else self.unit + "s"
-        share = f" ({100 * done / self.total:.1f} %)" if self.total else ""
+        share = f" ({100 * done / self.total:.1f} %{', a batch under way' if partial else ''})" if self.total else ""
         if rated == 0:
             return f"{self.what}: {done}/{self.total} {unit}{share}, {format_duration(elapsed)} elapsed, first results pending"
         rate = rated / max(elapsed, 1e-9)
         pace = f"{rate:.3g} {unit}/s" if rate >= 1 else f"{60 * rate:.3g} {unit}/min"
-        left = "done" if done >= self.total else f"about {format_duration((self.total - done) / rate)} left"
+        left = "done" if done >= self.total else f"about {format_duration((self.total - done - partial) / rate)} left"
         return f"{self.what}: {done}/{self.total} {unit}{share}, {pace}, {left}"
 
     def close(self) -> None:

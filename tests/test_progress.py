@@ -76,3 +76,13 @@ def test_a_terminal_gets_a_tqdm_bar_and_no_log_lines(caplog) -> None:
                                           (50 * 3600, "2 d 02 h"), (float("inf"), "unknown")])
 def test_durations_read_at_a_glance(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_a_batch_under_way_gives_a_rate_and_time_left_before_it_ends(caplog) -> None:
+    progress = Progress("sampling", 512, "sample", stream=io.StringIO(), heartbeat=False)
+    progress.within(64)  # a quarter of the first 256-sample batch denoised
+    line = progress.line()
+    assert line.startswith("sampling: 0/512 samples (0.0 %, a batch under way)") and "samples/s" in line and "left" in line
+    progress.update(256)
+    assert "a batch under way" not in progress.line() and progress.line().startswith("sampling: 256/512")
+    progress.close()

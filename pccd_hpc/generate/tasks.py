@@ -134,7 +134,7 @@ def run_task(out_dir: str | Path, task: int, sampler_factory: SamplerFactory | N
             element_z = torch.tensor([plan.system_of(i) for i in indices], dtype=torch.int64)
             generator = torch.Generator().manual_seed(_batch_seed(plan.seed, task, b))
             t0 = time.time()
-            tensors = sampler.sample(element_z, plan.band_gap_class, generator).detach().cpu().numpy().astype(np.float32)
+            tensors = _sample_batch(sampler, element_z, plan.band_gap_class, generator, progress, len(indices))
             part.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(part) as tmp:
                 with open(tmp, "wb") as fh:
@@ -153,6 +153,17 @@ def run_task(out_dir: str | Path, task: int, sampler_factory: SamplerFactory | N
             folder.rmdir()
     log.info("task %d: done in %.1f s", task, time.time() - started)
     return shard_path
+
+
+def _sample_batch(sampler: TensorSampler, element_z: torch.Tensor, band_gap_class: int | None,
+                  generator: torch.Generator, progress: Progress, n: int) -> np.ndarray:
+    """One batch of tensors; a sampler that reports its denoising steps moves ``progress`` within the batch."""
+    if getattr(sampler, "reports_steps", False):
+        tensors = sampler.sample(element_z, band_gap_class, generator,
+                                 on_step=lambda step, steps: progress.within(n * step / steps))
+    else:
+        tensors = sampler.sample(element_z, band_gap_class, generator)
+    return tensors.detach().cpu().numpy().astype(np.float32)
 
 
 def _batch_seed(seed: int, task: int, batch: int) -> int:
