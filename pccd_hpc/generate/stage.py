@@ -8,7 +8,6 @@ command on the same folder skips finished tasks and completes partial ones.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from pccd_hpc.generate.plan import GeneratePlan, write_plan
 from pccd_hpc.generate.summary import summarise
 from pccd_hpc.generate.tasks import TensorSampler, run_task, task_done
 from pccd_hpc.io_utils import checked_output_dir
+from pccd_hpc.progress import Progress
 from pccd_hpc.stage_config import require
 
 if TYPE_CHECKING:
@@ -81,8 +81,6 @@ def run_generate(plan: GeneratePlan, out_dir: str | Path, cluster: ClusterOption
 
 
 def _run_local(out: Path, plan: GeneratePlan, todo: list[int], loaded: LoadedModel | None) -> None:
-    from tqdm import tqdm
-
     from pccd_hpc.generate.sampling import load_sampler
 
     shared: list[TensorSampler] = []
@@ -93,9 +91,9 @@ def _run_local(out: Path, plan: GeneratePlan, todo: list[int], loaded: LoadedMod
         return shared[0]
 
     total = sum(len(plan.task_range(k)) for k in todo)
-    with tqdm(total=total, unit="sample", desc="generate", disable=not sys.stderr.isatty()) as bar:
+    with Progress("sampling", total, "sample") as progress:
         for task in todo:
-            run_task(out, task, sampler_factory=shared_sampler, progress=bar.update, plan=plan)
+            run_task(out, task, sampler_factory=shared_sampler, progress=progress, plan=plan)
 
 
 def _run_slurm(out: Path, todo: list[int], cluster: ClusterOptions) -> bool:

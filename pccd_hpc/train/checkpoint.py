@@ -241,11 +241,20 @@ def _load_step_dir(folder: Path, map_location: str | torch.device) -> Checkpoint
     return checkpoint
 
 
+def _why_unreadable(err: BaseException) -> str:
+    """Why torch.load refused a file, in our words: never PyTorch's advice to load it unsafely."""
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) or "weights_only" in text:
+        return "not a PyTorch file of tensors and plain settings: a text or other file, or one that would run code"
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else 'no detail'}"
+
+
 def _load_file(path: Path, map_location: str | torch.device, sha256: str | None = None) -> Checkpoint:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
+        raise ValueError(f"{path}: not a readable checkpoint ({_why_unreadable(err)}); pass a checkpoint written by "
+                         "`train` (a .pt file, a step-N/ folder or a training run folder)") from err
     return Checkpoint.from_state(state, path, sha256 or sha256_file(path))
 
 

@@ -98,6 +98,11 @@ class ValidateConfig:
     ``unphysical`` and not relaxed (such cells gave huge forces; a 0.05 A cell took 22 GB)."""
     max_relaxed_volume_ratio: float = 3.0
     """A relaxation that grows or shrinks the volume by more than this factor is ``unphysical``."""
+    candidate_ids: tuple[str, ...] = ()
+    """Validate only these candidates (``--ids``); empty: every candidate of the input."""
+    candidate_limit: int | None = None
+    """Validate only the first this many candidates, in input order, after ``candidate_ids`` (``--limit``); None: all."""
+
     def __post_init__(self) -> None:
         require(bool(self.backend), "backend", "must be a backend name")
         require(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
@@ -110,7 +115,10 @@ class ValidateConfig:
             object.__setattr__(self, "relax", RelaxConfig(**self.relax))
         if not isinstance(self.phonon, PhononConfig):
             object.__setattr__(self, "phonon", PhononConfig(**self.phonon))
+        require(self.candidate_limit is None or self.candidate_limit >= 1, "candidate_limit",
+                f"must be None or >= 1, got {self.candidate_limit}")
         object.__setattr__(self, "band_structure_ids", tuple(self.band_structure_ids))
+        object.__setattr__(self, "candidate_ids", tuple(self.candidate_ids))
         object.__setattr__(self, "metastable_thresholds_ev_per_atom", tuple(self.metastable_thresholds_ev_per_atom))
 
     def to_dict(self) -> dict[str, Any]:

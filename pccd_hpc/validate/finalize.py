@@ -23,6 +23,7 @@ from pccd_hpc.validate.inputs import iter_input_structures
 from pccd_hpc.validate.plan import HULL_DFT, Plan, ValidatePaths
 from pccd_hpc.validate.record import ValidationRecord
 from pccd_hpc.validate.store import RecordStore, write_results_csv
+from pccd_hpc.validate.structure_files import symmetry_metrics, write_relaxed_cifs
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +153,10 @@ def finalize_validation(config: ValidateConfig, paths: ValidatePaths, plan: Plan
         record.is_novel_composition = Composition(record.composition).reduced_formula not in known
         candidate_store.put(record)
     write_results_csv(records, paths.out_dir / "results.csv")
+    write_relaxed_cifs(records, paths.out_dir)  # VDIR/relaxed/<id>.cif and <id>_symmetrized.cif
     _write_rejections(plan, paths.out_dir / "rejected_inputs.csv")
     result = compute_metrics(config, records, unique, novel, plan, training)
+    result.update(symmetry_metrics(records))
     reasons = Counter(rej.reason for rej in plan.rejections)
     result.update(n_missing_records=missing, hull_notes=sorted(set(notes)), hull_reference=plan.hull_description,
                   hull_kind=plan.hull_kind, energy_scale=(element_refs.describe() if element_refs is not None

@@ -97,12 +97,29 @@ class Plan:
     """Inputs that could not be used, each with its reason."""
 
 
-def plan(paths: ValidatePaths, backend: str = "chgnet") -> Plan:
-    """Read candidates and the reference set; pick references in the candidates' chemical systems,
-    adding ASE elemental reference states for elements with no elemental phase. Without a
-    reference set, the MP-20 DFT hull: no reference relaxation at all when the backend's element
+def select_candidates(found: list[tuple[str, Any]], ids: tuple[str, ...] = (), limit: int | None = None,
+                      source: str = "the input") -> list[tuple[str, Any]]:
+    """The candidates named in ``ids`` (all when empty), in input order, then the first ``limit`` of them;
+    ``ValueError`` naming the ids ``source`` does not hold (with a few that it does)."""
+    if ids:
+        known = {rid for rid, _ in found}
+        unknown = [rid for rid in ids if rid not in known]
+        if unknown:
+            examples = ", ".join(rid for rid, _ in found[:3]) or "none"
+            raise ValueError(f"--ids: {len(unknown)} id(s) not among the candidates of {source}: "
+                             f"{', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''} (its ids look like: {examples})")
+        wanted = set(ids)
+        found = [item for item in found if item[0] in wanted]
+    return found if limit is None else found[:limit]
+
+
+def plan(paths: ValidatePaths, backend: str = "chgnet", ids: tuple[str, ...] = (), limit: int | None = None) -> Plan:
+    """Read candidates (only ``ids`` and the first ``limit``, when given) and the reference set; pick references
+    in the candidates' chemical systems, adding ASE elemental reference states for elements with no elemental
+    phase. Without a reference set, the MP-20 DFT hull: no reference relaxation at all when the backend's element
     energies ship with the package, else the calibration structures, relaxed once and cached."""
     found, rejections = read_input_structures(paths.input)
+    found = select_candidates(found, ids, limit, str(paths.input))
     candidates = [Job(rid, "candidate", s) for rid, s in found]
     structures, entries = ([], [])
     if paths.hull_reference is not None:

@@ -94,6 +94,14 @@ class ValidationRecord:
     """Structure not matched in the training set (None: no training set given)."""
     is_novel_composition: bool | None = None
     """Reduced formula not among the compositions of MP-20's 45,229 entries."""
+    space_group_initial: str | None = None
+    """Space group of the input (spglib at :data:`pccd_hpc.data.symmetry.SYMPREC_ANG`), or None when not found."""
+    space_group_number_initial: int | None = None
+    space_group_relaxed: str | None = None
+    """Space group of the relaxed structure (same tolerance), or None."""
+    space_group_number_relaxed: int | None = None
+    symmetrized_cif: str | None = None
+    """The relaxed structure refined to ``space_group_relaxed`` (conventional cell, symmetric positions)."""
 
     @classmethod
     def for_job(cls, job: Job, backend: str) -> "ValidationRecord":

@@ -29,9 +29,9 @@ def run_validate(
     if not 0 <= task_index < num_tasks:
         raise ValueError(f"task_index must be in [0, {num_tasks}), got {task_index}")
     out_dir = paths.out_dir
+    the_plan = plan(paths, config.backend, config.candidate_ids, config.candidate_limit)  # a missing input raises here
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "config.json", {"validate": config.to_dict(), "paths": {k: str(v) for k, v in vars(paths).items()}})
-    the_plan = plan(paths, config.backend)
     stores = stores_for(config, paths)
     my_candidates = the_plan.candidates[task_index::num_tasks]
     my_references = the_plan.references[task_index::num_tasks]

@@ -140,6 +140,9 @@ def test_no_hull_is_na_never_zero(tmp_path, monkeypatch) -> None:
     assert main(["report", "--val", str(out), "--out", str(tmp_path / "report")]) == 0
     page = (tmp_path / "report" / "report.md").read_text()
     assert "| 0.25 eV/atom | n/a | 62.68 % |" in page
+    for label in ("E_hull below 0.25 eV/atom", "E_hull below 0.08 eV/atom", "stable (E_hull below 0.1 eV/atom)",
+                  "stable (E_hull below 0 eV/atom)"):  # named in words, not by their keys
+        assert f"| {label} | n/a |" in page
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert summary["fractions_below"]["0.25"] is None
 
