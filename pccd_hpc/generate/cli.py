@@ -8,7 +8,8 @@ import logging
 from pathlib import Path
 
 from pccd_hpc.data.codec import DECODE_METHODS, CodecConfig
-from pccd_hpc.generate.plan import GeneratePlan, read_plan
+from pccd_hpc.folder_lock import folder_lock
+from pccd_hpc.generate.plan import GeneratePlan, generate_bounds_problem, read_plan, tasks_needed
 from pccd_hpc.generate.sampling import check_site_request, default_checkpoint, load_model, pick_device
 from pccd_hpc.generate.stage import ClusterOptions, run_generate
 from pccd_hpc.generate.systems import read_systems
@@ -71,6 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--time", type=int, default=60, help="minutes per array task (slurm)")
     gen.add_argument("--no-wait", action="store_true", help="submit and return (re-run the command to merge)")
     gen.add_argument("--plan-only", action="store_true", help="write plan.json only (for jobs/generate_array.sh)")
+    gen.add_argument("--force-redo", action="store_true",
+                     help="replace a different plan.json and every task file another plan made (default: refuse them)")
     gen.set_defaults(func=_run_generate)
 
     task = subparsers.add_parser("generate-task", help="run one task of an existing generation plan (array jobs)")
@@ -81,11 +84,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
+    # Every argument is checked before anything is loaded or written: a refused command leaves no plan.json behind.
+    n_tasks = args.array_size or (tasks_needed(args.n) if args.cluster == "local" else max(1, -(-args.n // 1000)))
+    problem = generate_bounds_problem(args.n, min(n_tasks, max(args.n, 1)), args.batch_size, args.seed)
+    if problem is not None:
+        raise ValueError(problem)
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {args.out} is an existing file, not a folder")
     checkpoint = _checkpoint_path(args.checkpoint)
     loaded = load_model(checkpoint, pick_device())  # once: its hash and codec go into the plan, local tasks reuse it
     check_site_request(loaded, args.n_sites)
     systems = read_systems(args.elements or (None if args.systems else ["paper"]), args.systems)
-    n_tasks = args.array_size or (1 if args.cluster == "local" else max(1, -(-args.n // 1000)))
     plan = GeneratePlan(
         n=args.n, systems=systems, checkpoint=str(loaded.path or checkpoint), checkpoint_sha256=loaded.sha256,
         sampler=args.sampler, steps=args.steps, guidance=args.guidance, band_gap_class=args.band_gap_class,
@@ -97,12 +107,14 @@ def _run_generate(args: argparse.Namespace) -> int:
         from pccd_hpc.generate.plan import write_plan
         from pccd_hpc.io_utils import checked_output_dir
 
-        write_plan(checked_output_dir(args.out), plan)
+        out = checked_output_dir(args.out)
+        with folder_lock(out, f"generate --plan-only --out {out}"):
+            write_plan(out, plan, replace=args.force_redo)
         print(f"plan written: {Path(args.out) / 'plan.json'} ({plan.n_tasks} tasks)")
         return 0
     cluster = ClusterOptions(cluster=args.cluster, partition=args.partition, gpus_per_task=args.gpus_per_task,
                              cpus_per_task=args.cpus_per_task, time_min=args.time, wait=not args.no_wait)
-    summary = run_generate(plan, args.out, cluster, loaded=loaded)
+    summary = run_generate(plan, args.out, cluster, loaded=loaded, force_redo=args.force_redo)
     if summary is not None:
         print(json.dumps(summary, indent=2))
     return 0
