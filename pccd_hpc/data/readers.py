@@ -149,10 +149,19 @@ def enumerate_records(paths: Iterable[str | Path]) -> list[RawRecord]:
     another type) are listed too, as records that ``parse_record`` rejects with the reason.
     """
     records: list[RawRecord] = []
+    paths = list(paths)
+    named = {Path(os.path.abspath(Path(p).expanduser())) for p in paths}
     for path in expand_inputs(paths):
         problem = path_problem(path)
         if problem is None and path.name.endswith(CSV_SUFFIXES):
-            records.extend(_csv_records(path, start=len(records)))
+            try:
+                records.extend(_csv_records(path, start=len(records)))
+            except (ValueError, csv.Error) as err:  # UnicodeDecodeError is a ValueError
+                if path in named:  # the file the user named: the command cannot go on without it
+                    raise
+                # a stray CSV in an input folder is one named rejection; the folder's other files go on
+                records.append(RawRecord(len(records), path.name, str(path), path=path, skip_reason="bad_csv",
+                                         skip_message=f"{path}: {err}"))
             continue
         if problem is None and path.name.lower().endswith(".cif") and _is_small(path):
             blocks = _multi_block(path)

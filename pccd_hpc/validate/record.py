@@ -87,6 +87,11 @@ class ValidationRecord:
     hull_note: str | None = None
     is_unique: bool | None = None
     is_novel: bool | None = None
+    settings_sha256: str | None = None
+    """Hash of the validate settings that computed it (:meth:`ValidateConfig.record_settings_sha256`); a rerun
+    with other settings does not reuse it."""
+    checksum: str | None = None
+    """sha256 of every other field, set when the store writes it; a record that fails it is computed again."""
 
     @classmethod
     def for_job(cls, job: Job, backend: str) -> "ValidationRecord":
@@ -109,6 +114,10 @@ class ValidationRecord:
         """Plain JSON-safe dict (what the record file holds)."""
         return dataclasses.asdict(self)
 
+    def content_checksum(self) -> str:
+        """sha256 of every field but ``checksum`` (JSON, sorted keys): what :attr:`checksum` must equal."""
+        return record_checksum(self.to_dict())
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "") -> "ValidationRecord":
         """Read a record back; ``ValueError`` naming ``source`` when a field is missing or unknown."""
@@ -120,3 +129,10 @@ class ValidationRecord:
             return cls(**data)
         except TypeError as err:
             raise ValueError(f"{source or data.get('id')}: not a validation record ({err})") from err
+
+
+def record_checksum(data: dict[str, Any]) -> str:
+    """sha256 of a record dict without its ``checksum`` entry (the same before writing and after reading back)."""
+    from pccd_hpc.io_utils import settings_sha256
+
+    return settings_sha256({k: v for k, v in data.items() if k != "checksum"})
