@@ -37,11 +37,16 @@ def estimate_relax_memory_bytes(structure: Structure, optimizer: str = "BFGS") -
     return int(BASE_BYTES + BYTES_PER_PAIR * pairs + hessian)
 
 
+def site_limit_problem(n_sites: int, max_sites: int) -> str:
+    """The sentence for a structure above the site limit."""
+    return f"{n_sites} sites, above the site limit of {max_sites} (--max-sites)"
+
+
 def size_problem(structure: Structure, max_sites: int, max_memory_gb: float, optimizer: str = "BFGS") -> str | None:
     """Why ``structure`` is too large to relax under these limits (in the command's flags), or None."""
     n = len(structure)
     if n > max_sites:
-        return f"{n} sites, above the site limit of {max_sites} (--max-sites)"
+        return site_limit_problem(n, max_sites)
     need_gb = estimate_relax_memory_bytes(structure, optimizer) / 1e9
     if need_gb > max_memory_gb:
         return (f"relaxing its {n} sites would need about {need_gb:.1f} GB, above the limit of {max_memory_gb:g} GB "

@@ -21,7 +21,7 @@ from pccd_hpc.validate.backends.base import Backend
 from pccd_hpc.validate.backends.registry import get_backend
 from pccd_hpc.validate.config import ValidateConfig
 from pccd_hpc.validate.errors import PhononFailure, RelaxationTimeout, ValidationFailure
-from pccd_hpc.validate.limits import size_problem
+from pccd_hpc.validate.limits import site_limit_problem, size_problem
 from pccd_hpc.validate.record import Job, ValidationRecord, structure_fingerprint
 from pccd_hpc.validate.store import RecordStore, record_stem
 
@@ -115,12 +115,8 @@ def compute_record(job: Job, backend: Backend, config: ValidateConfig, out_dir: 
     """Relax one job (and run phonons for candidates when asked); never raises for a bad structure."""
     record = ValidationRecord.for_job(job, backend.name)
     start = time.perf_counter()
-    too_large = size_problem(job.structure, config.max_sites, config.max_memory_gb, config.relax.optimizer)
-    if too_large is not None:  # refused before any neighbour search or force call can take the memory
-        record.fail(f"{job.record_id}: not relaxed, {too_large}", "too_large")
-        record.wall_s = 0.0
-        log.warning("%s", record.error)
-        return record
+    if len(job.structure) > config.max_sites:  # refused before any neighbour search can take the memory
+        return _too_large(record, site_limit_problem(len(job.structure), config.max_sites))
     try:
         ratio, problem = geometry_problem(job.structure, config.no_relax_bond_factor)
     except Exception as err:  # noqa: BLE001 - batch boundary: a structure the check cannot read is recorded
@@ -137,6 +133,9 @@ def compute_record(job: Job, backend: Backend, config: ValidateConfig, out_dir: 
         record.wall_s = 0.0
         log.warning("%s", record.error)
         return record
+    too_large = size_problem(job.structure, config.max_sites, config.max_memory_gb, config.relax.optimizer)
+    if too_large is not None:  # refused before a force call can take the memory
+        return _too_large(record, too_large)
     try:
         with _hard_timeout(config.relax.timeout_s * 1.5 + 30, job.record_id):
             result = backend.relax(job.structure, config.relax, job.record_id)
@@ -155,6 +154,13 @@ def compute_record(job: Job, backend: Backend, config: ValidateConfig, out_dir: 
     if job.kind == "candidate" and config.phonons and record.relaxed_cif is not None and not record.unphysical:
         _add_phonons(record, Structure.from_str(record.relaxed_cif, fmt="cif"), backend, config, out_dir)
     record.wall_s = time.perf_counter() - start
+    return record
+
+
+def _too_large(record: ValidationRecord, reason: str) -> ValidationRecord:
+    record.fail(f"{record.id}: not relaxed, {reason}", "too_large")
+    record.wall_s = 0.0
+    log.warning("%s", record.error)
     return record
 
 
