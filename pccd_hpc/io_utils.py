@@ -55,14 +55,21 @@ class DiskFullError(OSError):
     def __init__(self, target: str | os.PathLike[str], needed_bytes: int = 0) -> None:
         folder = Path(target).parent
         free = shutil.disk_usage(folder).free if folder.exists() else 0
-        need = f"about {_megabytes(needed_bytes)} MB" if needed_bytes else "more space than is free"
-        super().__init__(errno.ENOSPC, f"no space left in {folder} (disk or quota full): {Path(target).name} needs "
-                         f"{need}, {_megabytes(free)} MB are free. Free some space (or use another --out) and "
-                         f"run the same command again: finished work is kept")
+        need = f"about {_size(needed_bytes)}" if needed_bytes else "more space than is free"
+        self.sentence = (f"no space left in {folder} (disk or quota full): {Path(target).name} needs {need}, "
+                         f"{_size(free)} are free. Free some space (or use another --out) and run the same "
+                         f"command again: finished work is kept")
+        super().__init__(errno.ENOSPC, self.sentence)
+
+    def __str__(self) -> str:
+        return self.sentence
 
 
-def _megabytes(n_bytes: int) -> str:
-    return f"{n_bytes / 1e6:.1f}"
+def _size(n_bytes: int) -> str:
+    """``37 kB``, ``4.0 MB``, ``3.20 GB``."""
+    if n_bytes < 1e6:
+        return f"{n_bytes / 1e3:.0f} kB"
+    return f"{n_bytes / 1e6:.1f} MB" if n_bytes < 1e9 else f"{n_bytes / 1e9:.2f} GB"
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -17,6 +17,7 @@ most the batch it was sampling.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import logging
 import time
@@ -34,7 +35,7 @@ from pccd_hpc.data.shards import ShardRecord, shard_name, write_shard
 from pccd_hpc.generate.plan import GeneratePlan, read_plan
 from pccd_hpc.generate.systems import system_label
 from pccd_hpc.folder_lock import task_lock
-from pccd_hpc.io_utils import atomic_path, atomic_write_json, atomic_write_text, read_json, remove_stale_temps, sha256_file
+from pccd_hpc.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, remove_stale_temps, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -193,10 +194,9 @@ def _run_task_locked(out_dir: Path, task: int, plan: GeneratePlan, sampler_facto
         generator = torch.Generator().manual_seed(_batch_seed(plan.seed, task, b))
         t0 = time.time()
         tensors = sampler.sample(element_z, plan.band_gap_class, generator).detach().cpu().numpy().astype(np.float32)
-        part.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(part) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, tensors=tensors, element_z=element_z.numpy(), indices=np.asarray(indices))
+        buffer = io.BytesIO()  # built in memory: a full disk then names the file's size (DiskFullError)
+        np.savez(buffer, tensors=tensors, element_z=element_z.numpy(), indices=np.asarray(indices))
+        atomic_write_bytes(part, buffer.getvalue())
         log.info("task %d: batch %d/%d (%d samples) in %.1f s", task, b + 1, len(plan.batches(task)), len(indices), time.time() - t0)
         if progress:
             progress(len(indices))

@@ -3,6 +3,7 @@ one writer per folder (two real processes)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +110,18 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path: Path, tiny_checkpo
         holder.wait()
     run_generate(_plan(tiny_checkpoint), tmp_path)  # the lock went with the killed process
     assert (tmp_path / "summary.json").exists()
+
+
+def test_generate_on_a_full_disk_says_so_and_resumes(small_tmpfs: Path, tiny_checkpoint: Path) -> None:
+    from pccd_hpc.io_utils import DiskFullError
+
+    free = os.statvfs(small_tmpfs).f_bavail * os.statvfs(small_tmpfs).f_frsize
+    filler = small_tmpfs / "filler"
+    filler.write_bytes(bytes(free - 30_000))  # room for the plan, not for the first batch (37 kB)
+    out = small_tmpfs / "gen"
+    with pytest.raises(DiskFullError, match=rf"no space left in {out}/parts/task-00000 .*: batch-00000.npz needs about 3[0-9] kB, [0-9]+ kB are free"):
+        run_generate(_plan(tiny_checkpoint, n=8, n_tasks=1, batch_size=8), out)
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    filler.unlink()
+    summary = run_generate(_plan(tiny_checkpoint, n=8, n_tasks=1, batch_size=8), out)
+    assert summary["n_generated"] == 8
