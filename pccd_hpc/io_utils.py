@@ -49,6 +49,17 @@ def atomic_path(target: str | os.PathLike[str], needed_bytes: int = 0) -> Iterat
         raise
 
 
+@contextlib.contextmanager
+def disk_full_named(target: str | os.PathLike[str], needed_bytes: int = 0) -> Iterator[None]:
+    """Turn a full-disk ``OSError`` inside the block (e.g. appending to a log) into :class:`DiskFullError` naming ``target``."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT) and not isinstance(err, DiskFullError):
+            raise DiskFullError(target, needed_bytes) from err
+        raise
+
+
 class DiskFullError(OSError):
     """No space left for a file: names the folder, the space the file needs and what is free."""
 

@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from pccd_hpc.config import RunConfig, save_toml
 from pccd_hpc.data.dataset import ShardDataset
 from pccd_hpc.folder_lock import folder_lock
-from pccd_hpc.io_utils import atomic_write_text, remove_stale_temps
+from pccd_hpc.io_utils import atomic_write_text, disk_full_named, remove_stale_temps
 from pccd_hpc.model.conditioning import conditions_from_batch, site_count_histogram
 from pccd_hpc.model.diffusion import NoiseSchedule, diffusion_loss, sample_training_noise, to_model_space
 from pccd_hpc.model.distance_loss import lattice_matrices
@@ -278,5 +278,6 @@ class _MetricsLog:
             atomic_write_text(path, "".join(k + "\n" for k in kept))
 
     def write(self, row: dict[str, Any]) -> None:
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        line = json.dumps(row) + "\n"
+        with disk_full_named(self.path, len(line)), open(self.path, "a") as fh:
+            fh.write(line)

@@ -82,3 +82,20 @@ def test_out_that_is_a_file_and_bad_seed_are_sentences(sample_shards: Path, tmp_
     assert "is an existing file, not a run folder" in caplog.text
     assert launch_main(["train", "--data", str(sample_shards), "--out", str(tmp_path / "r"), "--seed", "-1"]) == 2
     assert "--seed must be in [0, 2**63 - 1]" in caplog.text and not (tmp_path / "r").exists()
+
+
+def test_full_disk_is_a_sentence_and_the_rerun_resumes(fast_config: Callable[..., RunConfig], sample_shards: Path,
+                                                       small_tmpfs: Path, tmp_path: Path, caplog) -> None:
+    import os
+
+    save_toml(fast_config(max_steps=3), tmp_path / "tiny.toml")
+    filler = small_tmpfs / "filler"
+    filler.write_bytes(bytes(os.statvfs(small_tmpfs).f_bavail * os.statvfs(small_tmpfs).f_frsize - 40_000))
+    run = small_tmpfs / "run"
+    args = ["train", "--data", str(sample_shards), "--out", str(run), "--preset", "tiny", "--config", str(tmp_path / "tiny.toml")]
+    assert launch_main(args) == 2  # was "basic_ios::clear: iostream error"
+    assert f"no space left in {run}/checkpoints/step-00000003 (disk or quota full): state.pt needs about" in caplog.text
+    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
+    filler.unlink()
+    assert launch_main(args) == 0
+    assert (run / "checkpoints" / "step-00000003" / "COMPLETE").exists()
