@@ -34,11 +34,34 @@ class FolderBusyError(RuntimeError):
 
 
 def _holder_text(path: Path) -> str:
+    """Who holds ``path``: the running array tasks when they are the holders, else what the holder wrote."""
+    if path.name == LOCK_NAME:
+        busy = [_read(task) for task in sorted(path.parent.glob(f"{LOCK_NAME}-task-*")) if _is_locked(task)]
+        if busy:
+            more = f" and {len(busy) - 2} more" if len(busy) > 2 else ""
+            return f"{len(busy)} array task(s) hold it: " + "; ".join(busy[:2]) + more
+    return _read(path) or "another process (it wrote no details)"
+
+
+def _read(path: Path) -> str:
     with contextlib.suppress(OSError):
-        text = path.read_text().strip()
-        if text:
-            return text
-    return "another process (it wrote no details)"
+        return path.read_text().strip()
+    return ""
+
+
+def _is_locked(path: Path) -> bool:
+    """Whether another process holds a lock on ``path`` (probed on a descriptor of our own; we hold none there)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def _describe_self(what: str) -> str:
@@ -72,7 +95,7 @@ def hold_lock(lock_path: str | os.PathLike[str], what: str, shared: bool = False
             raise FolderBusyError(
                 f"{path.parent} is in use: {_holder_text(path)}. Wait for it to finish, or use another --out; "
                 f"if that process is gone, its lock went with it and a rerun proceeds") from None
-        if not shared:  # a shared holder leaves the exclusive holder's description (it names the array's driver)
+        if not shared:  # shared holders (array tasks) describe themselves in their own task locks
             os.ftruncate(fd, 0)
             os.pwrite(fd, (_describe_self(what) + "\n").encode(), 0)
         _HELD[path] = [fd, 1]

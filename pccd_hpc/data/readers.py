@@ -25,6 +25,7 @@ import numpy as np
 from pymatgen.core import Element, Lattice, Structure
 
 from pccd_hpc.data.codec import RecordError
+from pccd_hpc.folder_lock import LOCK_NAME
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
 STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
@@ -129,7 +130,7 @@ def _expand_one(path: Path, top_level: bool) -> list[Path]:
             raise FileNotFoundError(f"input not found: {path}")
         return [path]
     if path.is_dir():
-        found = sorted(path.iterdir())
+        found = sorted(p for p in path.iterdir() if not p.name.startswith(LOCK_NAME))  # a stage's lock is no input
         if not found:
             if top_level:
                 raise FileNotFoundError(f"input folder holds no CSV, CIF or POSCAR files: {path}")

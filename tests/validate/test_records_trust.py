@@ -157,3 +157,20 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path: Path, held: str) -
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_whole_run_refused_while_an_array_task_runs_names_the_task(tmp_path: Path) -> None:
+    cands = tmp_path / "cands"
+    cands.mkdir()
+    rocksalt_mgo().to(filename=str(cands / "mgo.cif"))
+    out = tmp_path / "vdir"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(out), "1-of-2"], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        paths = ValidatePaths(input=cands, out_dir=out, reference=DATA / "mgo_reference.csv")
+        with pytest.raises(FolderBusyError, match=rf"1 array task\(s\) hold it: validate task 1-of-2 by pid {holder.pid}"):
+            run_validate(ValidateConfig(), paths)
+    finally:
+        holder.kill()
+        holder.wait()
