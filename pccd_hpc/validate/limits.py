@@ -30,10 +30,14 @@ def estimate_relax_memory_bytes(structure: Structure, optimizer: str = "BFGS") -
     The pair count comes from the density (N^2 x sphere volume / cell volume), so the estimate costs
     nothing even for a cell far too large to relax.
     """
-    n = len(structure)
-    volume = max(float(structure.volume), 1e-6)
-    pairs = n * n * (4.0 / 3.0) * math.pi * PAIR_CUTOFF_ANG**3 / volume
-    hessian = HESSIAN_COPIES * (3 * n + 9) ** 2 * 8 if optimizer.upper() == "BFGS" else 0
+    return estimate_memory_bytes(len(structure), float(structure.volume), optimizer)
+
+
+def estimate_memory_bytes(n_sites: int, volume_ang3: float, optimizer: str = "BFGS") -> int:
+    """Estimated peak memory (bytes) of force calls on a cell of ``n_sites`` in ``volume_ang3``, plus the BFGS
+    Hessian when ``optimizer`` is BFGS (``"none"``: force calls only, as for phonon displacements)."""
+    pairs = n_sites * n_sites * (4.0 / 3.0) * math.pi * PAIR_CUTOFF_ANG**3 / max(volume_ang3, 1e-6)
+    hessian = HESSIAN_COPIES * (3 * n_sites + 9) ** 2 * 8 if optimizer.upper() == "BFGS" else 0
     return int(BASE_BYTES + BYTES_PER_PAIR * pairs + hessian)
 
 

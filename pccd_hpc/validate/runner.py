@@ -207,7 +207,8 @@ def _add_phonons(record: ValidationRecord, structure: Structure, backend: Backen
         if calculator is None:
             raise PhononFailure(record.id, f"backend {backend.name!r} has no in-process calculator for phonons")
         with _hard_timeout(config.relax.timeout_s * 3 + 60, record.id):
-            result, _ = run_phonons(structure, calculator, config.phonon, record.id, band_plot=plot)
+            result, _ = run_phonons(structure, calculator, config.phonon, record.id, band_plot=plot,
+                                       max_memory_gb=config.max_memory_gb)
         record.imaginary_modes, record.min_frequency_thz = result.imaginary_modes, result.min_frequency_thz
         record.phonon_n_displacements, record.phonon_supercell = result.n_displacements, list(result.supercell_diagonal)
         record.phonon_wall_s = result.wall_s

@@ -174,3 +174,13 @@ def test_whole_run_refused_while_an_array_task_runs_names_the_task(tmp_path: Pat
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_phonon_supercell_above_the_memory_bound_is_refused_by_name(chgnet_backend) -> None:
+    from pccd_hpc.validate.errors import PhononFailure
+    from pccd_hpc.validate.phonons import run_phonons
+    from pccd_hpc.validate.config import PhononConfig
+
+    with pytest.raises(PhononFailure, match=r"mgo: .*supercell \(5, 5, 5\) of 250 atoms would need about 8.9 GB for its "
+                                            r"force calls, above the limit of 0.5 GB per worker \(--max-memory-gb\)"):
+        run_phonons(rocksalt_mgo(), chgnet_backend.calculator, PhononConfig(), "mgo", max_memory_gb=0.5)
