@@ -104,17 +104,23 @@ def foreign_task_problem(out_dir: Path, task: int, plan: GeneratePlan) -> str | 
 
 
 def _changed(made_with: dict | None, plan: GeneratePlan) -> str:
+    """``with seed 1, this plan says seed 0`` for up to three changed settings (long values summarised)."""
     if not isinstance(made_with, dict):
         return "by another plan (it records none; written before shards carried their plan)"
     now = plan.to_dict()
-    changed = sorted(k for k in set(now) | set(made_with) if now.get(k) != made_with.get(k))
+    changed = sorted(k for k in set(now) | set(made_with) if now.get(k) != made_with.get(k))[:3]
     if not changed:
         return "by another plan"
-    key = changed[0]
-    text = ", ".join(f"{k} {made_with.get(k)!r}" for k in changed[:3] if k not in ("systems", "codec"))
-    text += ", other systems" if "systems" in changed else ""
-    text += ", another codec" if "codec" in changed else ""
-    return f"with {text.lstrip(', ')}, this plan says " + (f"{key} {now.get(key)!r}" if key not in ("systems", "codec") else f"other {key}")
+
+    def show(settings: dict) -> str:
+        return ", ".join(f"other {k}" if k in ("systems", "codec") else f"{k} {_short(settings.get(k))}" for k in changed)
+
+    return f"with {show(made_with)}, this plan says {show(now)}"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def remove_task_files(out_dir: Path, task: int) -> None:
