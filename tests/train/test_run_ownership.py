@@ -20,6 +20,12 @@ from pccd_hpc.train.loop import train
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _train_args(config: RunConfig, data: Path, run: Path, scratch: Path) -> list[str]:
+    """``train`` arguments running ``config`` (saved as TOML in ``scratch``) on ``data`` into ``run``."""
+    save_toml(config, scratch / "tiny.toml")
+    return ["train", "--data", str(data), "--out", str(run), "--preset", "tiny", "--config", str(scratch / "tiny.toml")]
+
+
 def test_resume_with_another_lr_is_refused_by_name(fast_config: Callable[..., RunConfig], sample_shards: Path,
                                                    tmp_path: Path) -> None:
     run = tmp_path / "run"
@@ -46,12 +52,10 @@ def test_step_folder_of_another_architecture_is_not_adopted(fast_config: Callabl
 
 def test_second_train_on_one_folder_is_refused_naming_the_first(fast_config: Callable[..., RunConfig],
                                                                 sample_shards: Path, tmp_path: Path) -> None:
-    config = fast_config(max_steps=100_000, checkpoint_every=1000)
-    save_toml(config, tmp_path / "tiny.toml")
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "pccd_hpc.launch", "train", "--data", str(sample_shards), "--out", str(run),
-           "--preset", "tiny", "--config", str(tmp_path / "tiny.toml")]
-    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    args = _train_args(fast_config(max_steps=100_000, checkpoint_every=1000), sample_shards, run, tmp_path)
+    first = subprocess.Popen([sys.executable, "-m", "pccd_hpc.launch", *args], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, cwd=REPO)
     try:
         deadline = time.monotonic() + 120
         while not ((run / LOCK_NAME).exists() and (run / LOCK_NAME).read_text()):
@@ -88,11 +92,10 @@ def test_full_disk_is_a_sentence_and_the_rerun_resumes(fast_config: Callable[...
                                                        small_tmpfs: Path, tmp_path: Path, caplog) -> None:
     import os
 
-    save_toml(fast_config(max_steps=3), tmp_path / "tiny.toml")
     filler = small_tmpfs / "filler"
     filler.write_bytes(bytes(os.statvfs(small_tmpfs).f_bavail * os.statvfs(small_tmpfs).f_frsize - 40_000))
     run = small_tmpfs / "run"
-    args = ["train", "--data", str(sample_shards), "--out", str(run), "--preset", "tiny", "--config", str(tmp_path / "tiny.toml")]
+    args = _train_args(fast_config(max_steps=3), sample_shards, run, tmp_path)
     assert launch_main(args) == 2  # was "basic_ios::clear: iostream error"
     assert f"no space left in {run}/checkpoints/step-00000003 (disk or quota full): state.pt needs about" in caplog.text
     assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
