@@ -1,11 +1,16 @@
 """Validate-stage throughput on this CPU: CHGNet relaxations/min and phonon calculations/min.
 
-    python benchmarks/validate_throughput.py [--n 40] [--workers 2] [--max-sites 16] [--rattle 0.05]
+    python benchmarks/validate_throughput.py [--candidates GEN_DIR] [--n 40] [--workers 2]
+    python benchmarks/validate_throughput.py --rattled-mp20 [--n 40] [--max-sites 16] [--rattle 0.05]
 
-Candidates are MP-20 validation structures with <= ``--max-sites`` sites, rattled by ``--rattle`` Å
-and strained by 3 % so that each relaxation does real work (the DFT-relaxed cells alone converge
-in 0-3 steps). Reports wall time including worker start-up and model loading, and the steady rate
-measured from the first to the last finished structure.
+Candidates are generated ones: the first ``--n`` structures of a generation folder, or, without
+``--candidates``, ``--n`` fresh samples of the bundled model (paper oxide batch, seed 0). With
+``--rattled-mp20``: MP-20 validation structures rattled by ``--rattle`` Å and strained by 3 %
+(the earlier benchmark). Both relaxation calculators run on the same candidates, one after the
+other: CHGNet's own ASE calculator (the earlier default) and the inference calculator (the
+default now); the E_hull of every structure on the MP-20 DFT hull is compared between them.
+Reports wall time including worker start-up and model loading, and the steady rate measured from
+the first to the last finished structure.
 """
 
 from __future__ import annotations
@@ -20,12 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
+from pymatgen.core import Composition
+
 from pccd_hpc.validate.config import PhononConfig, RelaxConfig, ValidateConfig
+from pccd_hpc.validate.dft_hull import dft_hull
+from pccd_hpc.validate.formation import shipped_element_references
 from pccd_hpc.validate.inputs import iter_input_structures
 from pccd_hpc.validate.record import Job
 from pccd_hpc.validate.runner import iter_results
 
-DEFAULT_DATA = Path("/work/shared/data/mp_20/val.csv.gz")
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mp_20" / "val.csv.gz"
 
 
 def load_jobs(path: Path, n: int, max_sites: int, rattle_ang: float, seed: int) -> list[Job]:
@@ -45,26 +54,45 @@ def load_jobs(path: Path, n: int, max_sites: int, rattle_ang: float, seed: int) 
     return jobs
 
 
-def measure(jobs: list[Job], config: ValidateConfig) -> dict:
-    """Run ``jobs`` and return timings and outcome counts."""
+def generated_jobs(candidates: Path | None, n: int) -> list[Job]:
+    """The first ``n`` structures of a generation folder, or ``n`` fresh bundled-model samples."""
+    if candidates is None:
+        candidates = Path(tempfile.mkdtemp(prefix="pccd-bench-gen-"))
+        from pccd_hpc.launch import main as launch
+
+        launch(["generate", "--n", str(n), "--seed", "0", "--out", str(candidates)])
+    return [Job(rid, "candidate", s) for rid, s in list(iter_input_structures(candidates))[:n]]
+
+
+def measure(jobs: list[Job], config: ValidateConfig) -> tuple[dict, dict[str, float | None]]:
+    """Run ``jobs``; return timings and outcome counts, and each job's E_hull on the MP-20 DFT hull."""
     start = time.perf_counter()
     finished = []
     steps, failures = [], 0
+    e_hull: dict[str, float | None] = {}
+    refs = shipped_element_references(config.backend)
     with tempfile.TemporaryDirectory() as tmp:
         for record in iter_results(jobs, config, Path(tmp)):
             finished.append(time.perf_counter())
             failures += record.error is not None and record.error_kind != "not_converged"
             steps.append(record.n_steps or 0)
+            e_hull[record.id] = None
+            if record.energy_ev_per_atom is not None and refs is not None:
+                composition = Composition(record.composition)
+                point, _ = dft_hull().locate(composition, refs.formation_energy_per_atom(composition, record.energy_ev_per_atom))
+                e_hull[record.id] = None if point is None else point.e_above_hull_ev_per_atom
     wall = time.perf_counter() - start
     steady = (len(finished) - 1) / (finished[-1] - finished[0]) * 60 if len(finished) > 1 else float("nan")
-    return {"load_avg_1min_after": round(os.getloadavg()[0], 2), "n": len(jobs), "workers": config.workers, "wall_s": round(wall, 1),
-            "per_min_including_startup": round(len(jobs) / wall * 60, 1), "per_min_steady": round(steady, 1),
-            "mean_steps": round(float(np.mean(steps)), 1), "failures": int(failures)}
+    return ({"load_avg_1min_after": round(os.getloadavg()[0], 2), "n": len(jobs), "workers": config.workers, "wall_s": round(wall, 1),
+             "per_min_including_startup": round(len(jobs) / wall * 60, 1), "per_min_steady": round(steady, 1),
+             "mean_steps": round(float(np.mean(steps)), 1), "failures": int(failures)}, e_hull)
 
 
 def main() -> None:
-    """Run the relaxation and phonon benchmarks and print one JSON line each."""
+    """Run the relaxation benchmarks (both calculators) and the phonon benchmark; print one JSON line each."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--candidates", type=Path, help="generation folder (default: fresh bundled-model samples)")
+    p.add_argument("--rattled-mp20", action="store_true", help="rattled MP-20 structures instead of generated ones")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--n", type=int, default=40)
     p.add_argument("--n-phonons", type=int, default=8)
@@ -72,14 +100,28 @@ def main() -> None:
     p.add_argument("--max-sites", type=int, default=16)
     p.add_argument("--rattle", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-phonons", action="store_true")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    jobs = load_jobs(args.data, args.n, args.max_sites, args.rattle, args.seed)
-    relax = measure(jobs, ValidateConfig(workers=args.workers, relax=RelaxConfig()))
-    # Other users' processes change the figures a lot on a shared machine: the load average says how busy it was.
-    print(json.dumps({"benchmark": "relaxations", "cpu_count": os.cpu_count(), **relax}), flush=True)
+    if args.rattled_mp20:
+        jobs, kind = load_jobs(args.data, args.n, args.max_sites, args.rattle, args.seed), "rattled MP-20"
+    else:
+        jobs, kind = generated_jobs(args.candidates, args.n), "generated candidates"
+    results = {}
+    for calculator in ("chgnet", "inference"):
+        config = ValidateConfig(workers=args.workers, relax=RelaxConfig(), backend_options={"calculator": calculator})
+        timing, results[calculator] = measure(jobs, config)
+        # Other users' processes change the figures a lot on a shared machine: the load average says how busy it was.
+        print(json.dumps({"benchmark": f"relaxations of {kind}", "calculator": calculator, "cpu_count": os.cpu_count(), **timing}), flush=True)
+    both = [(results["chgnet"][k], results["inference"].get(k)) for k in results["chgnet"]]
+    diffs = [abs(a - b) for a, b in both if a is not None and b is not None]
+    print(json.dumps({"benchmark": "E_hull, inference vs CHGNet's calculator (MP-20 DFT hull, eV/atom)", "compared": len(diffs),
+                      "max_abs_difference": round(max(diffs), 5) if diffs else None,
+                      "missing_in_one": sum(1 for a, b in both if (a is None) != (b is None))}), flush=True)
+    if args.skip_phonons:
+        return
     small = [j for j in jobs if len(j.structure) <= 8][: args.n_phonons]
-    phon = measure(small, ValidateConfig(workers=args.workers, phonons=True, phonon=PhononConfig()))
+    phon, _ = measure(small, ValidateConfig(workers=args.workers, phonons=True, phonon=PhononConfig()))
     print(json.dumps({"benchmark": "relax+phonons (<=8 sites, 10 Å supercells)", **phon}), flush=True)
 
 

@@ -9,11 +9,13 @@ when writing and come back as their default (None).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import re
 import tomllib
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Iterator, Mapping, TypeVar
 
 import tomli_w
 
@@ -26,6 +28,18 @@ def require(ok: bool, name: str, message: str) -> None:
     """Raise ``ValueError("config field 'name': message")`` unless ``ok``."""
     if not ok:
         raise ValueError(f"config field {name!r}: {message}")
+
+
+@contextlib.contextmanager
+def flags_in_errors(flags: Mapping[str, str]) -> Iterator[None]:
+    """Re-raise a :func:`require` error about a field that a command-line flag sets as an error naming the flag."""
+    try:
+        yield
+    except ValueError as err:
+        match = re.match(r"config field '([^']+)': (.*)", str(err), re.DOTALL)
+        if match and match.group(1) in flags:
+            raise ValueError(f"{flags[match.group(1)]} {match.group(2)}") from None
+        raise
 
 
 def config_from_dict(klass: type[T], values: dict[str, Any], where: str = "") -> T:

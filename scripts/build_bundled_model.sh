@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The recipe of the bundled model (pccd_hpc/weights/pccd-cpu.pt); see pccd_hpc/weights/MODEL_CARD.md.
+# The recipe of the bundled model (pccd_hpc/weights/pccd-cpu.pt); see docs/experiments/bundled-model-recipe.md.
 # Usage: bash scripts/build_bundled_model.sh [SHARED_DATA_DIR] [MAX_STEPS]
 # Nine stages: recipe E for MAX_STEPS (default 6000, the length of its cosine learning-rate schedule), then
 # a 3,000-step fine-tune of its last checkpoint with pccd-cpu.finetune.toml (the ablation's G0), then 5,000

@@ -11,7 +11,7 @@
 #   OUT_DIR/run/            checkpoints, metrics.jsonl (samples_per_s per log row), config.toml
 #   OUT_DIR/model.pt        float16 EMA weights + config + codec (what generate/evaluate load), model.json
 #   OUT_DIR/throughput.json median samples/s over the run
-# Needs torch with CUDA, h5py, scikit-learn, numpy and pymatgen (see the README: GPU clusters).
+# Needs torch with CUDA, h5py, scikit-learn, numpy and pymatgen (see docs/install.md: A cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARDS=${1:?usage: train_gpu.sh TRAIN_SHARDS OUT_DIR [train args]}

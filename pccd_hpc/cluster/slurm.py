@@ -167,6 +167,13 @@ def submit_script(
     return sbatch(script, args, options, env)
 
 
+def array_command(script: Path, args: Sequence[str], resources: SlurmResources, array_size: int) -> list[str]:
+    """The ``sbatch`` command (an argument list) that runs ``script`` as an array of ``array_size`` tasks with ``resources``,
+    for a user to read or run by hand."""
+    limit = f"%{resources.array_parallelism}" if array_size > resources.array_parallelism else ""
+    return ["sbatch", f"--array=0-{array_size - 1}{limit}", *resources.sbatch_options(), str(script), *args]
+
+
 def parse_time_min(text: str | int) -> int:
     """A SLURM time limit (``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``) in whole minutes, rounded up."""
     value = str(text).strip()
@@ -175,6 +182,8 @@ def parse_time_min(text: str | int) -> int:
             raise ValueError(value)
         days, _, clock = value.rpartition("-")
         parts = [int(p) for p in clock.split(":")]
+        if len(parts) > 3:
+            raise ValueError(value)
         if days:
             hours, minutes, seconds = (parts + [0, 0])[:3]
         elif len(parts) == 3:
@@ -187,6 +196,20 @@ def parse_time_min(text: str | int) -> int:
     if total_s <= 0:
         raise ValueError(f"SLURM time limit must be positive, got {text!r}")
     return -(-total_s // 60)
+
+
+def time_limit_arg(text: str) -> int:
+    """The argparse type of every ``--time`` option: minutes or ``[D-]HH:MM:SS``, returned in whole minutes."""
+    import argparse
+
+    try:
+        return parse_time_min(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+TIME_HELP = "SLURM time limit per {what}: minutes (90) or [D-]HH:MM:SS (01:30:00, 1-00:00:00); default {default}"
+"""Help text of every ``--time`` option (format with ``what`` and ``default``)."""
 
 
 def _parse_states(text: str) -> dict[str, str]:

@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
     p.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim", help="de novo sampler (default ddim)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the systems drawn and the sampling noise (default 0)")
     p.add_argument("--batch-size", type=int, default=128, help="samples per model call (default 128)")
     p.add_argument("--push-apart-factor", type=float, default=0.8,
                    help="also score the samples after generate's push-apart to this separation (default 0.8)")

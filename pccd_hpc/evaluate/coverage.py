@@ -29,6 +29,8 @@ import numpy as np
 from pymatgen.core import Structure
 from scipy.spatial.distance import cdist
 
+from pccd_hpc.progress import Progress
+
 log = logging.getLogger(__name__)
 
 STRUCTURE_CUTOFF_MP20 = 0.4
@@ -86,6 +88,7 @@ def fingerprint_structures(structures: Sequence[Structure], label: str = "struct
     comp = np.full((n, len(comp_fp.feature_labels())), np.nan)
     ok = np.zeros(n, dtype=bool)
     started = time.perf_counter()
+    progress = Progress(f"fingerprints of {label}", n, "structure", heartbeat=False)
     for i, s in enumerate(structures):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # CrystalNN warns about missing oxidation states on every call
@@ -95,6 +98,8 @@ def fingerprint_structures(structures: Sequence[Structure], label: str = "struct
                 ok[i] = True
             except Exception as err:  # noqa: BLE001 - matminer raises many types; CDVAE counts any as no fingerprint
                 log.debug("%s %d: no structure fingerprint (%s)", label, i, err)
+        progress.update()
+    progress.close()
     elapsed = time.perf_counter() - started
     log.info("fingerprints of %d %s in %.1f s (%.3f s each)", n, label, elapsed, elapsed / max(n, 1))
     return Fingerprints(struct, comp, ok)

@@ -26,7 +26,9 @@ from pymatgen.core import Structure
 from pccd_hpc.data.codec import CodecConfig, DecodeResult, decode_tensor
 from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR, is_supercell, min_bond_ratio, shortest_distance_ang
 from pccd_hpc.data.separation import decode_separated
+from pccd_hpc.data.symmetry import non_p1_fraction, space_group
 from pccd_hpc.data.shards import list_shards, read_structures
+from pccd_hpc.progress import Progress
 from pccd_hpc.generate.cli import GENERATE_DECODE_METHOD, GENERATE_MIN_POINTS, decode_codec
 from pccd_hpc.generate.sampling import CheckpointSampler, LoadedModel
 from pccd_hpc.validate.metrics import compositional_validity, uniqueness_flags, wasserstein_distances
@@ -87,14 +89,15 @@ def sample_tensors(loaded: LoadedModel, systems: np.ndarray, sampler: str, steps
     """
     model_sampler = CheckpointSampler(loaded, sampler, steps, guidance, device)
     out, asked = [], []
-    for b, start in enumerate(range(0, len(systems), batch_size)):
-        element_z = torch.as_tensor(systems[start : start + batch_size], dtype=torch.int64)
-        generator = torch.Generator().manual_seed(_batch_seed(seed, b))
-        n_sites = model_sampler.site_counts(element_z, generator)
-        out.append(model_sampler.sample(element_z, None, generator, n_sites).numpy().astype(np.float32))
-        if n_sites is not None:
-            asked.append(n_sites.numpy())
-        log.info("de novo: sampled %d/%d", min(start + batch_size, len(systems)), len(systems))
+    with Progress("evaluation sampling", len(systems), "sample") as progress:
+        for b, start in enumerate(range(0, len(systems), batch_size)):
+            element_z = torch.as_tensor(systems[start : start + batch_size], dtype=torch.int64)
+            generator = torch.Generator().manual_seed(_batch_seed(seed, b))
+            n_sites = model_sampler.site_counts(element_z, generator)
+            out.append(model_sampler.sample(element_z, None, generator, n_sites).numpy().astype(np.float32))
+            if n_sites is not None:
+                asked.append(n_sites.numpy())
+            progress.update(len(element_z))
     return np.concatenate(out), (np.concatenate(asked) if asked else None)
 
 
@@ -138,13 +141,20 @@ class DecodedSample:
 
 def decode_samples(tensors: np.ndarray, systems: np.ndarray, codec: CodecConfig) -> list[DecodedSample]:
     """Decode every tensor for its element slots (no element requirement; see :class:`DecodedSample`)."""
-    return [DecodedSample(decode_tensor(t, z, codec), tuple(int(v) for v in z)) for t, z in zip(tensors, systems)]
+    progress = Progress("evaluation decoding", len(tensors), "sample", heartbeat=False)
+    samples = []
+    for t, z in zip(tensors, systems):
+        samples.append(DecodedSample(decode_tensor(t, z, codec), tuple(int(v) for v in z)))
+        progress.update()
+    progress.close()
+    return samples
 
 
 def push_samples(tensors: np.ndarray, systems: np.ndarray, codec: CodecConfig,
                  factor: float) -> tuple[list[DecodedSample], dict]:
     """The samples as the generate stage writes them with a push-apart (:func:`decode_separated`), and what it moved."""
     pushed, shifts, scales, converged, overlapping = [], [], [], [], 0
+    progress = Progress("evaluation push-apart", len(tensors), "sample", heartbeat=False)
     for tensor, z in zip(tensors, systems):
         decoded = decode_separated(tensor, z, codec, factor)
         if decoded.separation is not None:
@@ -153,6 +163,8 @@ def push_samples(tensors: np.ndarray, systems: np.ndarray, codec: CodecConfig,
             scales.append(decoded.separation.length_scale)
             converged.append(decoded.separation.converged)
         pushed.append(DecodedSample(decoded.result, tuple(int(v) for v in z)))
+        progress.update()
+    progress.close()
     stats = {
         "push_apart_factor": factor,
         "n_pushed": len(shifts),
@@ -204,6 +216,7 @@ def reference_geometry(structures: Sequence[Structure], factor: float = PLAUSIBL
         "min_bond_ratio_median": float(np.median(finite)) if finite else None,
         "short_bond_pct": _pct(sum(short), len(structures)),
         "supercell_pct": _pct(sum(is_supercell(s) for s in structures), len(structures)),
+        "non_p1_pct": _non_p1_pct(structures),
         "by_sites": plausible_by_sites(structures, ratios, factor),
         "min_bond_ratio": ratios,
     }
@@ -243,6 +256,7 @@ def denovo_metrics(samples: Sequence[DecodedSample], reference: Sequence[Structu
         "smact_valid_pct": _pct(sum(smact), n),
         "unique_pct_of_valid": _pct(sum(unique), len(valid)),
         "supercell_pct_of_valid": _pct(sum(is_supercell(s) for s in valid), len(valid)),
+        "non_p1_pct_of_valid": _non_p1_pct(valid),
         "n_unique_valid": sum(unique),
         "wdist_density": wdist.get("wdist_density"),
         "wdist_n_elements": wdist.get("wdist_n_elements"),
@@ -255,6 +269,12 @@ def denovo_metrics(samples: Sequence[DecodedSample], reference: Sequence[Structu
     metrics["not_computed"].update({f"by_sites.{row['sites']}.plausible_pct": "no decoded sample with that many sites"
                                     for row in metrics["by_sites"] if row["plausible_pct"] is None})
     return metrics
+
+
+def _non_p1_pct(structures: Sequence[Structure]) -> float | None:
+    """Percentage of ``structures`` with a space group other than P1 (spglib at the package's tolerance)."""
+    share = non_p1_fraction(space_group(s) for s in structures)
+    return None if share is None else 100 * share
 
 
 def _why_missing(key: str, n: int, decoded: list, valid: list, finite: list, reference: Sequence[Structure]) -> str:

@@ -88,6 +88,7 @@ def write_page(out: Path, summary: dict[str, Any], records: dict[str, dict]) -> 
         row("unique (StructureMatcher), *of valid*", "unique_pct_of_valid"),
         row("a supercell (a smaller cell holds the same crystal, 0.25 Å), *of valid*", "supercell_pct_of_valid",
             ref_key="supercell_pct"),
+        row("not P1 (spglib, 0.1 Å), *of valid*", "non_p1_pct_of_valid", ref_key="non_p1_pct"),
         row("Wasserstein distance of density (g/cm³), valid vs held-out", "wdist_density", 3, ""),
         row("Wasserstein distance of number of elements", "wdist_n_elements", 3, ""),
     ]

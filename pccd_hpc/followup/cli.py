@@ -11,6 +11,8 @@ Job scripts run single steps against a prepared FDIR::
 
 from __future__ import annotations
 
+from pccd_hpc.cluster.slurm import TIME_HELP, time_limit_arg
+
 import argparse
 import json
 import logging
@@ -41,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--phonon-min-length", type=float, default=None, help="phonon supercell minimum width, Å")
     p.add_argument("--cluster", choices=["local", "slurm"], default="local", help="run here or submit SLURM jobs")
     p.add_argument("--partition", default=None, help="SLURM partition")
-    p.add_argument("--time", default="04:00:00", help="SLURM time limit per step job")
+    p.add_argument("--time", type=time_limit_arg, default="04:00:00",
+                   help=TIME_HELP.format(what="step job", default="04:00:00"))
     p.add_argument("--max-array-size", type=int, default=64, help="most tasks in a phonon-forces array")
     p.add_argument("--step", choices=JOB_STEPS, default=None, help="(job scripts) run one step of one candidate")
     p.add_argument("--candidate", default=None, help="(job scripts) the candidate id of --step")
@@ -86,7 +89,7 @@ def main(args: argparse.Namespace) -> int:
         from pccd_hpc.followup.submit import SlurmOptions, submit_followup
 
         ids = submit_followup(args.out.resolve(), folders, config,
-                              SlurmOptions(partition=args.partition, time=args.time, max_array_size=args.max_array_size))
+                              SlurmOptions(partition=args.partition, time=str(args.time), max_array_size=args.max_array_size))
         print(" ".join(f"{name}={job_id}" for name, job_id in ids.items()))  # machine-readable for scripts
         return 0
     summaries = run_local(args.out.resolve(), folders)

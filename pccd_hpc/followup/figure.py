@@ -15,7 +15,7 @@ from pccd_hpc.plotting import pyplot, save_figure
 def fig4(structure: Structure, bands: dict[str, Any] | None, phonons: dict[str, Any] | None, target: Path,
          title: str = "") -> Path:
     """Write the figure to ``target`` (PNG, atomically); a missing part is drawn as a labelled empty panel."""
-    from pccd_hpc.report.structure_picture import draw_structure
+    from pccd_hpc.pictures import draw_structure
 
     fig = pyplot().figure(figsize=(12, 3.6))
     outer = fig.add_gridspec(1, 3, width_ratios=[1.1, 1.65, 1.65], wspace=0.22)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from pccd_hpc.followup.base import DftBackend
 from pccd_hpc.followup.config import FollowupConfig
 
@@ -9,6 +11,9 @@ from pccd_hpc.followup.config import FollowupConfig
 def get_backend(config: FollowupConfig) -> DftBackend:
     """The backend named by ``config.backend``."""
     if config.backend == "gpaw":
+        if importlib.util.find_spec("gpaw") is None:
+            raise ValueError("--backend gpaw needs GPAW, the [dft] extra, which is not installed: run "
+                             "PCCD_WITH_DFT=1 bash scripts/bootstrap.sh (its build libraries need root), or use --backend vasp")
         from pccd_hpc.followup.gpaw import GpawBackend
 
         return GpawBackend(config)

@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+from pccd_hpc.cluster.slurm import TIME_HELP, time_limit_arg
 from pccd_hpc.data.codec import DECODE_METHODS, CodecConfig
 from pccd_hpc.folder_lock import folder_lock
 from pccd_hpc.generate.plan import GeneratePlan, generate_bounds_problem, read_plan, tasks_needed
@@ -15,6 +16,7 @@ from pccd_hpc.generate.stage import ClusterOptions, run_generate
 from pccd_hpc.generate.systems import read_systems
 from pccd_hpc.generate.tasks import run_task
 from pccd_hpc.io_utils import checked_input_path
+from pccd_hpc.stage_config import flags_in_errors
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "generate",
         help="sample N crystal structures for chemical systems (locally or as a SLURM array)",
         description="Sample N structures with a trained model (default: the bundled one), decode them "
-        "and write one HDF5 shard + one CIF file per task and summary.json. Re-running the same command "
-        "on the same --out resumes: finished tasks are skipped, partial ones completed.",
+        "and write one HDF5 shard + one multi-structure CIF per task, then for the run: structures.csv (one row "
+        "per sample), cifs/<id>.cif (one file per structure), structures.extxyz, structures.png and summary.json. "
+        "Re-running the same command on the same --out resumes: finished tasks are skipped, partial ones completed.",
     )
-    gen.add_argument("--n", type=int, required=True, help="number of samples")
+    gen.add_argument("--n", type=int, required=True, help="number of samples (>= 1); exactly this many are made")
     gen.add_argument("--elements", action="append", default=None, metavar="SYSTEM",
                      help="a chemical system such as Mg,Mn,O or with families (exact upper-case RE, AE, AM, TM, "
                      "or @-prefixed such as @tm; Tm, Re, Am are elements) such as AE,TM,O, "
@@ -45,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "count drawn from the training set's distribution for its number of elements)")
     gen.add_argument("--checkpoint", default=None, help="checkpoint file, step-N/ folder, or training run folder (its "
                      "newest complete checkpoint); default: the bundled model")
-    gen.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim")
+    gen.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim",
+                     help="ddim (deterministic, --steps steps; default) or ddpm (ancestral, every one of the model's steps)")
     gen.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
     gen.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
     gen.add_argument("--cluster-eps", type=float, default=None,
@@ -61,17 +65,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      f"radii (AIRSS-style; default {PUSH_APART_FACTOR}); the shards keep the ratio as sampled too")
     gen.add_argument("--no-push-apart", action="store_true",
                      help="keep the structures exactly as the model sampled them")
-    gen.add_argument("--batch-size", type=int, default=256)
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--out", required=True, help="output folder")
-    gen.add_argument("--cluster", choices=["local", "slurm"], default="local")
-    gen.add_argument("--array-size", type=int, default=None, help="number of tasks (default: 1 local, ceil(N/1000) slurm)")
-    gen.add_argument("--partition", default=None)
-    gen.add_argument("--gpus-per-task", type=int, default=0)
-    gen.add_argument("--cpus-per-task", type=int, default=2)
-    gen.add_argument("--time", type=int, default=60, help="minutes per array task (slurm)")
+    gen.add_argument("--batch-size", type=int, default=256,
+                     help="samples denoised together (default 256; a killed task loses at most one batch)")
+    gen.add_argument("--seed", type=int, default=0, help="base seed: the same seed and options give the same structures (default 0)")
+    gen.add_argument("--out", required=True, help="output folder (re-use it to resume or merge)")
+    gen.add_argument("--cluster", choices=["local", "slurm"], default="local",
+                     help="local: run the tasks in this process (default); slurm: submit them as a submitit array")
+    gen.add_argument("--array-size", type=int, default=None,
+                     help="number of tasks (default: the plan's in an existing --out, else 1 for --cluster local "
+                     "and ceil(N/1000) for slurm or --plan-only)")
+    gen.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's default)")
+    gen.add_argument("--gpus-per-task", type=int, default=0, help="GPUs per array task (default 0)")
+    gen.add_argument("--cpus-per-task", type=int, default=2, help="CPU cores per array task (default 2)")
+    gen.add_argument("--time", type=time_limit_arg, default="60", help=TIME_HELP.format(what="array task", default="60 minutes"))
     gen.add_argument("--no-wait", action="store_true", help="submit and return (re-run the command to merge)")
-    gen.add_argument("--plan-only", action="store_true", help="write plan.json only (for jobs/generate_array.sh)")
+    gen.add_argument("--plan-only", action="store_true",
+                     help="write plan.json and print the tasks, the sbatch command for jobs/generate_array.sh and "
+                     "an estimated time from the model's speed measured here; samples nothing")
     gen.add_argument("--force-redo", action="store_true",
                      help="replace a different plan.json and every task file another plan made (default: refuse them)")
     gen.set_defaults(func=_run_generate)
@@ -84,45 +94,68 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
+    if args.n < 1:  # before the model is loaded
+        raise ValueError(f"--n must be >= 1 (the number of samples), got {args.n}")
     # Every argument is checked before anything is loaded or written: a refused command leaves no plan.json behind.
-    n_tasks = args.array_size or (tasks_needed(args.n) if args.cluster == "local" else max(1, -(-args.n // 1000)))
-    problem = generate_bounds_problem(args.n, min(n_tasks, max(args.n, 1)), args.batch_size, args.seed)
-    if problem is not None:
-        raise ValueError(problem)
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {args.out} is an existing file, not a folder")
+    n_tasks = args.array_size or _existing_task_count(args.out) or (
+        tasks_needed(args.n) if args.cluster == "local" and not args.plan_only else max(1, -(-args.n // 1000)))
+    problem = generate_bounds_problem(args.n, min(n_tasks, args.n), args.batch_size, args.seed)
+    if problem is not None:
+        raise ValueError(problem)
     checkpoint = _checkpoint_path(args.checkpoint)
     loaded = load_model(checkpoint, pick_device())  # once: its hash and codec go into the plan, local tasks reuse it
     check_site_request(loaded, args.n_sites)
     systems = read_systems(args.elements or (None if args.systems else ["paper"]), args.systems)
-    plan = GeneratePlan(
-        n=args.n, systems=systems, checkpoint=str(loaded.path or checkpoint), checkpoint_sha256=loaded.sha256,
-        sampler=args.sampler, steps=args.steps, guidance=args.guidance, band_gap_class=args.band_gap_class,
-        batch_size=args.batch_size, seed=args.seed, n_tasks=min(n_tasks, args.n),
-        codec=decode_codec(loaded.codec, args.cluster_eps, args.cluster_min_points, args.decode).to_dict(),
-        push_apart_factor=None if args.no_push_apart else args.push_apart_factor, n_sites=args.n_sites,
-    )
+    with flags_in_errors(PLAN_FLAGS):
+        plan = _plan(args, loaded, checkpoint, systems, n_tasks)
+        cluster = ClusterOptions(cluster=args.cluster, partition=args.partition, gpus_per_task=args.gpus_per_task,
+                                 cpus_per_task=args.cpus_per_task, time_min=args.time, wait=not args.no_wait)
     if args.plan_only:
         from pccd_hpc.generate.plan import write_plan
+        from pccd_hpc.generate.plan_report import describe_plan, measure_seconds_per_sample
         from pccd_hpc.io_utils import checked_output_dir
 
         out = checked_output_dir(args.out)
         with folder_lock(out, f"generate --plan-only --out {out}"):
-            write_plan(out, plan, replace=args.force_redo)
-        print(f"plan written: {Path(args.out) / 'plan.json'} ({plan.n_tasks} tasks)")
+            plan = write_plan(out, plan, replace=args.force_redo)
+        seconds, where = measure_seconds_per_sample(loaded, plan)
+        print(describe_plan(out, plan, cluster, seconds, where))
         return 0
-    cluster = ClusterOptions(cluster=args.cluster, partition=args.partition, gpus_per_task=args.gpus_per_task,
-                             cpus_per_task=args.cpus_per_task, time_min=args.time, wait=not args.no_wait)
     summary = run_generate(plan, args.out, cluster, loaded=loaded, force_redo=args.force_redo)
     if summary is not None:
         print(json.dumps(summary, indent=2))
     return 0
 
 
+PLAN_FLAGS = {"n": "--n", "steps": "--steps", "batch_size": "--batch-size", "n_tasks": "--array-size",
+              "guidance": "--guidance", "n_sites": "--n-sites", "push_apart_factor": "--push-apart-factor",
+              "gpus_per_task": "--gpus-per-task", "cpus_per_task": "--cpus-per-task", "time_min": "--time",
+              "cluster_eps_ang": "--cluster-eps", "cluster_min_points": "--cluster-min-points"}
+"""Config fields of the plan and cluster options, and the generate flag that sets each (for error messages)."""
+
+
+def _plan(args: argparse.Namespace, loaded, checkpoint: Path, systems, n_tasks: int) -> GeneratePlan:
+    """The generation plan the command line asks for."""
+    return GeneratePlan(
+        n=args.n, systems=systems, checkpoint=str(loaded.path or checkpoint), checkpoint_sha256=loaded.sha256,
+        sampler=args.sampler, steps=args.steps, guidance=args.guidance, band_gap_class=args.band_gap_class,
+        batch_size=args.batch_size, seed=args.seed, n_tasks=min(n_tasks, args.n),
+        codec=decode_codec(loaded.codec, args.cluster_eps, args.cluster_min_points, args.decode).to_dict(),
+        push_apart_factor=None if args.no_push_apart else args.push_apart_factor, n_sites=args.n_sites,
+    )
+
+
+def _existing_task_count(out: str) -> int | None:
+    """The task count of a plan already in ``out`` (a merge after ``--plan-only`` needs no --array-size)."""
+    return read_plan(out).n_tasks if (Path(out) / "plan.json").is_file() else None
+
+
 def _checkpoint_path(given: str | None) -> Path:
     """The checkpoint a user named (checked to exist), else the bundled model."""
-    return checked_input_path(given, "checkpoint") if given else default_checkpoint()
+    return checked_input_path(given, "--checkpoint") if given else default_checkpoint()
 
 
 def decode_codec(codec: CodecConfig, eps_ang: float | None, min_points: int | None,
@@ -151,12 +184,12 @@ def register_reconstruct(subparsers: argparse._SubParsersAction) -> None:
         "as training shards and label them.",
     )
     rec.add_argument("--data", required=True, help="encoded shard folder")
-    rec.add_argument("--n", type=int, default=1280)
+    rec.add_argument("--n", type=int, default=1280, help="records to reconstruct (default 1280)")
     rec.add_argument("--t", type=int, default=300, help="noise step (1..T; T = pure noise)")
     rec.add_argument("--steps", type=int, default=50, help="DDIM steps from t to 0")
-    rec.add_argument("--guidance", type=float, default=3.0)
-    rec.add_argument("--batch-size", type=int, default=128)
-    rec.add_argument("--seed", type=int, default=0)
+    rec.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
+    rec.add_argument("--batch-size", type=int, default=128, help="records denoised together (default 128)")
+    rec.add_argument("--seed", type=int, default=0, help="seed of the record choice and the noise (default 0)")
     rec.add_argument("--label", default="", help="e.g. held-out or training (written into the results)")
     rec.add_argument("--checkpoint", default=None, help="checkpoint file, step-N/ folder or run folder "
                      "(default: the bundled model)")
@@ -168,7 +201,7 @@ def register_reconstruct(subparsers: argparse._SubParsersAction) -> None:
                      help=f"decode as generate does, with its push-apart (default {PUSH_APART_FACTOR}); the figures "
                      "without it are reported too, under as_sampled")
     rec.add_argument("--no-push-apart", action="store_true", help="decode without the push-apart")
-    rec.add_argument("--out", required=True)
+    rec.add_argument("--out", required=True, help="output folder (reconstruct.json, reconstruct.png)")
     rec.set_defaults(func=_run_reconstruct)
 
 

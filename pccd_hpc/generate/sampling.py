@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -93,10 +93,15 @@ def check_site_request(loaded: LoadedModel, n_sites: int | None) -> None:
 class CheckpointSampler:
     """Samples codec-space tensors (B, 3, 128, 3) for requested element slots.
 
+    It reports its denoising steps (``reports_steps``): ``sample(..., on_step=callback)``.
+
     A model conditioned on the number of sites (``model.site_condition``) gets ``n_sites`` for every
     sample, or, when it is None, counts drawn from the training set's distribution for the number of
     elements (with the sampling generator, so a seeded batch is reproducible).
     """
+
+    reports_steps = True
+    """``sample`` takes ``on_step`` (generation tasks then report progress within a batch)."""
 
     def __init__(self, loaded: LoadedModel, sampler: str = "ddim", steps: int = 50, guidance: float = 3.0,
                  device: str | None = None, n_sites: int | None = None) -> None:
@@ -140,13 +145,13 @@ class CheckpointSampler:
 
     @torch.no_grad()
     def sample(self, element_z: torch.Tensor, band_gap_class: int | None, generator: torch.Generator,
-               n_sites: torch.Tensor | None = None) -> torch.Tensor:
+               n_sites: torch.Tensor | None = None, on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Codec-space samples (B, 3, 128, 3) for ``element_z`` (B, 3); ``n_sites`` (B,) are the counts asked
-        for (default :meth:`site_counts`, drawn with ``generator``)."""
+        for (default :meth:`site_counts`, drawn with ``generator``); ``on_step(done, total)`` after each denoising step."""
         if n_sites is None:
             n_sites = self.site_counts(element_z, generator)
         cond = self.conditions(element_z, band_gap_class, n_sites)
-        x = self.sampler.sample(self.loaded.model, cond, generator=generator, device=self.device)
+        x = self.sampler.sample(self.loaded.model, cond, generator=generator, device=self.device, on_step=on_step)
         return from_model_space(x).float().cpu()
 
 

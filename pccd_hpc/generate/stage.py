@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from pccd_hpc.generate.plan import PLAN_NAME, GeneratePlan, write_plan
 from pccd_hpc.generate.summary import summarise
 from pccd_hpc.generate.tasks import TensorSampler, foreign_task_problem, remove_task_files, run_task, task_done
 from pccd_hpc.io_utils import checked_output_dir, remove_stale_temps
+from pccd_hpc.progress import Progress
 from pccd_hpc.stage_config import require
 
 if TYPE_CHECKING:
@@ -108,8 +108,6 @@ def _prepare(out: Path, plan: GeneratePlan, force_redo: bool) -> GeneratePlan:
 
 
 def _run_local(out: Path, plan: GeneratePlan, todo: list[int], loaded: LoadedModel | None) -> None:
-    from tqdm import tqdm
-
     from pccd_hpc.generate.sampling import load_sampler
 
     shared: list[TensorSampler] = []
@@ -120,9 +118,9 @@ def _run_local(out: Path, plan: GeneratePlan, todo: list[int], loaded: LoadedMod
         return shared[0]
 
     total = sum(len(plan.task_range(k)) for k in todo)
-    with tqdm(total=total, unit="sample", desc="generate", disable=not sys.stderr.isatty()) as bar:
+    with Progress("sampling", total, "sample") as progress:
         for task in todo:
-            run_task(out, task, sampler_factory=shared_sampler, progress=bar.update, plan=plan)
+            run_task(out, task, sampler_factory=shared_sampler, progress=progress, plan=plan)
 
 
 def _run_slurm(out: Path, todo: list[int], cluster: ClusterOptions) -> bool:

@@ -18,6 +18,7 @@ from pymatgen.core import Composition, Element
 from pccd_hpc.data.shards import shard_name
 from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR
 from pccd_hpc.generate.plan import GeneratePlan
+from pccd_hpc.generate.table import write_run_table
 from pccd_hpc.io_utils import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ def summarise(out_dir: str | Path, plan: GeneratePlan, elapsed_s: float | None =
                 summary[key] = previous[key]
         if "samples_per_s" not in summary:  # no earlier figures: none can be claimed
             summary["elapsed_s"] = summary["samples_per_s"] = None
+    summary.update(write_run_table(out_dir, plan))  # structures.csv, structures.extxyz, cifs/: what a user opens first
     atomic_write_json(out_dir / SUMMARY_NAME, summary)
     return summary
 

@@ -7,6 +7,7 @@ Layout inside the run folder ``DIR``::
     shard-KKKKK.h5                 the task's samples: tensors, decoded structures, valid/reason
     shard-KKKKK.cif                every valid structure of the task, one CIF data block each
     shard-KKKKK.json               the task's summary, written last: counts, timings, sha256 of both files
+    cifs/<id>.cif                  one CIF per valid structure, with its space group (:mod:`pccd_hpc.generate.table`)
 
 A task is done when its summary exists and both files still match its sha256 (as encode verifies
 its shards); a task whose files were truncated or changed is done again (its seeds are fixed, so
@@ -26,15 +27,19 @@ from typing import Callable, Protocol
 
 import numpy as np
 import torch
+from pymatgen.core import Structure
 from pymatgen.io.cif import CifWriter
 
 from pccd_hpc.data.codec import CodecConfig
 from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR
 from pccd_hpc.data.separation import decode_separated
 from pccd_hpc.data.shards import ShardRecord, shard_name, write_shard
+from pccd_hpc.data.symmetry import SpaceGroup, space_group
 from pccd_hpc.generate.plan import GeneratePlan, read_plan
 from pccd_hpc.generate.systems import system_label
 from pccd_hpc.folder_lock import task_lock
+from pccd_hpc.generate.table import write_structure_cifs
+from pccd_hpc.progress import Progress
 from pccd_hpc.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, remove_stale_temps, sha256_file
 
 log = logging.getLogger(__name__)
@@ -154,11 +159,12 @@ def sample_id(index: int) -> str:
 
 
 def run_task(out_dir: str | Path, task: int, sampler_factory: SamplerFactory | None = None,
-             progress: Callable[[int], None] | None = None, plan: GeneratePlan | None = None) -> Path:
+             progress: Progress | None = None, plan: GeneratePlan | None = None) -> Path:
     """Run task ``task`` of the plan in ``out_dir`` (idempotent, resumable); return its shard path.
 
     The picklable entry point of a generation array task. ``plan`` is ``out_dir``'s plan when the caller
-    has read it already; the model is loaded (once) only when a batch is still missing.
+    has read it already; the model is loaded (once) only when a batch is still missing. ``progress`` counts
+    the samples across the caller's tasks; without one (an array task) the task reports its own.
     """
     out_dir = Path(out_dir)
     plan = plan or read_plan(out_dir)
@@ -167,7 +173,7 @@ def run_task(out_dir: str | Path, task: int, sampler_factory: SamplerFactory | N
 
 
 def _run_task_locked(out_dir: Path, task: int, plan: GeneratePlan, sampler_factory: SamplerFactory | None,
-                     progress: Callable[[int], None] | None) -> Path:
+                     progress: Progress | None) -> Path:
     shard_path = out_dir / shard_name(task)
     foreign = foreign_task_problem(out_dir, task, plan)
     if foreign is not None:
@@ -189,23 +195,27 @@ def _run_task_locked(out_dir: Path, task: int, plan: GeneratePlan, sampler_facto
         from pccd_hpc.generate.sampling import load_sampler as sampler_factory
     sampler = None
     started = time.time()
-    for b, indices in enumerate(plan.batches(task)):
-        part = _part_path(out_dir, task, b)
-        if part.exists():
-            if progress:
-                progress(len(indices))
-            continue
-        sampler = sampler or sampler_factory(plan)
-        element_z = torch.tensor([plan.system_of(i) for i in indices], dtype=torch.int64)
-        generator = torch.Generator().manual_seed(_batch_seed(plan.seed, task, b))
-        t0 = time.time()
-        tensors = sampler.sample(element_z, plan.band_gap_class, generator).detach().cpu().numpy().astype(np.float32)
-        buffer = io.BytesIO()  # built in memory: a full disk then names the file's size (DiskFullError)
-        np.savez(buffer, tensors=tensors, element_z=element_z.numpy(), indices=np.asarray(indices))
-        atomic_write_bytes(part, buffer.getvalue())
-        log.info("task %d: batch %d/%d (%d samples) in %.1f s", task, b + 1, len(plan.batches(task)), len(indices), time.time() - t0)
-        if progress:
-            progress(len(indices))
+    own_progress = progress is None
+    progress = progress or Progress(f"task {task} sampling", len(plan.task_range(task)), "sample")
+    try:
+        for b, indices in enumerate(plan.batches(task)):
+            part = _part_path(out_dir, task, b)
+            if part.exists():
+                progress.skip(len(indices))
+                continue
+            sampler = sampler or sampler_factory(plan)
+            element_z = torch.tensor([plan.system_of(i) for i in indices], dtype=torch.int64)
+            generator = torch.Generator().manual_seed(_batch_seed(plan.seed, task, b))
+            t0 = time.time()
+            tensors = _sample_batch(sampler, element_z, plan.band_gap_class, generator, progress, len(indices))
+            buffer = io.BytesIO()  # built in memory: a full disk then names the file's size (DiskFullError)
+            np.savez(buffer, tensors=tensors, element_z=element_z.numpy(), indices=np.asarray(indices))
+            atomic_write_bytes(part, buffer.getvalue())
+            log.debug("task %d: batch %d/%d (%d samples) in %.1f s", task, b + 1, len(plan.batches(task)), len(indices), time.time() - t0)
+            progress.update(len(indices))
+    finally:
+        if own_progress:
+            progress.close()
     _write_task_shard(out_dir, plan, task, elapsed_s=time.time() - started)
     for part in sorted(part_dir.glob("batch-*.npz")):
         part.unlink()
@@ -217,8 +227,25 @@ def _run_task_locked(out_dir: Path, task: int, plan: GeneratePlan, sampler_facto
     return shard_path
 
 
+def _sample_batch(sampler: TensorSampler, element_z: torch.Tensor, band_gap_class: int | None,
+                  generator: torch.Generator, progress: Progress, n: int) -> np.ndarray:
+    """One batch of tensors; a sampler that reports its denoising steps moves ``progress`` within the batch."""
+    if getattr(sampler, "reports_steps", False):
+        tensors = sampler.sample(element_z, band_gap_class, generator,
+                                 on_step=lambda step, steps: progress.within(n * step / steps))
+    else:
+        tensors = sampler.sample(element_z, band_gap_class, generator)
+    return tensors.detach().cpu().numpy().astype(np.float32)
+
+
 def _batch_seed(seed: int, task: int, batch: int) -> int:
     return int(np.random.SeedSequence([seed, task, batch]).generate_state(1, dtype=np.uint64)[0] % (2**63))
+
+
+MULTI_CIF_NOTE = ("# every valid structure of this task, one data block each; one-structure loaders such as\n"
+                  "# pymatgen's Structure.from_file or ase.io.read read one block only: open cifs/<id>.cif,\n"
+                  "# structures.extxyz (ase.io.read(path, index=':')) or CifParser(path).parse_structures()\n")
+"""Header of the multi-structure CIF (kept for compatibility), pointing to the files one loader reads whole."""
 
 
 def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: float) -> None:
@@ -228,6 +255,10 @@ def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: f
     # min d_ij / (r_i + r_j) as sampled and as written (after the push-apart, when the plan asks for it)
     sampled_valid, sampled_ratios, bond_ratios, shifts, scales = [], [], [], [], []
     cif_blocks = []
+    decoding = Progress(f"task {task} decoding", len(plan.task_range(task)), "sample", heartbeat=False)
+    groups: list[str] = []
+    group_numbers: list[int] = []
+    written: list[tuple[str, Structure, SpaceGroup | None]] = []  # (id, structure, space group) of every valid sample
     for b in range(len(plan.batches(task))):
         with np.load(_part_path(out_dir, task, b)) as part:
             tensors, element_z, indices = part["tensors"], part["element_z"], part["indices"]
@@ -245,16 +276,24 @@ def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: f
                 params = np.concatenate([s.lattice.abc, s.lattice.angles])
                 records.append(ShardRecord(rid, f"task-{task}", int(index), tensor, slots, z, s.frac_coords, params))
                 cif_blocks.append(str(CifWriter(s)).replace("data_", f"data_{rid}_", 1))
+                group = space_group(s)
+                written.append((rid, s, group))
+                groups.append("" if group is None else group.symbol)
+                group_numbers.append(0 if group is None else group.number)
                 # computed once: the push-apart measured its result, and without one the final ratio is the sampled one
                 bond_ratios.append(decoded.sampled_min_bond_ratio if separation is None else separation.min_bond_ratio_after)
             else:
                 bond_ratios.append(math.nan)
+                groups.append("")
+                group_numbers.append(0)
                 records.append(ShardRecord(rid, f"task-{task}", int(index), tensor, slots, np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros(6)))
             shifts.append(shift)
             scales.append(scale)
             valid.append(result.valid)
             reasons.append(result.reason or "")
             systems.append(system_label(tuple(int(z) for z in slots)))
+            decoding.update()
+    decoding.close()
     attrs = {"task": task, "checkpoint": plan.checkpoint, "checkpoint_sha256": plan.checkpoint_sha256,
              "sampler": plan.sampler, "steps": plan.steps, "guidance": plan.guidance, "seed": plan.seed,
              "push_apart_factor": -1.0 if plan.push_apart_factor is None else plan.push_apart_factor,
@@ -269,11 +308,13 @@ def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: f
              "min_bond_ratio_sampled": sampled, "plausible_sampled": plausible_sampled,
              "valid_sampled": np.array(sampled_valid, dtype=bool),
              "push_max_shift_ang": np.array(shifts, dtype=np.float64),
-             "push_length_scale": np.array(scales, dtype=np.float64)}
+             "push_length_scale": np.array(scales, dtype=np.float64),
+             "space_group": groups, "space_group_number": np.array(group_numbers, dtype=np.int16)}
     cif_path = out_dir / shard_name(task, ".cif")
     h5_path = out_dir / shard_name(task)
-    atomic_write_text(cif_path, "\n".join(cif_blocks))
+    atomic_write_text(cif_path, MULTI_CIF_NOTE + "\n".join(cif_blocks))
     write_shard(h5_path, records, codec.to_dict(), codec.max_sites, extra=extra, attrs=attrs)
+    write_structure_cifs(out_dir, written)
     summary = {"task": task, "n_samples": len(valid), "n_valid": int(sum(valid)), "n_plausible": int(plausible.sum()),
                "n_plausible_sampled": int(plausible_sampled.sum()), "n_valid_sampled": int(sum(sampled_valid)),
                "n_cif_blocks": len(cif_blocks),

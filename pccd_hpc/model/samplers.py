@@ -6,6 +6,8 @@ eps = eps_u + w (eps_c - eps_u), so w = 1 is the plain conditional model and w =
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from pccd_hpc.config import DiffusionConfig
@@ -53,21 +55,25 @@ class _Sampler:
 
     @torch.no_grad()
     def sample(self, model: torch.nn.Module, cond: Conditions, generator: torch.Generator | None = None,
-               shape: tuple[int, ...] = (3, 128, 3), device: torch.device | str = "cpu") -> torch.Tensor:
-        """Model-space samples (B, *shape) from pure noise, for conditions of batch size B."""
+               shape: tuple[int, ...] = (3, 128, 3), device: torch.device | str = "cpu",
+               on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """Model-space samples (B, *shape) from pure noise, for conditions of batch size B (``on_step`` as in :meth:`denoise`)."""
         x = torch.randn((len(cond), *shape), generator=generator, device=device)
-        return self.denoise(model, x, cond, generator=generator)
+        return self.denoise(model, x, cond, generator=generator, on_step=on_step)
 
     @torch.no_grad()
     def denoise(self, model: torch.nn.Module, x_t: torch.Tensor, cond: Conditions, start: int | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Run the reverse process on ``x_t`` (B, 3, 128, 3), noised to timestep ``start`` (default T - 1), down to 0."""
+                generator: torch.Generator | None = None, on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """Run the reverse process on ``x_t`` (B, 3, 128, 3), noised to timestep ``start`` (default T - 1), down to 0;
+        ``on_step(done, total)`` is called after each step (progress reports)."""
         grid = self.timesteps(start)
         x = x_t
         for i, step in enumerate(grid):
             prev = grid[i + 1] if i + 1 < len(grid) else -1
             _, eps = self._eps(model, x, step, cond)
             x = self._update(x, step, prev, eps, generator)
+            if on_step is not None:
+                on_step(i + 1, len(grid))
         return x
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from pymatgen.core import Structure
 
 from pccd_hpc.io_utils import atomic_write_json, atomic_write_text, read_json
+from pccd_hpc.report.funnel import funnel_lines, funnel_picture, funnel_steps
 from pccd_hpc.report.figures import PAPER_SPLIT_EV_PER_ATOM, PAPER_STABLE_EV_PER_ATOM, distribution_plot, e_hull_histogram
 from pccd_hpc.validate import metrics as M
 from pccd_hpc.validate.inputs import iter_input_structures
@@ -67,24 +68,36 @@ def build_report(paths: ReportPaths) -> Path:
     from pccd_hpc.report.structure_picture import followup_figures, top_n_pictures
 
     pictures = top_n_pictures(rows, out, n=15)
+    generation = (read_json(paths.gen_dir / "summary.json", "generation summary")
+                  if paths.gen_dir and (paths.gen_dir / "summary.json").exists() else None)
+    steps = funnel_steps(metrics, generation)
+    if steps:
+        funnel_picture(steps, out / "funnel.png", f"{paths.val_dir.name}: generate -> validate funnel")
     followup = followup_figures(paths.followup_dir, out) if paths.followup_dir else []
 
     # validate's finalize computed the fractions (over the structures a hull exists for): read, never recompute
     fractions = {thr: metrics.get(f"e_hull_below_{thr:g}") for thr in PAPER_FRACTIONS}
     summary = {"n_results": len(rows), "fractions_below": {str(k): v for k, v in fractions.items()},
                "distances_vs_reference": distances, "validation_metrics": metrics}
-    atomic_write_json(out / "summary.json", summary)
+    summary["funnel"] = dict(steps)
     page = _render(rows, metrics, distances, fractions, bands, paths, pictures, followup)
-    if paths.gen_dir and (paths.gen_dir / "summary.json").exists():
-        page = page.replace("\n## Energy above hull", "\n" + _generation_lines(read_json(paths.gen_dir / "summary.json", "generation summary"))
+    page = page.replace("\n## Energy above hull", "\n" + "\n".join(funnel_lines(metrics, steps, "funnel.png")) + "\n## Energy above hull", 1)
+    gen_summary = generation
+    if gen_summary is not None:
+        page = page.replace("\n## Energy above hull", "\n" + _generation_lines(gen_summary, rows)
                             + "\n## Energy above hull", 1)
+    symmetry = symmetry_table(rows, generated, reference, gen_summary)
+    summary["non_p1_fractions"] = symmetry
+    atomic_write_json(out / "summary.json", summary)
+    page = page.replace("\n## Distributions", "\n" + _symmetry_lines(symmetry) + "\n## Distributions", 1)
     atomic_write_text(out / "report.md", page)
     log.info("report: wrote %s", out / "report.md")
     return out / "report.md"
 
 
-def _generation_lines(gen: dict[str, Any]) -> str:
-    """What the generation summary says of the model's geometry: plausibility as sampled and after the push-apart."""
+def _generation_lines(gen: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """What the generation summary says of the model's geometry (plausibility as sampled and after the push-apart),
+    and how many of those structures were validated here."""
     n = gen.get("n_generated") or 0
     factor = gen.get("push_apart_factor")
 
@@ -96,8 +109,83 @@ def _generation_lines(gen: dict[str, Any]) -> str:
              f"{share(gen.get('n_plausible_as_sampled'))}."]
     if factor is not None:
         lines.append(f"Atoms were then pushed apart to {factor} × the sum of covalent radii (AIRSS-style, before "
-                     f"relaxation): {share(gen.get('n_plausible'))} plausible as validated here.")
+                     f"relaxation): {share(gen.get('n_plausible'))} plausible as written by generate.")
+    checked = [r for r in rows if r.get("plausible_initial") is not None]
+    validated = f"{len(rows)} of the {n} were validated here"
+    if checked:
+        validated += f"; {sum(bool(r['plausible_initial']) for r in checked)} of those {len(checked)} plausible as validated"
+    lines.append(validated + ".")
     return "\n".join(lines) + "\n"
+
+
+def symmetry_table(rows: list[dict[str, Any]], generated: list[Structure], reference: list[Structure],
+                   gen_summary: dict[str, Any] | None) -> dict[str, tuple[float | None, int]]:
+    """Share of non-P1 structures (spglib at the package's tolerance) and how many were analysed, per set:
+    generated, validated before and after relaxation, and the reference (real) crystals when given."""
+    from pccd_hpc.data.symmetry import SpaceGroup, non_p1_fraction, space_group
+
+    def numbers(key: str) -> list[SpaceGroup | None]:
+        return [SpaceGroup("", int(r[key])) for r in rows if r.get(key) is not None]
+
+    table: dict[str, tuple[float | None, int]] = {}
+    if gen_summary is not None and "non_p1_fraction" in gen_summary:
+        table["generated (as written by generate)"] = (gen_summary["non_p1_fraction"], int(gen_summary.get("n_valid") or 0))
+    elif generated:
+        table["generated (as written by generate)"] = (non_p1_fraction(space_group(s) for s in generated), len(generated))
+    for key, label in (("space_group_number_initial", "validated, before relaxation"),
+                       ("space_group_number_relaxed", "validated, after relaxation")):
+        groups = numbers(key)
+        if groups:
+            table[label] = (non_p1_fraction(groups), len(groups))
+    if reference:
+        table["reference crystals (--reference)"] = (non_p1_fraction(space_group(s) for s in reference), len(reference))
+    return table
+
+
+def _symmetry_lines(table: dict[str, tuple[float | None, int]]) -> str:
+    from pccd_hpc.data.symmetry import SYMPREC_ANG
+
+    if not table:
+        return ""
+    lines = ["## Symmetry", "", f"Share of structures with any symmetry beyond P1 (spglib, tolerance {SYMPREC_ANG:g} Å); "
+             "real crystals are rarely P1, so this shows how far the generator is from real symmetry.", "",
+             "| structures | not P1 | analysed |", "| --- | --- | --- |"]
+    lines += [f"| {label} | {_pct(share)} | {n} |" for label, (share, n) in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+METRIC_LABELS = {
+    "n_candidates": "candidates validated", "structural_validity": "structural validity (as generated)",
+    "compositional_validity": "compositional validity, SMACT (as generated)", "relax_converged": "relaxations converged",
+    "relax_failed": "relaxations failed", "n_unphysical": "unphysical structures",
+    "n_unphysical_before_relaxation": "unphysical before relaxation (not relaxed)",
+    "plausible_as_generated": "plausible as generated (bonds ≥ 0.7 × covalent radii)",
+    "uniqueness": "uniqueness (after relaxation)", "novelty": "novelty (not in the training set)",
+    "sun_rate": "S.U.N. rate (stable, unique, novel)", "with_e_hull": "with an E_hull",
+    "n_hull_eligible": "with a hull reference", "n_without_hull": "without a hull (n/a)",
+    "n_far_below_hull": "far below the hull (check the reference set)", "phonon_calculated": "phonons calculated",
+    "phonon_stable": "phonon-stable (no imaginary mode)", "n_missing_records": "records missing (unfinished tasks)",
+    "n_rejected_inputs": "inputs rejected", "non_p1_as_generated": "not P1 as generated (spglib)",
+    "non_p1_after_relaxation": "not P1 after relaxation (spglib)",
+    "wdist_density": "Wasserstein distance of densities (g/cm³)",
+    "wdist_n_elements": "Wasserstein distance of element counts",
+    "stable_threshold_ev_per_atom": "stability threshold (eV/atom)",
+    "novel_composition": "novel composition (formula not in MP-20)",
+    "sun_rate_novel_composition": "S.U.N. rate, novel compositions",
+}
+"""Words for the metric keys validate writes (anything else is shown with its underscores as spaces)."""
+
+
+def metric_label(key: str) -> str:
+    """How the report names metric ``key``: a phrase, never the raw key."""
+    if key in METRIC_LABELS:
+        return METRIC_LABELS[key]
+    for prefix, words in (("e_hull_below_", "E_hull below {} eV/atom"), ("stable_below_", "stable (E_hull below {} eV/atom)")):
+        if key.startswith(prefix):
+            return words.format(key[len(prefix):])
+    if key.endswith("_vs_reference"):
+        return metric_label(key[: -len("_vs_reference")]) + " vs the reference set"
+    return key.replace("_", " ")
 
 
 def _copy_band_plots(src: Path, dst: Path) -> list[Path]:
@@ -132,18 +220,18 @@ def _render(rows, metrics, distances, fractions, bands, paths: ReportPaths, pict
               + (f" {n_no_hull} structures have no hull (n/a): see their hull_note." if n_no_hull else ""),
               f"Hull reference: {metrics.get('hull_reference') or 'n/a'}.", "",
               "## Metrics", "", "| metric | value |", "| --- | --- |"]
-    labels = {"structural_validity": "structural validity (as generated)",
-              "compositional_validity": "compositional validity, SMACT (as generated)",
-              "uniqueness": "uniqueness (after relaxation)"}
-    for key, value in sorted(metrics.items()):
-        key = labels.get(key, key)
+    skip = {"space_group_symprec_ang"}  # stated in the symmetry section
+    for key, value in sorted(metrics.items(), key=lambda item: metric_label(item[0]).lower()):
+        if key in skip:
+            continue
+        label = metric_label(key)
         if value is None and key not in ("n_missing_records",):
-            lines.append(f"| {key} | n/a |")
+            lines.append(f"| {label} | n/a |")
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             fmt = _pct if 0 <= value <= 1 and isinstance(value, float) and not key.startswith("wdist") else _num
-            lines.append(f"| {key} | {fmt(value)} |")
+            lines.append(f"| {label} | {fmt(value)} |")
     for key, value in sorted(distances.items()):
-        lines.append(f"| {key} | {_num(value)} |")
+        lines.append(f"| {metric_label(key)} | {_num(value)} |")
     if metrics.get("hull_notes"):
         lines += ["", "Hull notes: " + "; ".join(metrics["hull_notes"])]
     lines += ["", "## Distributions", "", "![density](density.png) ![number of elements](n_elements.png)", "",

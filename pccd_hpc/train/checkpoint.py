@@ -276,13 +276,12 @@ def check_storage_sizes(path: str | Path, max_bytes: int | None = None) -> int:
     return total
 
 
-def _reason(err: Exception) -> str:
-    """The line of a loading error that says what is wrong (torch's advice to load unsafely is left out)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    detail = [line for line in lines if "WeightsUnpickler error" in line or "Unsupported" in line]
-    if isinstance(err, pickle.UnpicklingError):
-        return detail[0] if detail else "content a safe loader does not accept"
-    return (lines[0] if lines else type(err).__name__)[:300]
+def _why_unreadable(err: BaseException) -> str:
+    """Why torch.load refused a file, in our words: never PyTorch's advice to load it unsafely."""
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) or "weights_only" in text:
+        return "not a PyTorch file of tensors and plain settings: a text or other file, or one that would run code"
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else 'no detail'}"
 
 
 def _load_file(path: Path, map_location: str | torch.device, sha256: str | None = None) -> Checkpoint:
@@ -290,9 +289,9 @@ def _load_file(path: Path, map_location: str | torch.device, sha256: str | None 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - file boundary: any failure of a damaged file becomes one named error
-        reason = _reason(err)
-        raise ValueError(f"{path}: not a readable checkpoint, damaged (bit flip, truncation) or not written by "
-                         f"pccd_hpc ({type(err).__name__}: {reason})") from err
+        raise ValueError(f"{path}: not a readable checkpoint, damaged (bit flip, truncation) or not one "
+                         f"({_why_unreadable(err)}); pass a checkpoint written by `train` (a .pt file, a step-N/ "
+                         "folder or a training run folder)") from err
     return Checkpoint.from_state(state, path, sha256 or sha256_file(path))
 
 

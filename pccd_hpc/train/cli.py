@@ -11,6 +11,8 @@ Re-running the same command on the same ``--out`` resumes from its last checkpoi
 
 from __future__ import annotations
 
+from pccd_hpc.cluster.slurm import TIME_HELP, time_limit_arg
+
 import argparse
 import logging
 from pathlib import Path
@@ -42,7 +44,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tasks-per-node", type=int, help="processes per node (default: GPUs per node, or 1)")
     p.add_argument("--cpus-per-task", type=int, default=1, help="CPU cores per process")
     p.add_argument("--partition", help="SLURM partition")
-    p.add_argument("--time", type=int, default=60, help="SLURM time limit per job in minutes (requeued after)")
+    p.add_argument("--time", type=time_limit_arg, default="60",
+                   help=TIME_HELP.format(what="job (requeued after)", default="60 minutes"))
     p.add_argument("--signal-delay-s", type=int, default=90, help="seconds before the limit to checkpoint/requeue")
     p.add_argument("--wait", action="store_true", help="with --cluster slurm, block until the job ends")
     p.set_defaults(func=run)

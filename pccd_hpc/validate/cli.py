@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pccd_hpc.cluster.slurm import TIME_HELP, time_limit_arg
+from pccd_hpc.io_utils import checked_input_path
 from pccd_hpc.stage_config import load_config_toml
 from pccd_hpc.folder_lock import folder_lock
 from pccd_hpc.validate.config import DEFAULT_MAX_MEMORY_GB, DEFAULT_MAX_SITES, ValidateConfig
@@ -26,6 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, type=Path, help="candidates: CIF (every data block) or POSCAR/*.vasp file or folder, shard folder, "
                    "or CSV with a cif column; unusable inputs are listed in VDIR/rejected_inputs.csv")
     p.add_argument("--out", required=True, type=Path, help="validation folder VDIR")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="validate only the first N candidates (in input order; after --ids): a quick try on part of a run")
+    p.add_argument("--ids", default=None, metavar="FILE|ID,ID",
+                   help="validate only these candidates: a file with one id per line, or ids separated by commas "
+                   "(a generate run's ids look like gen-0000042; see its structures.csv)")
     p.add_argument("--config", type=Path, help="TOML file of ValidateConfig fields (tables [relax], [phonon]); "
                    "the options below override it")
     p.add_argument("--backend", default=None, help="energy backend: chgnet (default, offline) or vasp")
@@ -57,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force-redo", action="store_true",
                    help="compute again the records an earlier run made with other settings (default: refuse them)")
     p.add_argument("--partition", default=None, help="SLURM partition (with --cluster slurm)")
-    p.add_argument("--time", default="02:00:00", help="SLURM time limit per array task (minutes, or [D-]HH:MM:SS)")
+    p.add_argument("--time", type=time_limit_arg, default="02:00:00",
+                   help=TIME_HELP.format(what="array task", default="02:00:00"))
     p.set_defaults(func=main)
 
 
@@ -68,6 +76,12 @@ def config_from_args(args: argparse.Namespace) -> ValidateConfig:
                            "max_sites": getattr(args, "max_sites", None), "max_memory_gb": getattr(args, "max_memory_gb", None)}
     if args.band_structure is not None:
         top["band_structure_ids"] = tuple(i for i in args.band_structure.split(",") if i)
+    if getattr(args, "ids", None) is not None:
+        top["candidate_ids"] = read_id_list(args.ids)
+    if getattr(args, "limit", None) is not None:
+        if args.limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {args.limit}")
+        top["candidate_limit"] = args.limit
     relax = {"optimizer": args.optimizer, "fmax_ev_per_ang": args.fmax, "max_steps": args.max_steps,
              "timeout_s": args.timeout_s}
     phonon = {"min_length_ang": args.phonon_min_length}
@@ -82,6 +96,23 @@ def config_from_args(args: argparse.Namespace) -> ValidateConfig:
     )
 
 
+def read_id_list(text: str) -> tuple[str, ...]:
+    """``--ids``: the ids in a file (one per line; blank lines and ``#`` comments skipped), or ``id,id,...``."""
+    path = Path(text)
+    if path.is_file():
+        try:
+            lines = path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"--ids {path}: unreadable id file ({err})") from err
+        ids = [line.split("#", 1)[0].strip() for line in lines]
+    else:
+        ids = [part.strip() for part in text.split(",")]
+    ids = [i for i in ids if i]
+    if not ids:
+        raise ValueError(f"--ids {text!r}: no ids given (a file with one id per line, or ids separated by commas)")
+    return tuple(dict.fromkeys(ids))
+
+
 def paths_from_args(args: argparse.Namespace) -> ValidatePaths:
     """Input, output and reference paths from parsed arguments."""
     return ValidatePaths(input=args.input, out_dir=args.out, reference=args.reference, train=args.train,
@@ -92,11 +123,12 @@ def main(args: argparse.Namespace) -> int:
     """Run the validate subcommand; return an exit code."""
     config = config_from_args(args)
     paths = paths_from_args(args)
-    check_paths(paths)  # before anything is written
+    checked_input_path(paths.input, "--input")  # before anything is created under --out
+    check_paths(paths)
     if args.cluster == "slurm":
         from pccd_hpc.validate.submit import SubmitOptions, submit_validate_array
 
-        options = SubmitOptions(array_size=args.array_size, time=args.time, partition=args.partition,
+        options = SubmitOptions(array_size=args.array_size, time=str(args.time), partition=args.partition,
                                 force_redo=args.force_redo)
         job_ids = submit_validate_array(config, paths, options)
         log.info("submitted validate array %s and finalize job %s", job_ids["array"], job_ids["finalize"])
@@ -109,7 +141,8 @@ def main(args: argparse.Namespace) -> int:
         task_index = int(os.environ["SLURM_ARRAY_TASK_ID"]) - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
     if args.finalize_only:
         with folder_lock(paths.out_dir, f"validate --finalize-only --out {paths.out_dir}"):
-            finalize_validation(config, paths, plan(paths, config.backend), stores_for(config, paths))
+            the_plan = plan(paths, config.backend, config.candidate_ids, config.candidate_limit)
+            finalize_validation(config, paths, the_plan, stores_for(config, paths))
         return 0
     if task_index is None:
         summary = run_validate(config, paths, 0, 1, finalize=not args.no_finalize, force_redo=args.force_redo)

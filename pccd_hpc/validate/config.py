@@ -103,6 +103,10 @@ class ValidateConfig:
     ``unphysical`` and not relaxed (such cells gave huge forces; a 0.05 A cell took 22 GB)."""
     max_relaxed_volume_ratio: float = 3.0
     """A relaxation that grows or shrinks the volume by more than this factor is ``unphysical``."""
+    candidate_ids: tuple[str, ...] = ()
+    """Validate only these candidates (``--ids``); empty: every candidate of the input."""
+    candidate_limit: int | None = None
+    """Validate only the first this many candidates, in input order, after ``candidate_ids`` (``--limit``); None: all."""
     max_sites: int = DEFAULT_MAX_SITES
     """Structures with more sites are not relaxed (the record says why, ``error_kind = "too_large"``)."""
     max_memory_gb: float = DEFAULT_MAX_MEMORY_GB
@@ -123,7 +127,10 @@ class ValidateConfig:
             object.__setattr__(self, "relax", RelaxConfig(**self.relax))
         if not isinstance(self.phonon, PhononConfig):
             object.__setattr__(self, "phonon", PhononConfig(**self.phonon))
+        require(self.candidate_limit is None or self.candidate_limit >= 1, "candidate_limit",
+                f"must be None or >= 1, got {self.candidate_limit}")
         object.__setattr__(self, "band_structure_ids", tuple(self.band_structure_ids))
+        object.__setattr__(self, "candidate_ids", tuple(self.candidate_ids))
         object.__setattr__(self, "metastable_thresholds_ev_per_atom", tuple(self.metastable_thresholds_ev_per_atom))
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,11 +16,14 @@ from pymatgen.core import Composition, Structure
 from pccd_hpc.io_utils import atomic_write_csv, atomic_write_json
 from pccd_hpc.validate import metrics as M
 from pccd_hpc.validate.config import ValidateConfig
-from pccd_hpc.validate.hull import HullCalculator, ReferenceEnergy
+from pccd_hpc.validate.dft_hull import dft_hull, dft_hull_elements, known_reduced_formulas
+from pccd_hpc.validate.formation import CalibrationSample, ElementReferences, fit_element_references, installed_backend_version
+from pccd_hpc.validate.hull import ELEMENT_FALLBACK_PREFIX, HullCalculator, ReferenceEnergy
 from pccd_hpc.validate.inputs import iter_input_structures
-from pccd_hpc.validate.plan import Plan, ValidatePaths
+from pccd_hpc.validate.plan import HULL_DFT, Plan, ValidatePaths
 from pccd_hpc.validate.record import ValidationRecord
 from pccd_hpc.validate.store import RecordStore, write_results_csv
+from pccd_hpc.validate.structure_files import symmetry_metrics, write_relaxed_cifs
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +34,13 @@ unphysical (kept out of stable/S.U.N. counts); no hull possible (left out of the
 
 
 SUSPICIOUS_BELOW_HULL_EV = -0.2
-"""An E_hull further below zero than this (eV/atom) says more about the reference set than the candidate."""
+"""An E_hull further below zero than this (eV/atom) says more about the energies or the reference set than
+the candidate: real MP-20 phases scored with no flag lie within [-0.10, +0.15] (docs, calibration benchmark)."""
 
 
 def reference_energies(plan: Plan, cache: RecordStore) -> tuple[list[ReferenceEnergy], list[str]]:
-    """Reference energies from the cache (computed with this backend) and ready entries; plus notes."""
-    refs, notes = list(plan.ready_references), []
+    """Same-backend hull: reference energies from the cache (computed with this backend) and ready entries; plus notes."""
+    refs, notes = [], []
     for job in plan.references:
         record = cache.get(job.record_id)
         if record is None or record.energy_ev_per_atom is None or record.unphysical:
@@ -51,29 +55,70 @@ def reference_energies(plan: Plan, cache: RecordStore) -> tuple[list[ReferenceEn
     return refs, notes
 
 
-def hull_for_record(record: ValidationRecord, hull: HullCalculator | None, plan: Plan) -> tuple[float | None, str, str]:
-    """``(E_hull or None, status, note)`` of one candidate record."""
+def element_references(plan: Plan, cache: RecordStore, backend: str) -> tuple[ElementReferences | None, list[str]]:
+    """DFT hull: the shipped element energies (or a fit to the calibration records in the cache), plus the
+    relaxed elemental reference state of any candidate element the fit lacks."""
+    refs, samples, notes, elemental = plan.element_references, [], [], {}
+    for job in plan.references:
+        record = cache.get(job.record_id)
+        usable = record is not None and record.energy_ev_per_atom is not None and not record.unphysical and record.converged
+        if job.record_id.startswith(ELEMENT_FALLBACK_PREFIX):
+            if usable:
+                elemental[job.record_id[len(ELEMENT_FALLBACK_PREFIX):]] = float(record.energy_ev_per_atom)
+                notes.append(f"{job.note}; its relaxed energy is the element's energy")
+            else:
+                notes.append(f"elemental reference {job.record_id} unavailable (not relaxed and converged)")
+        elif not usable:
+            notes.append(f"calibration structure {job.record_id} left out of the fit (not relaxed and converged)")
+        else:
+            samples.append(CalibrationSample(job.record_id, Composition(record.composition), float(record.energy_ev_per_atom),
+                                             plan.calibration_energies[job.record_id]))
+    if refs is None and samples:
+        refs = fit_element_references(samples, backend, installed_backend_version(backend),
+                                      source=f"{len(samples)} shipped calibration structures relaxed with {backend} in this cache")
+    elif refs is None:
+        notes.append("no calibration structure relaxed: element energies not fitted")
+    if refs is not None and elemental:
+        refs = refs.with_elemental_states(elemental)
+    return refs, notes
+
+
+def hull_for_record(
+    record: ValidationRecord, hull: HullCalculator | None, plan: Plan, refs: ElementReferences | None = None,
+) -> tuple[float | None, str, str]:
+    """``(E_hull or None, status, note)`` of one candidate record (sets its formation energy and
+    decomposition on the DFT hull)."""
     if record.unphysical and record.energy_ev_per_atom is None:
         return None, HULL_UNPHYSICAL, f"unphysical: {record.unphysical_reason}"
     if record.energy_ev_per_atom is None:
         return None, HULL_FAILED, "no energy (relaxation failed)"
     composition = Composition(record.composition)
-    system = frozenset(str(el) for el in composition.elements)
-    if plan.hull_systems is not None and not any(system <= s for s in plan.hull_systems):
-        return None, HULL_NONE, (f"n/a: {'-'.join(sorted(system))} is outside the bundled reference set "
-                                 "(paper RE/AE/TM oxides); pass --reference for this system")
-    if system in plan.hull_gaps:
-        return None, HULL_NONE, f"n/a: {plan.hull_gaps[system]}; pass --reference for this system"
+    energy = record.energy_ev_per_atom
+    if plan.hull_kind == HULL_DFT:
+        outside = sorted(str(el) for el in composition.elements if str(el) not in dft_hull_elements())
+        if outside:
+            return None, HULL_NONE, (f"n/a: {', '.join(outside)} does not occur in MP-20, so the DFT hull has no "
+                                     "phase of it; pass --reference with phases of this system")
+        if refs is None:
+            return None, HULL_NONE, "n/a: no element energies for this backend (calibration structures not relaxed yet)"
+        missing = refs.missing(composition.elements)
+        if missing:
+            return None, HULL_NONE, f"n/a: no fitted {refs.backend} element energy for {', '.join(missing)}"
+        energy = refs.formation_energy_per_atom(composition, energy)
+        record.formation_energy_ev_per_atom = round(energy, 6)
     if hull is None:
         return None, HULL_NONE, "n/a: no reference energies"
-    value, note = hull.e_above_hull(composition, record.energy_ev_per_atom)
-    if value is None:
+    point, note = hull.locate(composition, energy)
+    if point is None:
         return None, HULL_NONE, f"n/a: {note}"
+    value = point.e_above_hull_ev_per_atom
+    record.hull_decomposition = point.decomposition_text()
     if record.unphysical:
         return value, HULL_UNPHYSICAL, f"unphysical: {record.unphysical_reason}"
     if value < SUSPICIOUS_BELOW_HULL_EV:
-        note = (f"{note + '; ' if note else ''}{-value:.2f} eV/atom below the reference hull: "
-                "the reference set probably lacks a competing phase (check with --reference)")
+        scale = "the backend's formation-energy error" if plan.hull_kind == HULL_DFT else "a competing phase missing from the reference set"
+        note = (f"{note + '; ' if note else ''}{-value:.2f} eV/atom below the hull: check it (most likely {scale}) "
+                "before trusting it")
     return value, HULL_OK, note
 
 
@@ -85,23 +130,37 @@ def finalize_validation(config: ValidateConfig, paths: ValidatePaths, plan: Plan
     missing = len(plan.candidates) - len(records)
     if missing:
         log.warning("finalize: %d of %d candidates have no record yet (tasks still running or killed)", missing, len(plan.candidates))
-    refs, notes = reference_energies(plan, stores["reference"])
-    hull = HullCalculator(refs) if refs else None
+    element_refs = None
+    if plan.hull_kind == HULL_DFT:
+        element_refs, notes = element_references(plan, stores["reference"], config.backend)
+        hull: HullCalculator | None = dft_hull()
+        if element_refs is not None and element_refs != plan.element_references:
+            atomic_write_json(paths.out_dir / "element_references.json", element_refs.to_dict())
+    else:
+        refs, notes = reference_energies(plan, stores["reference"])
+        hull = HullCalculator(refs) if refs else None
     for record in records:
-        value, status, note = hull_for_record(record, hull, plan)
+        record.formation_energy_ev_per_atom = record.hull_decomposition = None
+        value, status, note = hull_for_record(record, hull, plan, element_refs)
         record.e_above_hull_ev_per_atom, record.hull_status, record.hull_note = value, status, note
     final = [r.final_structure for r in records]
     unique = M.uniqueness_flags(final)
     training = [s for _, s in iter_input_structures(paths.train)] if paths.train is not None else None
     novel = M.novelty_flags(final, training) if training is not None else [None] * len(records)
+    known = known_reduced_formulas()
     for record, u, n in zip(records, unique, novel):
         record.is_unique, record.is_novel = u, n
+        record.is_novel_composition = Composition(record.composition).reduced_formula not in known
         candidate_store.put(record)
     write_results_csv(records, paths.out_dir / "results.csv")
+    write_relaxed_cifs(records, paths.out_dir)  # VDIR/relaxed/<id>.cif and <id>_symmetrized.cif
     _write_rejections(plan, paths.out_dir / "rejected_inputs.csv")
     result = compute_metrics(config, records, unique, novel, plan, training)
+    result.update(symmetry_metrics(records))
     reasons = Counter(rej.reason for rej in plan.rejections)
     result.update(n_missing_records=missing, hull_notes=sorted(set(notes)), hull_reference=plan.hull_description,
+                  hull_kind=plan.hull_kind, energy_scale=(element_refs.describe() if element_refs is not None
+                                                          else f"{config.backend} energies, same-backend hull"),
                   n_rejected_inputs=len(plan.rejections), rejected_input_reasons=dict(sorted(reasons.items())))
     atomic_write_json(paths.out_dir / "metrics.json", result)
     log.info("validate: wrote %s and metrics.json (%d records, %d inputs rejected)", paths.out_dir / "results.csv",
@@ -129,6 +188,7 @@ def compute_metrics(
     out: dict[str, Any] = {
         "n_candidates": n,
         "backend": config.backend,
+        "stable_threshold_ev_per_atom": stable_thr,
         "structural_validity": _mean([M.structural_validity(s) for s in initial]),
         "compositional_validity": _mean([M.compositional_validity(s) for s in initial]),
         "relax_converged": _mean([bool(r.converged) for r in records]),
@@ -150,6 +210,17 @@ def compute_metrics(
     if training is not None:
         out["novelty"] = _mean([bool(v) for v in novel])
         out["sun_rate"] = M.sun_rate(stable_e, unique, [bool(v) for v in novel], stable_thr, eligible=eligible)
+    out["novel_composition"] = _mean([bool(r.is_novel_composition) for r in records])
+    converged = [bool(r.converged) and not r.unphysical and r.energy_ev_per_atom is not None for r in records]
+    novel_used = [bool(v) for v in novel] if training is not None else [bool(r.is_novel_composition) for r in records]
+    out["funnel"] = M.sun_funnel([bool(r.plausible_initial) for r in records], converged,
+                                 [r.e_above_hull_ev_per_atom if s == HULL_OK else None for r, s in zip(records, status)],
+                                 unique, novel_used, stable_thr)
+    out["funnel_novelty"] = ("structure not matched in the training set (--train)" if training is not None
+                             else "composition not among MP-20's known compositions (no training structures given)")
+    out["sun_rate_novel_composition"] = M.sun_rate(
+        [r.e_above_hull_ev_per_atom if s == HULL_OK else None for r, s in zip(records, status)], unique,
+        [bool(r.is_novel_composition) for r in records], stable_thr, eligible=eligible)
     phonon_done = [r for r in records if r.imaginary_modes is not None]
     if phonon_done:
         out["phonon_calculated"] = len(phonon_done)

@@ -1,12 +1,14 @@
-"""Energy above hull against reference energies computed with the same backend.
+"""Energy above hull against a list of reference energies on one scale.
 
-Pure functions over compositions and energies; the runner feeds them records from the
-reference cache. Every energy is cast to a Python float before it reaches pymatgen (numpy
+The default reference is the MP-20 DFT hull (formation energies, ``dft_hull.py``) with candidates
+on the same scale through fitted element energies (``formation.py``); a user's ``--reference`` set
+is relaxed with the candidates' backend (reference cache) and compared on the backend's scale. Every energy is cast to a Python float before it reaches pymatgen (numpy
 float32 from CHGNet makes PhaseDiagram's decomposition solver fail).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -75,12 +77,33 @@ def elemental_fallback_structures(elements: Iterable[str]) -> dict[str, tuple[St
     return found
 
 
+@dataclass(frozen=True)
+class HullPoint:
+    """Where one composition and energy sit against a hull."""
+
+    e_above_hull_ev_per_atom: float
+    """Negative below the hull."""
+    decomposition: tuple[tuple[str, str, float], ...]
+    """The hull phases the composition would split into: ``(reference id, reduced formula, atom fraction)``."""
+
+    def decomposition_text(self) -> str:
+        """``"0.5 SrO (mp-2472) + 0.5 TiO2 (mp-2657)"``: atom fractions of the hull phases."""
+        return " + ".join(f"{frac:.3g} {formula} ({rid})" for rid, formula, frac in self.decomposition)
+
+
 class HullCalculator:
-    """E_hull of candidates against a fixed list of reference energies, one PhaseDiagram per system."""
+    """E_hull of candidates against a fixed list of reference energies, one PhaseDiagram per system.
+
+    References are indexed by chemical system, so a diagram gathers only the subsystems of the
+    candidate's system (fast with the ~23,000 phases of the MP-20 hull).
+    """
 
     def __init__(self, references: Sequence[ReferenceEnergy]) -> None:
         self.references = list(references)
         self._diagrams: dict[frozenset[str], PhaseDiagram] = {}
+        self._by_system: dict[frozenset[str], list[ReferenceEnergy]] = {}
+        for ref in self.references:
+            self._by_system.setdefault(chemsys(ref.composition.elements), []).append(ref)
         self._elements = {str(ref.composition.elements[0]) for ref in references if len(ref.composition.elements) == 1}
 
     def missing_elements(self, composition: Composition) -> list[str]:
@@ -89,21 +112,30 @@ class HullCalculator:
 
     def e_above_hull(self, composition: Composition, energy_ev_per_atom: float) -> tuple[float | None, str]:
         """Return ``(E_hull in eV/atom, note)``; negative below the hull; None when an element lacks a reference."""
+        point, note = self.locate(composition, energy_ev_per_atom)
+        return (None if point is None else point.e_above_hull_ev_per_atom), note
+
+    def locate(self, composition: Composition, energy_ev_per_atom: float) -> tuple[HullPoint | None, str]:
+        """``(HullPoint, note)`` of ``composition`` at ``energy_ev_per_atom``; ``(None, reason)`` when an
+        element lacks a reference."""
         composition = Composition(composition)
         missing = self.missing_elements(composition)
         if missing:
             return None, f"no elemental reference for {', '.join(missing)}"
         diagram = self._diagram(chemsys(composition.elements))
-        entry = PDEntry(composition, float(energy_ev_per_atom) * composition.num_atoms)
-        _, e_hull = diagram.get_decomp_and_e_above_hull(entry, allow_negative=True)
-        return float(e_hull), ""
+        entry = PDEntry(composition, float(energy_ev_per_atom) * composition.num_atoms, name="candidate")
+        decomp, e_hull = diagram.get_decomp_and_e_above_hull(entry, allow_negative=True)
+        parts = tuple(sorted(((str(e.name), e.composition.reduced_formula, round(float(frac), 4)) for e, frac in decomp.items()),
+                             key=lambda p: -p[2]))
+        return HullPoint(float(e_hull), parts), ""
 
     def _diagram(self, system: frozenset[str]) -> PhaseDiagram:
         if system not in self._diagrams:
             entries = [
                 PDEntry(ref.composition, float(ref.energy_ev_per_atom) * ref.composition.num_atoms, name=ref.record_id)
-                for ref in self.references
-                if chemsys(ref.composition.elements) <= system
+                for k in range(1, len(system) + 1)
+                for sub in itertools.combinations(sorted(system), k)
+                for ref in self._by_system.get(frozenset(sub), ())
             ]
             self._diagrams[system] = PhaseDiagram(entries)
         return self._diagrams[system]

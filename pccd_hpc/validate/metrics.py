@@ -155,3 +155,40 @@ def wasserstein_distances(generated: Sequence[Structure], reference: Sequence[St
         "wdist_density": float(wasserstein_distance(density_g_cm3(generated), density_g_cm3(reference))),
         "wdist_n_elements": float(wasserstein_distance(n_elements(generated), n_elements(reference))),
     }
+
+
+FUNNEL_STEPS = (
+    ("candidates", "structures handed to validate"),
+    ("plausible", "plausible as given (every bond >= 0.7 x the sum of covalent radii)"),
+    ("relaxed_converged", "relaxed, converged and still physical"),
+    ("e_hull_le_0.1", "E_hull <= 0.1 eV/atom"),
+    ("unique", "unique (StructureMatcher, first of each group)"),
+    ("novel", "novel"),
+)
+"""The S.U.N. funnel, in order; each step keeps a subset of the one before (``sun`` is the last)."""
+
+
+def sun_funnel(
+    plausible: Sequence[bool], converged: Sequence[bool], e_hull_ev_per_atom: Sequence[float | None],
+    unique: Sequence[bool], novel: Sequence[bool | None], threshold: float = 0.1,
+) -> dict[str, int]:
+    """Counts of the S.U.N. funnel (``FUNNEL_STEPS``) plus ``e_hull_le_0`` (of those <= threshold, at or below 0).
+
+    ``converged`` means relaxed, converged and physical; an E_hull of None (no hull, failed) stops there;
+    a novelty of None (not computed) counts as not novel.
+    """
+    n = len(plausible)
+    if not (len(converged) == len(e_hull_ev_per_atom) == len(unique) == len(novel) == n):
+        raise ValueError("sun_funnel: every flag list must have one entry per candidate")
+    keep = [bool(p) for p in plausible]
+    counts = {"candidates": n, "plausible": sum(keep)}
+    keep = [k and bool(c) for k, c in zip(keep, converged)]
+    counts["relaxed_converged"] = sum(keep)
+    keep = [k and e is not None and e <= threshold for k, e in zip(keep, e_hull_ev_per_atom)]
+    counts[f"e_hull_le_{threshold:g}"] = sum(keep)
+    counts["e_hull_le_0"] = sum(1 for k, e in zip(keep, e_hull_ev_per_atom) if k and e <= 0.0)
+    keep = [k and bool(u) for k, u in zip(keep, unique)]
+    counts["unique"] = sum(keep)
+    keep = [k and bool(v) for k, v in zip(keep, novel)]
+    counts["novel"] = counts["sun"] = sum(keep)
+    return counts

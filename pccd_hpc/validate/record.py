@@ -81,12 +81,27 @@ class ValidationRecord:
     phonon_wall_s: float | None = None
     vasp_folder: str | None = None
     """The VASP run folder the energy was parsed from (VASP backend)."""
+    formation_energy_ev_per_atom: float | None = None
+    """Set by finalize on the DFT hull: the backend energy as a formation energy (fitted element energies)."""
+    hull_decomposition: str | None = None
+    """Set by finalize: the hull phases the composition would split into, with atom fractions and ids."""
     e_above_hull_ev_per_atom: float | None = None
     hull_status: str | None = None
     """Set by finalize: ``ok``, ``failed``, ``unphysical`` or ``no_hull``."""
     hull_note: str | None = None
     is_unique: bool | None = None
     is_novel: bool | None = None
+    """Structure not matched in the training set (None: no training set given)."""
+    is_novel_composition: bool | None = None
+    """Reduced formula not among the compositions of MP-20's 45,229 entries."""
+    space_group_initial: str | None = None
+    """Space group of the input (spglib at :data:`pccd_hpc.data.symmetry.SYMPREC_ANG`), or None when not found."""
+    space_group_number_initial: int | None = None
+    space_group_relaxed: str | None = None
+    """Space group of the relaxed structure (same tolerance), or None."""
+    space_group_number_relaxed: int | None = None
+    symmetrized_cif: str | None = None
+    """The relaxed structure refined to ``space_group_relaxed`` (conventional cell, symmetric positions)."""
     settings_sha256: str | None = None
     """Hash of the validate settings that computed it (:meth:`ValidateConfig.record_settings_sha256`); a rerun
     with other settings does not reuse it."""

@@ -17,6 +17,8 @@ from typing import Any, Iterator
 import numpy as np
 from pymatgen.core import Structure
 
+from pccd_hpc.progress import Progress
+from pccd_hpc.data.symmetry import space_group, symmetrized_cif
 from pccd_hpc.validate.backends.base import Backend
 from pccd_hpc.validate.backends.registry import get_backend
 from pccd_hpc.validate.config import ValidateConfig
@@ -62,13 +64,11 @@ def compute_jobs(jobs: list[Job], stores: dict[str, RecordStore], config: Valida
     if not jobs:
         return 0
     done = 0
-    start = time.perf_counter()
-    for record in iter_results(jobs, config, out_dir):
-        stores[record.kind].put(record)
-        done += 1
-        if done % 10 == 0 or done == len(jobs):
-            rate = done / max(time.perf_counter() - start, 1e-9) * 60
-            log.info("validate: %d/%d structures done (%.1f/min)", done, len(jobs), rate)
+    with Progress("validation", len(jobs), "structure") as progress:
+        for record in iter_results(jobs, config, out_dir):
+            stores[record.kind].put(record)
+            done += 1
+            progress.update()
     return done
 
 
@@ -125,6 +125,7 @@ def compute_record(job: Job, backend: Backend, config: ValidateConfig, out_dir: 
         log.warning("%s", record.error)
         return record
     record.min_bond_ratio_initial = ratio
+    record.space_group_initial, record.space_group_number_initial = _space_group_fields(job.structure)
     record.plausible_initial = problem is None and (ratio is None or ratio >= config.min_bond_factor)
     if problem is not None:
         # Not relaxed: overlapping atoms give huge forces and neighbour lists (one 0.05 A cell took 22 GB).
@@ -142,6 +143,8 @@ def compute_record(job: Job, backend: Backend, config: ValidateConfig, out_dir: 
         record.energy_ev_per_atom, record.converged = float(result.energy_ev_per_atom), bool(result.converged)
         record.n_steps, record.max_force_ev_per_ang = int(result.n_steps), float(result.max_force_ev_per_ang)
         record.relaxed_cif = result.structure.to(fmt="cif")
+        record.space_group_relaxed, record.space_group_number_relaxed = _space_group_fields(result.structure)
+        record.symmetrized_cif = symmetrized_cif(result.structure)
         if not result.converged:
             record.error_kind = "not_converged"
         _check_relaxed_geometry(record, job.structure, result.structure, config)
@@ -162,6 +165,12 @@ def _too_large(record: ValidationRecord, reason: str) -> ValidationRecord:
     record.wall_s = 0.0
     log.warning("%s", record.error)
     return record
+
+
+def _space_group_fields(structure: Structure) -> tuple[str | None, int | None]:
+    """(symbol, number) of ``structure``'s space group at the package's tolerance, or (None, None)."""
+    group = space_group(structure)
+    return (None, None) if group is None else (group.symbol, group.number)
 
 
 def geometry_problem(structure: Structure, factor: float) -> tuple[float | None, str | None]:

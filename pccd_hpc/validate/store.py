@@ -17,13 +17,15 @@ from pccd_hpc.validate.record import ValidationRecord
 
 # Columns of results.csv, in order (records may carry more keys; those stay in the JSON).
 CSV_COLUMNS = (
-    "id", "formula", "n_sites", "backend", "energy_ev_per_atom", "e_above_hull_ev_per_atom",
-    "hull_status", "hull_note", "unphysical", "unphysical_reason", "plausible_initial", "min_bond_ratio_initial",
+    "id", "formula", "n_sites", "backend", "energy_ev_per_atom", "formation_energy_ev_per_atom",
+    "e_above_hull_ev_per_atom", "hull_status", "hull_note", "hull_decomposition", "unphysical", "unphysical_reason", "plausible_initial", "min_bond_ratio_initial",
     "min_bond_ratio_relaxed", "converged", "n_steps", "max_force_ev_per_ang", "wall_s", "imaginary_modes",
-    "min_frequency_thz", "is_unique", "is_novel", "error", "relaxed_cif",
+    "min_frequency_thz", "is_unique", "is_novel", "is_novel_composition", "error", "space_group_initial",
+    "space_group_number_initial", "space_group_relaxed", "space_group_number_relaxed", "relaxed_cif",
 )
 
-_TEXT_COLUMNS = frozenset({"id", "formula", "backend", "hull_status", "hull_note", "unphysical_reason", "error", "relaxed_cif"})
+_TEXT_COLUMNS = frozenset({"id", "formula", "backend", "hull_status", "hull_note", "hull_decomposition", "unphysical_reason",
+                           "error", "relaxed_cif", "space_group_initial", "space_group_relaxed"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _HASH_SUFFIX = re.compile(r"-[0-9a-f]{8}$")
 

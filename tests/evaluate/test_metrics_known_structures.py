@@ -76,6 +76,11 @@ def test_overlapping_atoms_missing_elements_and_failed_decodes_count_against_all
     assert m["short_bond_pct_of_valid"] == pytest.approx(50)
     # of the two valid samples, the Si pair 0.3 A apart is not a repeat (0.25 A tolerance); the real cell is primitive
     assert m["supercell_pct_of_valid"] == pytest.approx(50 * (len(real.get_primitive_structure()) < len(real)))
+    # the real crystal has symmetry, the two Si atoms 0.3 A apart in a cube keep some too: spglib decides
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    expected = [SpacegroupAnalyzer(s, symprec=0.1).get_space_group_number() != 1 for s in (real, overlap)]
+    assert m["non_p1_pct_of_valid"] == pytest.approx(50 * sum(expected))
     doubled = real.copy().make_supercell([1, 2, 1])
     assert denovo_metrics([DecodedSample(DecodeResult(doubled), real_slots[:3])], [real])["supercell_pct_of_valid"] == 100
     assert m["rejection_reasons"] == {"no_atoms": 1, "missing_requested_element": 1}

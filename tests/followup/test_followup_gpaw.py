@@ -21,7 +21,7 @@ import pytest
 
 from _followup_fixtures import diamond_si, overlapping_mgo, write_validation
 
-pytest.importorskip("gpaw")
+pytest.importorskip("gpaw", reason="GPAW (the [dft] extra) is not installed: PCCD_WITH_DFT=1 bash scripts/bootstrap.sh adds it (root for its libraries)")
 pytestmark = pytest.mark.slow
 
 GPAW_PBE_SI_GAMMA_GAMMA_EV = 2.559

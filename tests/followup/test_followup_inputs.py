@@ -94,3 +94,16 @@ def test_structure_picture_png(tmp_path):
     target = structure_png(rocksalt_mgo(), tmp_path / "mgo.png", title="MgO")
     data = target.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_gpaw_backend_without_gpaw_says_how_to_install_it(monkeypatch):
+    """A user who set up without root (no [dft] extra) is told how to add GPAW, not shown an import error."""
+    import importlib.util
+
+    from pccd_hpc.followup.config import FollowupConfig
+    from pccd_hpc.followup.registry import get_backend
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gpaw" else real_find_spec(name, *a))
+    with pytest.raises(ValueError, match="PCCD_WITH_DFT=1 bash scripts/bootstrap.sh"):
+        get_backend(FollowupConfig(backend="gpaw"))

@@ -76,7 +76,7 @@ def test_bundled_recipe_stages_resolve_and_the_last_one_is_the_shipped_config() 
     root = BUNDLED_CHECKPOINT.parents[2]
     script = (root / "scripts" / "build_bundled_model.sh").read_text()
     tomls = re.findall(r"--config (\S+\.toml)", script)
-    assert len(tomls) == 9, tomls  # recipe E and eight fine-tunes (MODEL_CARD.md)
+    assert len(tomls) == 9, tomls  # recipe E and eight fine-tunes (docs/experiments/bundled-model-recipe.md)
     configs = [resolve_config("cpu", root / path) for path in tomls]
     card = json.loads(CARD.read_text())["config"]
     last = configs[-1].to_dict()

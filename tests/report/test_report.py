@@ -85,3 +85,22 @@ def test_report_states_plausibility_as_sampled_and_after_the_push_apart(tmp_path
     assert main(["report", "--val", str(vdir), "--gen", str(gen), "--out", str(out)]) == 0
     page = (out / "report.md").read_text()
     assert "as the model sampled them: n/a" in page and "pushed apart" not in page
+
+
+def test_report_shows_the_sun_funnel_with_what_the_figures_are(tmp_path):
+    vdir, gen = _vdir(tmp_path)
+    metrics = json.loads((vdir / "metrics.json").read_text())
+    funnel = {"candidates": 8, "plausible": 7, "relaxed_converged": 7, "e_hull_le_0.1": 4, "e_hull_le_0": 1,
+              "unique": 1, "novel": 1, "sun": 1}
+    (vdir / "metrics.json").write_text(json.dumps({**metrics, "funnel": funnel, "stable_threshold_ev_per_atom": 0.1,
+                                                   "energy_scale": "chgnet energies on the DFT scale",
+                                                   "hull_reference": "MP-20 DFT hull", "funnel_novelty": "composition"}))
+    (gen / "summary.json").write_text(json.dumps({"n_generated": 10, "n_valid": 8}))
+    out = tmp_path / "report"
+    assert main(["report", "--val", str(vdir), "--gen", str(gen), "--out", str(out)]) == 0
+    page = (out / "report.md").read_text()
+    assert "| generated | 10 | 100.0 % |" in page and "| decoded into a structure | 8 | 80.0 % |" in page
+    assert "| E_hull <= 0.1 eV/atom | 4 | 40.0 % |" in page and "| novel: S.U.N. | 1 | 10.0 % |" in page
+    assert "MP-20 DFT hull" in page and "Not DFT-verified" in page and "MatterGen" in page
+    assert (out / "funnel.png").stat().st_size > 5_000
+    assert json.loads((out / "summary.json").read_text())["funnel"]["generated"] == 10

@@ -68,6 +68,22 @@ def test_wasserstein_matches_scipy_on_densities():
     assert np.array_equal(M.n_elements(gen), [2, 2, 1])
 
 
+def test_sun_funnel_keeps_a_subset_at_every_step():
+    from pccd_hpc.validate.metrics import sun_funnel
+
+    plausible = [True, True, True, True, True, False]
+    converged = [True, True, True, False, True, True]
+    e_hull = [-0.02, 0.05, 0.3, 0.0, 0.1, 0.0]
+    unique = [True, False, True, True, True, True]
+    novel = [True, True, True, True, None, True]
+    counts = sun_funnel(plausible, converged, e_hull, unique, novel, threshold=0.1)
+    # 0: all the way; 1: not unique; 2: above 0.1; 3: not converged; 4: novelty unknown; 5: implausible
+    assert counts == {"candidates": 6, "plausible": 5, "relaxed_converged": 4, "e_hull_le_0.1": 3, "e_hull_le_0": 1,
+                      "unique": 2, "novel": 1, "sun": 1}
+    with pytest.raises(ValueError, match="one entry per candidate"):
+        sun_funnel(plausible[:2], converged, e_hull, unique, novel)
+
+
 def test_structural_validity_agrees_with_the_distance_matrix_and_stays_small() -> None:
     """Issue 30: the neighbour-list check matches the full distance matrix (random cells, one to seven atoms) and
     checks a 10,648-atom cell in bounded memory (the matrix took 4.9 GB)."""

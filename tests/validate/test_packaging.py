@@ -36,16 +36,17 @@ def test_wheel_install_ships_job_scripts_and_reference(tmp_path: Path) -> None:
     wheel = next(wheel_dir.glob("pccd_hpc-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("pccd_hpc/jobs/validate_array.sh", "pccd_hpc/jobs/vasp_array.sh", "pccd_hpc/jobs/generate_array.sh",
-                   "pccd_hpc/jobs/followup_step.sh", "pccd_hpc/validate/data/hull_reference.json.gz"):
+                   "pccd_hpc/jobs/followup_step.sh", "pccd_hpc/validate/data/mp20_dft_hull.json.gz",
+                   "pccd_hpc/validate/data/element_references.json", "pccd_hpc/validate/data/calibration_structures.json.gz"):
         assert needed in names, needed
     target = tmp_path / "site"
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert install.returncode == 0, install.stderr[-2000:]
     probe = ("import pccd_hpc, pathlib; from pccd_hpc.validate.submit import JOBS_DIR; "
-             "from pccd_hpc.validate.reference import load_bundled_reference; "
+             "from pccd_hpc.validate.dft_hull import load_dft_hull_data; "
              "print(pccd_hpc.__file__); print((JOBS_DIR / 'validate_array.sh').is_file()); "
-             "print(load_bundled_reference()['n_entries'] > 100)")
+             "print(len(load_dft_hull_data()['entries']) > 20000)")
     env = {**os.environ, "PYTHONPATH": str(target)}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr[-2000:]

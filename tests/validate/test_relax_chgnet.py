@@ -45,3 +45,31 @@ def test_force_guard_raises_naming_record(chgnet_backend):
 def test_timeout_guard_raises_naming_record(chgnet_backend):
     with pytest.raises(RelaxationTimeout, match="si-slow"):
         chgnet_backend.relax(diamond_si(5.9), RelaxConfig(timeout_s=1e-6), "si-slow")
+
+
+def test_inference_calculator_matches_chgnets_own(chgnet_backend):
+    """The relaxation calculator (one backward pass, no second-order graph) gives CHGNet's own energies,
+    forces and stresses on distorted real cells, and so the same relaxation."""
+    import numpy as np
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from pccd_hpc.validate.backends.chgnet import InferenceCHGNetCalculator
+    from pccd_hpc.validate.backends.registry import get_backend
+
+    assert isinstance(chgnet_backend.calculator, InferenceCHGNetCalculator)
+    own = get_backend("chgnet", calculator="chgnet")
+    perovskite = Structure(Lattice.from_parameters(3.95, 4.0, 3.9, 89, 91, 90), ["Sr", "Ti", "O", "O", "O"],
+                           [[0, 0, 0], [0.52, 0.48, 0.5], [0.5, 0.5, 0.03], [0.5, 0.02, 0.5], [0.01, 0.5, 0.5]])
+    for structure in (perovskite, diamond_si(5.6), rocksalt_mgo(4.4)):
+        fast, ref = AseAtomsAdaptor.get_atoms(structure), AseAtomsAdaptor.get_atoms(structure)
+        fast.calc, ref.calc = chgnet_backend.calculator, own.calculator
+        assert fast.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-4)
+        assert np.abs(fast.get_forces() - ref.get_forces()).max() < 1e-3
+        assert np.abs(fast.get_stress() - ref.get_stress()).max() < 1e-5
+        assert max(np.abs(fast.get_forces()).max(), np.abs(fast.get_stress()).max()) > 0.005  # not a comparison of zeros
+    one = chgnet_backend.relax(perovskite, RelaxConfig(), "p")
+    two = own.relax(perovskite, RelaxConfig(), "p")
+    assert one.n_steps == two.n_steps and one.energy_ev_per_atom == pytest.approx(two.energy_ev_per_atom, abs=1e-4)
+    with pytest.raises(ValueError, match="calculator"):
+        get_backend("chgnet", calculator="fast").calculator

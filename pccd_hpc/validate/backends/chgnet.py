@@ -1,20 +1,66 @@
-"""CHGNet (pretrained weights ship in the wheel, so it loads offline): the default backend."""
+"""CHGNet (pretrained weights ship in the wheel, so it loads offline): the default backend.
+
+Relaxations use :class:`InferenceCHGNetCalculator`: the same model and the same energies, forces and
+stresses as CHGNet's own ASE calculator (a test holds them equal), computed for inference: one
+backward pass gives forces and stress together, without the second-order graph that CHGNet builds
+for training, and without the magnetic-moment head. ``{"calculator": "chgnet"}`` selects CHGNet's own.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any, ClassVar
 
+import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+
 from pccd_hpc.validate.backends.base import AseBackend
 
 log = logging.getLogger(__name__)
 
+EV_PER_ANG3_PER_GPA = 1.0 / 160.21766208
+
+
+class InferenceCHGNetCalculator(Calculator):
+    """Energy, forces and stress of a CHGNet model for one structure, with one backward pass."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, model, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+
+    def calculate(self, atoms=None, properties=None, system_changes=all_changes) -> None:
+        """Fill ``self.results`` (eV, eV/Å, eV/Å^3, as CHGNet's calculator with its default stress weight)."""
+        import torch
+        from chgnet.model.model import BatchedGraph
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        super().calculate(atoms, properties, system_changes)
+        structure = AseAtomsAdaptor.get_structure(self.atoms)
+        model = self.model
+        graph = model.graph_converter(structure)
+        batched = BatchedGraph.from_graphs([graph], bond_basis_expansion=model.bond_basis_expansion,
+                                           angle_basis_expansion=model.angle_basis_expansion, compute_stress=True)
+        prediction = model._compute(batched)  # energy only: per atom for an intensive model
+        n_atoms = len(structure)
+        energy = prediction["e"].sum() * (n_atoms if model.is_intensive else 1)
+        d_positions, d_strain = torch.autograd.grad(energy, [batched.atom_positions[0], batched.strains[0]])
+        composition_energy = 0.0
+        if model.composition_model is not None:
+            composition_energy = float(model.composition_model([graph]).sum()) * (n_atoms if model.is_intensive else 1)
+        total = float(energy.detach()) + composition_energy
+        volume = float(batched.volumes[0].detach())
+        self.results = {"energy": total, "free_energy": total,
+                        "forces": -d_positions.detach().cpu().numpy().astype(np.float64),
+                        "stress": (d_strain.detach().cpu().numpy().astype(np.float64) / volume)}
+
 
 class CHGNetBackend(AseBackend):
-    """CHGNet universal potential through its ASE calculator (energies trained on MP2020-corrected PBE)."""
+    """CHGNet universal potential through an ASE calculator (energies trained on MP2020-corrected PBE)."""
 
     name: ClassVar[str] = "chgnet"
-    defaults: ClassVar[dict[str, Any]] = {"device": "cpu", "model_path": None, "torch_threads": 1}
+    defaults: ClassVar[dict[str, Any]] = {"device": "cpu", "model_path": None, "torch_threads": 1, "calculator": "inference"}
 
     def make_calculator(self):
         """Load CHGNet (bundled weights, or ``model_path``) and wrap it as an ASE calculator."""
@@ -26,4 +72,8 @@ class CHGNetBackend(AseBackend):
         torch.set_num_threads(int(self.options["torch_threads"]))
         path = self.options["model_path"]
         model = CHGNet.from_file(path) if path else CHGNet.load(verbose=False)
+        if self.options["calculator"] == "inference":
+            return InferenceCHGNetCalculator(model.to(self.options["device"]))
+        if self.options["calculator"] != "chgnet":
+            raise ValueError(f"backend 'chgnet': calculator must be 'inference' or 'chgnet', got {self.options['calculator']!r}")
         return CHGNetCalculator(model=model, use_device=self.options["device"])
