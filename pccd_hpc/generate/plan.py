@@ -52,8 +52,10 @@ def generate_bounds_problem(n: int, n_tasks: int, batch_size: int, seed: int,
         return (f"{per_task} samples per task is above the limit of {max_per_task} (about "
                 f"{per_task * BYTES_PER_TASK_SAMPLE / 1e9:.1f} GB of memory per task); use --array-size "
                 f">= {tasks_needed(n, max_per_task)}")
-    if not 1 <= batch_size <= MAX_BATCH_SIZE:
-        return f"--batch-size must be in [1, {MAX_BATCH_SIZE}], got {batch_size}"
+    if batch_size < 1:
+        return f"--batch-size must be >= 1, got {batch_size}"
+    if batch_size > MAX_BATCH_SIZE:
+        return f"--batch-size must be <= {MAX_BATCH_SIZE} (the network's activations grow with it), got {batch_size}"
     if not 0 <= seed <= MAX_SEED:
         return f"--seed must be in [0, 2**63 - 1], got {seed}"
     return None
