@@ -35,6 +35,7 @@ def run_validate(
     if not 0 <= task_index < num_tasks:
         raise ValueError(f"task_index must be in [0, {num_tasks}), got {task_index}")
     check_paths(paths)
+    the_plan = plan(paths, config.backend)
     out_dir = checked_output_dir(paths.out_dir, "--out")
     whole = num_tasks == 1
     lock = (folder_lock(out_dir, f"validate --out {out_dir}") if whole
@@ -43,7 +44,7 @@ def run_validate(
         if whole:
             remove_stale_temps(out_dir)
             remove_stale_temps(out_dir / "records")
-        return _run_locked(config, paths, task_index, num_tasks, finalize, force_redo)
+        return _run_locked(config, paths, the_plan, task_index, num_tasks, finalize, force_redo)
 
 
 def check_paths(paths: ValidatePaths) -> None:
@@ -59,10 +60,9 @@ def check_paths(paths: ValidatePaths) -> None:
         raise NotADirectoryError(f"--out {paths.out_dir} is an existing file, not a folder")
 
 
-def _run_locked(config: ValidateConfig, paths: ValidatePaths, task_index: int, num_tasks: int, finalize: bool,
-                force_redo: bool) -> dict[str, Any]:
+def _run_locked(config: ValidateConfig, paths: ValidatePaths, the_plan: Plan, task_index: int, num_tasks: int,
+                finalize: bool, force_redo: bool) -> dict[str, Any]:
     out_dir = paths.out_dir
-    the_plan = plan(paths, config.backend)
     stores = stores_for(config, paths)
     for kind, store in stores.items():
         store.settings_sha256 = config.record_settings_sha256(kind)
