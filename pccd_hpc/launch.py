@@ -13,6 +13,8 @@ import sys
 from typing import Sequence
 
 from pccd_hpc import __version__
+from pccd_hpc.folder_lock import FolderBusyError
+from pccd_hpc.io_utils import DiskFullError
 
 # Stage CLI modules, in pipeline order. Each exposes ``register(subparsers) -> None`` and sets
 # ``func`` on its parser to a callable taking the parsed ``argparse.Namespace`` and returning an
@@ -53,8 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, NotADirectoryError, ValueError) as err:
-        logging.getLogger("pccd_hpc").error("%s", err)
+    except (FileNotFoundError, NotADirectoryError, ValueError, FolderBusyError, DiskFullError) as err:
+        logging.getLogger("pccd_hpc").error("%s", err)  # a sentence naming the file or folder, no traceback
         return 2
 
 

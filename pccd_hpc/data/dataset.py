@@ -6,7 +6,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import h5py
 import numpy as np
@@ -16,6 +16,9 @@ from torch.utils.data import Dataset
 from pccd_hpc.data.codec import CodecConfig, encode_arrays
 from pccd_hpc.data.shards import list_shards, shard_record_count
 from pccd_hpc.data.supercell import doubled_cell_sites
+from pccd_hpc.io_utils import read_json, sha256_file
+
+T = TypeVar("T")
 
 # Band-gap property columns, in order of preference (MP-20: band_gap; Perov-5: dir_gap/ind_gap).
 BAND_GAP_COLUMNS = ("band_gap", "ind_gap", "dir_gap")
@@ -46,10 +49,10 @@ class ShardDataset(Dataset):
         self.shards = list_shards(self.folder)
         if not self.shards:
             raise FileNotFoundError(f"no shard-*.h5 files in {folder}: run `python -m pccd_hpc.launch encode` first")
-        counts = [shard_record_count(p) for p in self.shards]
+        verify_shards(self.folder, self.shards)
+        counts = [_named(p, shard_record_count) for p in self.shards]
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        with h5py.File(self.shards[0], "r") as h5:
-            self.codec = CodecConfig.from_dict(json.loads(h5.attrs["codec"]))
+        self.codec = _named(self.shards[0], _shard_codec)
         if site_order not in ("random", "canonical"):
             raise ValueError(f"site_order must be random or canonical, got {site_order!r}")
         if origin not in ("random", "anchor"):
@@ -191,6 +194,10 @@ class _ShardArrays:
 
     @classmethod
     def load(cls, path: Path, with_tensors: bool) -> "_ShardArrays":
+        return _named(path, lambda p: cls._load(p, with_tensors))
+
+    @classmethod
+    def _load(cls, path: Path, with_tensors: bool) -> "_ShardArrays":
         with h5py.File(path, "r") as h5:
             element_z = h5["element_z"][:].astype(np.int64)
             atomic_numbers = h5["atomic_numbers"][:].astype(np.int64)
@@ -205,6 +212,33 @@ class _ShardArrays:
                 band_gap=_band_gaps(h5),
                 tensors=h5["tensors"][:] if with_tensors else None,
             )
+
+
+def _shard_codec(path: Path) -> CodecConfig:
+    with h5py.File(path, "r") as h5:
+        return CodecConfig.from_dict(json.loads(h5.attrs["codec"]))
+
+
+def verify_shards(folder: Path, shards: list[Path]) -> None:
+    """``ValueError`` naming the first shard whose sha256 differs from ``manifest.json`` (no manifest: nothing to check)."""
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.exists():
+        return
+    manifest = read_json(manifest_path, "manifest")
+    expected = {entry.get("name"): entry.get("sha256") for entry in manifest.get("shards", []) if isinstance(entry, dict)}
+    for shard in shards:
+        if shard.name in expected and sha256_file(shard) != expected[shard.name]:
+            raise ValueError(f"{shard}: damaged or changed since encoding (its sha256 differs from the one in "
+                             f"{manifest_path}); run the same encode command again to redo it")
+
+
+def _named(path: Path, read: Callable[[Path], T]) -> T:
+    """``read(path)``, with any failure of a damaged HDF5 file turned into a ``ValueError`` naming the shard."""
+    try:
+        return read(path)
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise ValueError(f"{path}: unreadable shard ({type(err).__name__}: {err}); run the same encode command "
+                         f"again to redo it") from err
 
 
 def _band_gaps(h5: h5py.File) -> np.ndarray:

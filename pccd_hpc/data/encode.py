@@ -24,7 +24,8 @@ from pccd_hpc.data.codec import CodecConfig, RecordError, encode_structure
 from pccd_hpc.data.readers import MAX_LATTICE_LENGTH_ANG, MIN_BOND_FACTOR, RawRecord, check_structure_sanity, enumerate_records, parse_record
 from pccd_hpc.data.roundtrip import check_roundtrip, structure_matcher
 from pccd_hpc.data.shards import SCHEMA_VERSION, ShardRecord, shard_name, write_shard
-from pccd_hpc.io_utils import atomic_write_csv, atomic_write_json, checked_output_dir, read_json, sha256_file
+from pccd_hpc.folder_lock import folder_lock
+from pccd_hpc.io_utils import atomic_write_csv, atomic_write_json, checked_output_dir, read_json, remove_stale_temps, sha256_file
 from pccd_hpc.stage_config import require
 
 log = logging.getLogger(__name__)
@@ -158,10 +159,19 @@ def encode_shard(records: Sequence[RawRecord], config: EncodeConfig, shard_index
 def run_encode(config: EncodeConfig, comm: RankGroup | None = None) -> dict | None:
     """Run the encode stage (resumable); return the manifest on rank 0, None on other ranks.
 
-    ``comm`` splits the shards over MPI ranks (the caller picks it, e.g. ``MPI.COMM_WORLD``); None is one process.
+    ``comm`` splits the shards over MPI ranks (the caller picks it, e.g. ``MPI.COMM_WORLD``); None is one process,
+    which holds the folder's lock (a second encode on the same --out is refused, naming the first).
     """
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     out = checked_output_dir(config.out_dir)
+    if size > 1:  # MPI ranks share the folder by design (each its own shards); one rank refusing would hang the rest
+        return _run_encode(config, comm, out, rank, size)
+    with folder_lock(out, f"encode --out {out}"):
+        remove_stale_temps(out)
+        return _run_encode(config, comm, out, rank, size)
+
+
+def _run_encode(config: EncodeConfig, comm: RankGroup | None, out: Path, rank: int, size: int) -> dict | None:
     started = time.time()
     records = enumerate_records(config.inputs)
     n_shards = max(1, -(-len(records) // config.shard_size))

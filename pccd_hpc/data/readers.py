@@ -25,6 +25,7 @@ import numpy as np
 from pymatgen.core import Element, Lattice, Structure
 
 from pccd_hpc.data.codec import RecordError
+from pccd_hpc.folder_lock import LOCK_NAME
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
 STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
@@ -129,7 +130,7 @@ def _expand_one(path: Path, top_level: bool) -> list[Path]:
             raise FileNotFoundError(f"input not found: {path}")
         return [path]
     if path.is_dir():
-        found = sorted(path.iterdir())
+        found = sorted(p for p in path.iterdir() if not p.name.startswith(LOCK_NAME))  # a stage's lock is no input
         if not found:
             if top_level:
                 raise FileNotFoundError(f"input folder holds no CSV, CIF or POSCAR files: {path}")
@@ -149,10 +150,19 @@ def enumerate_records(paths: Iterable[str | Path]) -> list[RawRecord]:
     another type) are listed too, as records that ``parse_record`` rejects with the reason.
     """
     records: list[RawRecord] = []
+    paths = list(paths)
+    named = {Path(os.path.abspath(Path(p).expanduser())) for p in paths}
     for path in expand_inputs(paths):
         problem = path_problem(path)
         if problem is None and path.name.endswith(CSV_SUFFIXES):
-            records.extend(_csv_records(path, start=len(records)))
+            try:
+                records.extend(_csv_records(path, start=len(records)))
+            except (ValueError, csv.Error) as err:  # UnicodeDecodeError is a ValueError
+                if path in named:  # the file the user named: the command cannot go on without it
+                    raise
+                # a stray CSV in an input folder is one named rejection; the folder's other files go on
+                records.append(RawRecord(len(records), path.name, str(path), path=path, skip_reason="bad_csv",
+                                         skip_message=f"{path}: {err}"))
             continue
         if problem is None and path.name.lower().endswith(".cif") and _is_small(path):
             blocks = _multi_block(path)

@@ -24,6 +24,7 @@ compare against exactly what the model saw.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ import h5py
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
-from pccd_hpc.io_utils import atomic_path
+from pccd_hpc.io_utils import atomic_write_bytes
 
 SCHEMA_VERSION = 1
 SHARD_GLOB = "shard-*.h5"
@@ -72,7 +73,9 @@ def write_shard(
     """Write ``records`` to an HDF5 shard atomically (temp name, then rename).
 
     ``extra`` adds per-record datasets (arrays, or lists of str), ``attrs`` file attributes
-    (the generate stage stores ``valid``/``reason`` and its provenance this way).
+    (the generate stage stores ``valid``/``reason`` and its provenance this way). The file is built
+    in memory and written in one go, so a full disk is a :class:`~pccd_hpc.io_utils.DiskFullError`
+    naming the folder (HDF5 itself crashed while closing a file on a full disk).
     """
     n = len(records)
     n_points = records[0].tensor.shape[1] if records else 128
@@ -82,7 +85,8 @@ def write_shard(
         atomic_numbers[i, : len(rec.atomic_numbers)] = rec.atomic_numbers
         frac[i, : len(rec.atomic_numbers)] = rec.frac_coords
     chunk = (max(1, min(n, 64)),)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as h5:
         h5.attrs["schema_version"] = SCHEMA_VERSION
         h5.attrs["codec"] = json.dumps(codec, sort_keys=True)
         tensors = np.stack([r.tensor for r in records]) if n else np.zeros((0, 3, n_points, 3), np.float32)
@@ -109,6 +113,7 @@ def write_shard(
                 group.create_dataset(name, data=np.array(values, dtype=np.float64))
             else:
                 group.create_dataset(name, data=["" if isinstance(v, float) and math.isnan(v) else str(v) for v in values], dtype=_STR)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def list_shards(folder: str | Path) -> list[Path]:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from pccd_hpc.cluster.slurm import TIME_HELP, time_limit_arg
 from pccd_hpc.data.codec import DECODE_METHODS, CodecConfig
-from pccd_hpc.generate.plan import GeneratePlan, read_plan
+from pccd_hpc.folder_lock import folder_lock
+from pccd_hpc.generate.plan import GeneratePlan, generate_bounds_problem, read_plan, tasks_needed
 from pccd_hpc.generate.sampling import check_site_request, default_checkpoint, load_model, pick_device
 from pccd_hpc.generate.stage import ClusterOptions, run_generate
 from pccd_hpc.generate.systems import read_systems
@@ -81,6 +82,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--plan-only", action="store_true",
                      help="write plan.json and print the tasks, the sbatch command for jobs/generate_array.sh and "
                      "an estimated time from the model's speed measured here; samples nothing")
+    gen.add_argument("--force-redo", action="store_true",
+                     help="replace a different plan.json and every task file another plan made (default: refuse them)")
     gen.set_defaults(func=_run_generate)
 
     task = subparsers.add_parser("generate-task", help="run one task of an existing generation plan (array jobs)")
@@ -93,12 +96,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run_generate(args: argparse.Namespace) -> int:
     if args.n < 1:  # before the model is loaded
         raise ValueError(f"--n must be >= 1 (the number of samples), got {args.n}")
+    # Every argument is checked before anything is loaded or written: a refused command leaves no plan.json behind.
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {args.out} is an existing file, not a folder")
+    n_tasks = args.array_size or _existing_task_count(args.out) or (
+        tasks_needed(args.n) if args.cluster == "local" and not args.plan_only else max(1, -(-args.n // 1000)))
+    problem = generate_bounds_problem(args.n, min(n_tasks, args.n), args.batch_size, args.seed)
+    if problem is not None:
+        raise ValueError(problem)
     checkpoint = _checkpoint_path(args.checkpoint)
     loaded = load_model(checkpoint, pick_device())  # once: its hash and codec go into the plan, local tasks reuse it
     check_site_request(loaded, args.n_sites)
     systems = read_systems(args.elements or (None if args.systems else ["paper"]), args.systems)
-    n_tasks = args.array_size or _existing_task_count(args.out) or (
-        1 if args.cluster == "local" and not args.plan_only else max(1, -(-args.n // 1000)))
     with flags_in_errors(PLAN_FLAGS):
         plan = _plan(args, loaded, checkpoint, systems, n_tasks)
         cluster = ClusterOptions(cluster=args.cluster, partition=args.partition, gpus_per_task=args.gpus_per_task,
@@ -109,11 +119,12 @@ def _run_generate(args: argparse.Namespace) -> int:
         from pccd_hpc.io_utils import checked_output_dir
 
         out = checked_output_dir(args.out)
-        plan = write_plan(out, plan)
+        with folder_lock(out, f"generate --plan-only --out {out}"):
+            plan = write_plan(out, plan, replace=args.force_redo)
         seconds, where = measure_seconds_per_sample(loaded, plan)
         print(describe_plan(out, plan, cluster, seconds, where))
         return 0
-    summary = run_generate(plan, args.out, cluster, loaded=loaded)
+    summary = run_generate(plan, args.out, cluster, loaded=loaded, force_redo=args.force_redo)
     if summary is not None:
         print(json.dumps(summary, indent=2))
     return 0

@@ -61,8 +61,13 @@ def load_model(checkpoint: str | Path, device: str = "cpu", precision: str = "au
         raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
     loaded = load_checkpoint(checkpoint, map_location=device)
     config = loaded.config
-    net = build_denoiser(config)
-    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in loaded.ema.items()})
+    try:
+        net = build_denoiser(config)
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in loaded.ema.items()})
+    except (RuntimeError, ValueError, TypeError, AttributeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{loaded.path or checkpoint}: its weights do not fit the network its own config describes "
+                         f"(another architecture's weights, or an edited file): {first}") from err
     bf16 = precision == "bf16" or (precision == "auto" and (config.train.precision == "bf16"
                                                              or str(device).startswith("cuda")))
     model = EpsPredictor(net, NoiseSchedule(config.diffusion), config.diffusion.prediction, bf16).to(device)

@@ -7,17 +7,21 @@ command on the same folder skips finished tasks and completes partial ones.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pccd_hpc.cluster.slurm import SlurmResources
-from pccd_hpc.generate.plan import GeneratePlan, write_plan
+from pccd_hpc.data.shards import shard_name
+from pccd_hpc.folder_lock import folder_lock
+from pccd_hpc.generate.plan import PLAN_NAME, GeneratePlan, write_plan
 from pccd_hpc.generate.summary import summarise
-from pccd_hpc.generate.tasks import TensorSampler, run_task, task_done
-from pccd_hpc.io_utils import checked_output_dir
+from pccd_hpc.generate.tasks import TensorSampler, foreign_task_problem, remove_task_files, run_task, task_done
+from pccd_hpc.io_utils import checked_output_dir, remove_stale_temps
 from pccd_hpc.progress import Progress
 from pccd_hpc.stage_config import require
 
@@ -61,23 +65,46 @@ class ClusterOptions:
 
 
 def run_generate(plan: GeneratePlan, out_dir: str | Path, cluster: ClusterOptions | None = None,
-                 loaded: LoadedModel | None = None) -> dict | None:
+                 loaded: LoadedModel | None = None, force_redo: bool = False) -> dict | None:
     """Run (or resume) a generation; return the summary, or None when SLURM jobs were left running.
 
-    ``loaded`` is the plan's model when the caller has it already (local tasks then share it).
+    ``loaded`` is the plan's model when the caller has it already (local tasks then share it). Task
+    files made by another plan are refused by name, or with ``force_redo`` removed and made again;
+    a second writer on the folder is refused (:class:`~pccd_hpc.folder_lock.FolderBusyError`).
     """
     cluster = cluster or ClusterOptions()
     out = checked_output_dir(out_dir)
-    plan = write_plan(out, plan)
-    todo = [k for k in range(plan.n_tasks) if not task_done(out, k)]
-    started = time.time()
-    if todo and cluster.cluster == "local":
-        _run_local(out, plan, todo, loaded)
-    elif todo:
+    with folder_lock(out, f"generate --out {out}"):
+        plan = _prepare(out, plan, force_redo)
+        todo = [k for k in range(plan.n_tasks) if not task_done(out, k)]
+        started = time.time()
+        if todo and cluster.cluster == "local":
+            _run_local(out, plan, todo, loaded)
+    if todo and cluster.cluster == "slurm":  # the array tasks take the folder lock shared, each with its own task lock
         if not _run_slurm(out, todo, cluster):
             return None
     n_sampled = sum(len(plan.task_range(k)) for k in todo)
     return summarise(out, plan, time.time() - started if todo else None, n_sampled=n_sampled)
+
+
+def _prepare(out: Path, plan: GeneratePlan, force_redo: bool) -> GeneratePlan:
+    """Refuse (or, with ``force_redo``, remove) task files another plan made, then write the plan; return it as stored."""
+    if not force_redo and (out / PLAN_NAME).exists():
+        write_plan(out, plan)  # refuses a different plan.json before anything is looked at
+    stored = GeneratePlan(**json.loads(json.dumps(plan.to_dict())))
+    known = {int(m.group(1)) for p in out.glob("shard-*.*") if (m := re.match(r"shard-(\d+)\.", p.name))}
+    known |= {int(p.name[5:]) for p in (out / "parts").glob("task-*") if p.name[5:].isdigit()}
+    for task in sorted(known):
+        problem = (foreign_task_problem(out, task, stored) if task < stored.n_tasks
+                   else f"{shard_name(task)} is task {task}, beyond this plan's {stored.n_tasks} tasks")
+        if problem is None:
+            continue
+        if not force_redo:
+            raise ValueError(f"{out}: {problem}")
+        log.warning("--force-redo: removing task %d (%s)", task, problem)
+        remove_task_files(out, task)
+    remove_stale_temps(out)
+    return write_plan(out, plan, replace=force_redo)
 
 
 def _run_local(out: Path, plan: GeneratePlan, todo: list[int], loaded: LoadedModel | None) -> None:

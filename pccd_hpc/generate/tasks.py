@@ -18,6 +18,7 @@ most the batch it was sampling.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import logging
 import time
@@ -36,9 +37,10 @@ from pccd_hpc.data.shards import ShardRecord, shard_name, write_shard
 from pccd_hpc.data.symmetry import SpaceGroup, space_group
 from pccd_hpc.generate.plan import GeneratePlan, read_plan
 from pccd_hpc.generate.systems import system_label
+from pccd_hpc.folder_lock import task_lock
 from pccd_hpc.generate.table import write_structure_cifs
 from pccd_hpc.progress import Progress
-from pccd_hpc.io_utils import atomic_path, atomic_write_json, atomic_write_text, read_json, sha256_file
+from pccd_hpc.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, remove_stale_temps, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,62 @@ def task_problem(out_dir: Path, task: int) -> str | None:
     return None
 
 
+PARTS_PLAN_NAME = "plan-sha256.txt"
+
+
+def foreign_task_problem(out_dir: Path, task: int, plan: GeneratePlan) -> str | None:
+    """Why task ``task``'s files in ``out_dir`` were made by another plan (naming the file and the changed
+    settings), or None when they are absent or belong to ``plan``."""
+    out_dir = Path(out_dir)
+    summary_path = task_summary_path(out_dir, task)
+    expected = plan.settings_sha256()
+    if summary_path.exists():
+        try:
+            summary = read_json(summary_path, "task summary")
+        except (OSError, ValueError):
+            summary = None  # damaged: task_problem redoes it
+        if isinstance(summary, dict) and summary.get("plan_sha256") != expected:
+            return (f"{shard_name(task)} was made {_changed(summary.get('plan'), plan)}: use a new --out, or "
+                    f"--force-redo to replace it")
+    marker = _part_path(out_dir, task, 0).parent / PARTS_PLAN_NAME
+    if marker.exists() and marker.read_text().strip() != expected:
+        return (f"{marker.parent.relative_to(out_dir)}/ holds batches of another plan (seed, checkpoint or settings "
+                f"differ from this plan): use a new --out, or --force-redo to replace them")
+    return None
+
+
+def _changed(made_with: dict | None, plan: GeneratePlan) -> str:
+    """``with seed 1, this plan says seed 0`` for up to three changed settings (long values summarised)."""
+    if not isinstance(made_with, dict):
+        return "by another plan (it records none; written before shards carried their plan)"
+    now = plan.to_dict()
+    changed = sorted(k for k in set(now) | set(made_with) if now.get(k) != made_with.get(k))[:3]
+    if not changed:
+        return "by another plan"
+
+    def show(settings: dict) -> str:
+        return ", ".join(f"other {k}" if k in ("systems", "codec") else f"{k} {_short(settings.get(k))}" for k in changed)
+
+    return f"with {show(made_with)}, this plan says {show(now)}"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def remove_task_files(out_dir: Path, task: int) -> None:
+    """Delete task ``task``'s shard, CIF, summary and partial batches (``--force-redo`` of a foreign task)."""
+    out_dir = Path(out_dir)
+    for suffix in (".json", ".h5", ".cif"):
+        (out_dir / shard_name(task, suffix)).unlink(missing_ok=True)
+    part_dir = _part_path(out_dir, task, 0).parent
+    if part_dir.is_dir():
+        for item in part_dir.iterdir():
+            item.unlink()
+        part_dir.rmdir()
+
+
 def task_done(out_dir: Path, task: int) -> bool:
     """True when the task's summary exists and its HDF5 and CIF files match their recorded sha256."""
     return task_problem(out_dir, task) is None
@@ -110,7 +168,17 @@ def run_task(out_dir: str | Path, task: int, sampler_factory: SamplerFactory | N
     """
     out_dir = Path(out_dir)
     plan = plan or read_plan(out_dir)
+    with task_lock(out_dir, f"{task:05d}", f"generate task {task} of {out_dir}"):
+        return _run_task_locked(out_dir, task, plan, sampler_factory, progress)
+
+
+def _run_task_locked(out_dir: Path, task: int, plan: GeneratePlan, sampler_factory: SamplerFactory | None,
+                     progress: Progress | None) -> Path:
     shard_path = out_dir / shard_name(task)
+    foreign = foreign_task_problem(out_dir, task, plan)
+    if foreign is not None:
+        raise ValueError(f"{out_dir}: {foreign}")
+    remove_stale_temps(out_dir, shard_name(task, "."))  # what a killed attempt of this task left
     problem = task_problem(out_dir, task)
     if problem is None:
         log.info("task %d: %s verified, nothing to do", task, shard_path.name)
@@ -118,6 +186,11 @@ def run_task(out_dir: str | Path, task: int, sampler_factory: SamplerFactory | N
     if shard_path.exists() or task_summary_path(out_dir, task).exists():
         log.warning("task %d: %s: doing the task again", task, problem)
         task_summary_path(out_dir, task).unlink(missing_ok=True)
+    part_dir = _part_path(out_dir, task, 0).parent
+    part_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(part_dir)
+    if not (part_dir / PARTS_PLAN_NAME).exists():
+        atomic_write_text(part_dir / PARTS_PLAN_NAME, plan.settings_sha256() + "\n")
     if sampler_factory is None:
         from pccd_hpc.generate.sampling import load_sampler as sampler_factory
     sampler = None
@@ -135,19 +208,18 @@ def run_task(out_dir: str | Path, task: int, sampler_factory: SamplerFactory | N
             generator = torch.Generator().manual_seed(_batch_seed(plan.seed, task, b))
             t0 = time.time()
             tensors = _sample_batch(sampler, element_z, plan.band_gap_class, generator, progress, len(indices))
-            part.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(part) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.savez(fh, tensors=tensors, element_z=element_z.numpy(), indices=np.asarray(indices))
+            buffer = io.BytesIO()  # built in memory: a full disk then names the file's size (DiskFullError)
+            np.savez(buffer, tensors=tensors, element_z=element_z.numpy(), indices=np.asarray(indices))
+            atomic_write_bytes(part, buffer.getvalue())
             log.debug("task %d: batch %d/%d (%d samples) in %.1f s", task, b + 1, len(plan.batches(task)), len(indices), time.time() - t0)
             progress.update(len(indices))
     finally:
         if own_progress:
             progress.close()
     _write_task_shard(out_dir, plan, task, elapsed_s=time.time() - started)
-    part_dir = out_dir / "parts" / f"task-{task:05d}"
     for part in sorted(part_dir.glob("batch-*.npz")):
         part.unlink()
+    (part_dir / PARTS_PLAN_NAME).unlink(missing_ok=True)
     for folder in (part_dir, part_dir.parent):
         with contextlib.suppress(OSError):  # another task may still be using parts/
             folder.rmdir()
@@ -224,7 +296,8 @@ def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: f
     decoding.close()
     attrs = {"task": task, "checkpoint": plan.checkpoint, "checkpoint_sha256": plan.checkpoint_sha256,
              "sampler": plan.sampler, "steps": plan.steps, "guidance": plan.guidance, "seed": plan.seed,
-             "push_apart_factor": -1.0 if plan.push_apart_factor is None else plan.push_apart_factor}
+             "push_apart_factor": -1.0 if plan.push_apart_factor is None else plan.push_apart_factor,
+             "plan_sha256": plan.settings_sha256()}
     ratios = np.array(bond_ratios, dtype=np.float64)
     sampled = np.array(sampled_ratios, dtype=np.float64)
     is_valid = np.array(valid, dtype=bool)
@@ -246,5 +319,5 @@ def _write_task_shard(out_dir: Path, plan: GeneratePlan, task: int, elapsed_s: f
                "n_plausible_sampled": int(plausible_sampled.sum()), "n_valid_sampled": int(sum(sampled_valid)),
                "n_cif_blocks": len(cif_blocks),
                "elapsed_s": round(elapsed_s, 3), "h5_sha256": sha256_file(h5_path), "cif_sha256": sha256_file(cif_path),
-               "checkpoint_sha256": plan.checkpoint_sha256}
+               "checkpoint_sha256": plan.checkpoint_sha256, "plan_sha256": plan.settings_sha256(), "plan": plan.to_dict()}
     atomic_write_json(task_summary_path(out_dir, task), summary)  # written last: the task's completion marker

@@ -18,9 +18,11 @@ and returns a typed :class:`Checkpoint`.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
+import os
 import pickle
 import re
 import shutil
@@ -35,13 +37,15 @@ import torch
 from pccd_hpc import __version__
 from pccd_hpc.config import RunConfig
 from pccd_hpc.data.codec import CodecConfig
-from pccd_hpc.io_utils import atomic_path, atomic_write_json, sha256_file
+from pccd_hpc.io_utils import atomic_write_bytes, atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
 
 STATE_NAME = "state.pt"
 MARKER_NAME = "COMPLETE"
 MIN_KEEP = 2
+DEFAULT_MAX_CHECKPOINT_GB = 16.0
+"""Most tensor data a checkpoint may declare before it is loaded (GB); ``PCCD_MAX_CHECKPOINT_GB`` overrides it."""
 _STEP_DIR_RE = re.compile(r"^step-(\d+)$")
 _LEGACY_RE = re.compile(r"^step-(\d+)\.pt$")
 _TRAINER_KEYS = ("model", "optimizer", "scheduler", "rng", "batches_seen", "epoch", "skipped_nonfinite", "world_size")
@@ -156,8 +160,7 @@ def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint, keep: int = MIN
     marker = folder / MARKER_NAME
     marker.unlink(missing_ok=True)  # an earlier, interrupted attempt at this step no longer counts
     state_path = folder / STATE_NAME
-    with atomic_path(state_path) as tmp:
-        torch.save(checkpoint.to_state(), tmp)
+    _save_state(checkpoint.to_state(), state_path)
     digest = sha256_file(state_path)
     atomic_write_json(marker, {"step": int(checkpoint.step), "sha256": digest, "file": STATE_NAME,
                                "code_version": checkpoint.code_version or code_version()})
@@ -241,6 +244,38 @@ def _load_step_dir(folder: Path, map_location: str | torch.device) -> Checkpoint
     return checkpoint
 
 
+def max_checkpoint_bytes() -> int:
+    """The most tensor bytes a checkpoint may declare (``PCCD_MAX_CHECKPOINT_GB``, default 16 GB)."""
+    return int(float(os.environ.get("PCCD_MAX_CHECKPOINT_GB", DEFAULT_MAX_CHECKPOINT_GB)) * 1e9)
+
+
+def check_storage_sizes(path: str | Path, max_bytes: int | None = None) -> int:
+    """Sum of the tensor storages ``path`` declares, read from its zip directory without loading anything.
+
+    ``ValueError`` naming the file when a storage record is compressed (``torch.save`` never
+    compresses, so a small file cannot declare more than it holds) or the total passes ``max_bytes``
+    (default :func:`max_checkpoint_bytes`): ``weights_only`` stops code, this stops memory bombs.
+    """
+    limit = max_checkpoint_bytes() if max_bytes is None else max_bytes
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = [info for info in archive.infolist() if "/data/" in info.filename]
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ValueError(f"{path}: not a readable checkpoint (damaged or truncated zip: {err})") from err
+    packed = [info.filename for info in records
+              if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size]
+    if packed:
+        raise ValueError(f"{path}: refused, tensor record {packed[0]} is compressed ({len(packed)} such records); "
+                         f"torch.save never writes those, and a compressed record can declare far more memory than "
+                         f"the file holds")
+    total = sum(info.file_size for info in records)
+    if total > limit:
+        raise ValueError(f"{path}: refused, its tensors need {total / 1e9:.2f} GB, above the limit of {limit / 1e9:.2f} GB "
+                         f"(set PCCD_MAX_CHECKPOINT_GB to allow more)")
+    return total
+
+
 def _why_unreadable(err: BaseException) -> str:
     """Why torch.load refused a file, in our words: never PyTorch's advice to load it unsafely."""
     text = str(err)
@@ -250,11 +285,13 @@ def _why_unreadable(err: BaseException) -> str:
 
 
 def _load_file(path: Path, map_location: str | torch.device, sha256: str | None = None) -> Checkpoint:
+    check_storage_sizes(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path}: not a readable checkpoint ({_why_unreadable(err)}); pass a checkpoint written by "
-                         "`train` (a .pt file, a step-N/ folder or a training run folder)") from err
+    except Exception as err:  # noqa: BLE001 - file boundary: any failure of a damaged file becomes one named error
+        raise ValueError(f"{path}: not a readable checkpoint, damaged (bit flip, truncation) or not one "
+                         f"({_why_unreadable(err)}); pass a checkpoint written by `train` (a .pt file, a step-N/ "
+                         "folder or a training run folder)") from err
     return Checkpoint.from_state(state, path, sha256 or sha256_file(path))
 
 
@@ -274,9 +311,16 @@ def export_checkpoint(source: str | Path, out: str | Path, extra: dict[str, Any]
     slim = Checkpoint(step=checkpoint.step, config=checkpoint.config, codec=checkpoint.codec, ema=ema,
                       loss=checkpoint.loss, code_version=checkpoint.code_version,
                       extra={**checkpoint.extra, **(extra or {})})
-    with atomic_path(out) as tmp:
-        torch.save(slim.to_state(), tmp)
+    _save_state(slim.to_state(), Path(out))
     return Path(out)
+
+
+def _save_state(state: dict[str, Any], target: Path) -> None:
+    """``torch.save`` into memory, then one atomic write: a full disk names the folder and the size
+    (``torch.save`` to a file only says ``basic_ios::clear: iostream error``)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(target, buffer.getvalue())
 
 
 def rng_state() -> dict[str, torch.Tensor]:

@@ -67,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     data_dir = checked_input_path(args.data, "data folder")
     run_dir = Path(args.out).expanduser().resolve()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise NotADirectoryError(f"--out {args.out} is an existing file, not a run folder")
+    if not 0 <= config.train.seed < 2**63:
+        raise ValueError(f"--seed must be in [0, 2**63 - 1], got {config.train.seed}")
     if args.cluster == "slurm":
         from pccd_hpc.train.job import submit_training  # submitit is only needed here
 

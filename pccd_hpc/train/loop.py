@@ -25,7 +25,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from pccd_hpc.config import RunConfig, save_toml
 from pccd_hpc.data.dataset import ShardDataset
-from pccd_hpc.io_utils import atomic_write_text
+from pccd_hpc.folder_lock import folder_lock
+from pccd_hpc.io_utils import atomic_write_text, disk_full_named, remove_stale_temps
 from pccd_hpc.model.conditioning import conditions_from_batch, site_count_histogram
 from pccd_hpc.model.diffusion import NoiseSchedule, diffusion_loss, sample_training_noise, to_model_space
 from pccd_hpc.model.distance_loss import lattice_matrices
@@ -38,6 +39,7 @@ from pccd_hpc.train.device_batches import DeviceBatches
 from pccd_hpc.train.distributed import DistEnv
 from pccd_hpc.train.ema import EMA
 from pccd_hpc.train.init_weights import load_initial_weights
+from pccd_hpc.train.run_settings import check_resume, record_run_settings
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +59,34 @@ class TrainResult:
 
 
 def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path, env: DistEnv | None = None) -> TrainResult:
-    """Train (or resume training) into ``run_dir`` until ``config.train.max_steps`` optimizer steps."""
+    """Train (or resume training) into ``run_dir`` until ``config.train.max_steps`` optimizer steps.
+
+    A resumed run refuses checkpoints of another run and changed training settings (:mod:`pccd_hpc.train.run_settings`);
+    a second ``train`` on the same folder is refused (:class:`~pccd_hpc.folder_lock.FolderBusyError`).
+    """
     # ---- set-up -------------------------------------------------------------------------------
     env = env or dist_utils.env_from_environment()
+    run_dir = Path(run_dir).resolve()
+    # One writer per run folder (the main process holds the lock, taken before any process group waits on it).
+    with folder_lock(run_dir, f"train --out {run_dir}") if env.is_main else contextlib.nullcontext():
+        return _train(config, data_dir, run_dir, env)
+
+
+def _train(config: RunConfig, data_dir: str | Path, run_dir: Path, env: DistEnv) -> TrainResult:
     device = dist_utils.pick_device(env)
     dist_utils.set_cpu_threads(env, config.train.threads_per_process)
     dist_utils.init_process_group(env, device)
-    run_dir = Path(run_dir).resolve()
     state = ckpt.load_latest(run_dir, map_location=device)
-    if state is not None:  # the architecture comes from the checkpoint; training settings from the command
+    if state is not None:  # the architecture comes from the checkpoint; the training settings must match it
         saved = state.config
         config = RunConfig(model=saved.model, diffusion=saved.diffusion, train=config.train, dit=saved.dit,
                            denoiser=saved.denoiser, preset=saved.preset)
+        check_resume(run_dir, state.path, saved, config)
     tc = config.train
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(run_dir)
+        record_run_settings(run_dir, config)
         save_toml(config, run_dir / "config.toml")
 
     dataset = ShardDataset(data_dir, augment=tc.augment, seed=tc.seed, site_order=tc.site_order, origin=tc.origin,
@@ -263,5 +278,6 @@ class _MetricsLog:
             atomic_write_text(path, "".join(k + "\n" for k in kept))
 
     def write(self, row: dict[str, Any]) -> None:
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        line = json.dumps(row) + "\n"
+        with disk_full_named(self.path, len(line)), open(self.path, "a") as fh:
+            fh.write(line)

@@ -12,10 +12,11 @@ from typing import Any
 from pccd_hpc.cluster.slurm import TIME_HELP, time_limit_arg
 from pccd_hpc.io_utils import checked_input_path
 from pccd_hpc.stage_config import load_config_toml
-from pccd_hpc.validate.config import ValidateConfig
+from pccd_hpc.folder_lock import folder_lock
+from pccd_hpc.validate.config import DEFAULT_MAX_MEMORY_GB, DEFAULT_MAX_SITES, ValidateConfig
 from pccd_hpc.validate.finalize import finalize_validation
 from pccd_hpc.validate.plan import ValidatePaths, plan, stores_for
-from pccd_hpc.validate.stage import run_validate
+from pccd_hpc.validate.stage import check_paths, run_validate
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="compute only this chunk (default: SLURM_ARRAY_TASK_ID if set, else all)")
     p.add_argument("--no-finalize", action="store_true", help="skip the merge step (array tasks)")
     p.add_argument("--finalize-only", action="store_true", help="only merge records into results.csv/metrics.json")
+    p.add_argument("--max-sites", type=int, default=None,
+                   help=f"structures with more sites are not relaxed, the record says why (default {DEFAULT_MAX_SITES})")
+    p.add_argument("--max-memory-gb", type=float, default=None,
+                   help=f"structures whose relaxation is estimated to need more memory per worker are not relaxed "
+                   f"(default {DEFAULT_MAX_MEMORY_GB:g})")
+    p.add_argument("--force-redo", action="store_true",
+                   help="compute again the records an earlier run made with other settings (default: refuse them)")
     p.add_argument("--partition", default=None, help="SLURM partition (with --cluster slurm)")
     p.add_argument("--time", type=time_limit_arg, default="02:00:00",
                    help=TIME_HELP.format(what="array task", default="02:00:00"))
@@ -64,7 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def config_from_args(args: argparse.Namespace) -> ValidateConfig:
     """The validated config: ``--config`` TOML (else the defaults), then every option given on the command line."""
     base = load_config_toml(ValidateConfig, args.config) if getattr(args, "config", None) else None
-    top: dict[str, Any] = {"backend": args.backend, "phonons": args.phonons, "workers": args.workers}
+    top: dict[str, Any] = {"backend": args.backend, "phonons": args.phonons, "workers": args.workers,
+                           "max_sites": getattr(args, "max_sites", None), "max_memory_gb": getattr(args, "max_memory_gb", None)}
     if args.band_structure is not None:
         top["band_structure_ids"] = tuple(i for i in args.band_structure.split(",") if i)
     if getattr(args, "ids", None) is not None:
@@ -115,10 +124,12 @@ def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     paths = paths_from_args(args)
     checked_input_path(paths.input, "--input")  # before anything is created under --out
+    check_paths(paths)
     if args.cluster == "slurm":
         from pccd_hpc.validate.submit import SubmitOptions, submit_validate_array
 
-        options = SubmitOptions(array_size=args.array_size, time=str(args.time), partition=args.partition)
+        options = SubmitOptions(array_size=args.array_size, time=str(args.time), partition=args.partition,
+                                force_redo=args.force_redo)
         job_ids = submit_validate_array(config, paths, options)
         log.info("submitted validate array %s and finalize job %s", job_ids["array"], job_ids["finalize"])
         print(f"array={job_ids['array']} finalize={job_ids['finalize']}")  # machine-readable for scripts
@@ -129,13 +140,15 @@ def main(args: argparse.Namespace) -> int:
     if task_index is None and "SLURM_ARRAY_TASK_ID" in os.environ and args.array_size > 1:
         task_index = int(os.environ["SLURM_ARRAY_TASK_ID"]) - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
     if args.finalize_only:
-        the_plan = plan(paths, config.backend, config.candidate_ids, config.candidate_limit)
-        finalize_validation(config, paths, the_plan, stores_for(config, paths))
+        with folder_lock(paths.out_dir, f"validate --finalize-only --out {paths.out_dir}"):
+            the_plan = plan(paths, config.backend, config.candidate_ids, config.candidate_limit)
+            finalize_validation(config, paths, the_plan, stores_for(config, paths))
         return 0
     if task_index is None:
-        summary = run_validate(config, paths, 0, 1, finalize=not args.no_finalize)
+        summary = run_validate(config, paths, 0, 1, finalize=not args.no_finalize, force_redo=args.force_redo)
     else:
-        summary = run_validate(config, paths, task_index, args.array_size, finalize=not args.no_finalize)
+        summary = run_validate(config, paths, task_index, args.array_size, finalize=not args.no_finalize,
+                               force_redo=args.force_redo)
     log.info("validate summary: %s", {k: v for k, v in summary.items() if k != "metrics"})
     if summary.get("pending_external"):
         log.info("%d VASP runs pending; run jobs/vasp_array.sh (or --cluster slurm), then re-run validate", summary["pending_external"])

@@ -10,6 +10,11 @@ from pccd_hpc.stage_config import require
 
 OPTIMIZERS = ("BFGS", "FIRE", "LBFGS")
 
+DEFAULT_MAX_SITES = 200
+"""Default site limit of validate (``--max-sites``): MP-20 cells have at most 20 sites, generated ones 16."""
+DEFAULT_MAX_MEMORY_GB = 8.0
+"""Default memory limit per worker (``--max-memory-gb``) for one relaxation's estimated peak."""
+
 
 @dataclass(frozen=True)
 class RelaxConfig:
@@ -102,6 +107,11 @@ class ValidateConfig:
     """Validate only these candidates (``--ids``); empty: every candidate of the input."""
     candidate_limit: int | None = None
     """Validate only the first this many candidates, in input order, after ``candidate_ids`` (``--limit``); None: all."""
+    max_sites: int = DEFAULT_MAX_SITES
+    """Structures with more sites are not relaxed (the record says why, ``error_kind = "too_large"``)."""
+    max_memory_gb: float = DEFAULT_MAX_MEMORY_GB
+    """Structures whose estimated relaxation memory (:mod:`pccd_hpc.validate.limits`) passes this, per worker,
+    are not relaxed (``too_large``)."""
 
     def __post_init__(self) -> None:
         require(bool(self.backend), "backend", "must be a backend name")
@@ -111,6 +121,8 @@ class ValidateConfig:
                 f"must be in [0, min_bond_factor], got {self.no_relax_bond_factor}")
         require(self.max_relaxed_volume_ratio > 1, "max_relaxed_volume_ratio",
                 f"must be > 1, got {self.max_relaxed_volume_ratio}")
+        require(self.max_sites >= 1, "max_sites", f"must be >= 1, got {self.max_sites}")
+        require(self.max_memory_gb > 0, "max_memory_gb", f"must be > 0, got {self.max_memory_gb}")
         if not isinstance(self.relax, RelaxConfig):
             object.__setattr__(self, "relax", RelaxConfig(**self.relax))
         if not isinstance(self.phonon, PhononConfig):
@@ -124,6 +136,22 @@ class ValidateConfig:
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (round-trips through ``ValidateConfig.from_dict``)."""
         return dataclasses.asdict(self)
+
+    def record_settings_sha256(self, kind: str) -> str:
+        """Hash of the settings that decide a ``kind`` (candidate/reference) record's content; a rerun reuses
+        only records with the same hash (workers, size limits, thresholds applied at finalize and plots do not count)."""
+        from pccd_hpc.io_utils import settings_sha256
+
+        return settings_sha256(self.record_settings(kind))
+
+    def record_settings(self, kind: str) -> dict[str, Any]:
+        """The settings :meth:`record_settings_sha256` hashes."""
+        data = self.to_dict()
+        keep = ["backend", "backend_options", "relax", "min_bond_factor", "no_relax_bond_factor",
+                "max_relaxed_volume_ratio"]  # the size limits do not: a record they refused is always tried again
+        if kind == "candidate":
+            keep += ["phonons", "phonon"]
+        return {key: data[key] for key in keep}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ValidateConfig":

@@ -18,6 +18,7 @@ from pymatgen.core import Structure
 
 from pccd_hpc.validate.config import PhononConfig, RelaxConfig
 from pccd_hpc.validate.errors import PhononFailure
+from pccd_hpc.validate.limits import estimate_memory_bytes
 from pccd_hpc.validate.relax import relax_structure
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,13 @@ def supercell_diagonal(structure: Structure, min_length_ang: float) -> tuple[int
 
 
 def run_phonons(
-    structure: Structure, calculator, config: PhononConfig, record_id: str, band_plot: Path | None = None
+    structure: Structure, calculator, config: PhononConfig, record_id: str, band_plot: Path | None = None,
+    max_memory_gb: float | None = None,
 ):
     """Re-relax with fixed symmetry, compute phonons and return ``(PhononResult, phonopy object)``.
 
-    Raises ``PhononFailure`` naming ``record_id`` when the supercell is too large or forces fail.
+    Raises ``PhononFailure`` naming ``record_id`` when the supercell is too large (``max_supercell_atoms``,
+    or its estimated memory above ``max_memory_gb``) or forces fail.
     """
     from phonopy import Phonopy
     from phonopy.structure.atoms import PhonopyAtoms
@@ -64,6 +67,10 @@ def run_phonons(
     n_super = len(structure) * int(np.prod(diagonal))
     if n_super > config.max_supercell_atoms:
         raise PhononFailure(record_id, f"supercell {diagonal} has {n_super} atoms > max_supercell_atoms {config.max_supercell_atoms}")
+    need_gb = estimate_memory_bytes(n_super, structure.volume * float(np.prod(diagonal)), "none") / 1e9
+    if max_memory_gb is not None and need_gb > max_memory_gb:
+        raise PhononFailure(record_id, f"supercell {diagonal} of {n_super} atoms would need about {need_gb:.1f} GB for its "
+                            f"force calls, above the limit of {max_memory_gb:g} GB per worker (--max-memory-gb)")
     unitcell = PhonopyAtoms(
         symbols=[site.specie.symbol for site in structure],
         cell=structure.lattice.matrix,

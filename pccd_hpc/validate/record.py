@@ -102,6 +102,11 @@ class ValidationRecord:
     space_group_number_relaxed: int | None = None
     symmetrized_cif: str | None = None
     """The relaxed structure refined to ``space_group_relaxed`` (conventional cell, symmetric positions)."""
+    settings_sha256: str | None = None
+    """Hash of the validate settings that computed it (:meth:`ValidateConfig.record_settings_sha256`); a rerun
+    with other settings does not reuse it."""
+    checksum: str | None = None
+    """sha256 of every other field, set when the store writes it; a record that fails it is computed again."""
 
     @classmethod
     def for_job(cls, job: Job, backend: str) -> "ValidationRecord":
@@ -124,6 +129,10 @@ class ValidationRecord:
         """Plain JSON-safe dict (what the record file holds)."""
         return dataclasses.asdict(self)
 
+    def content_checksum(self) -> str:
+        """sha256 of every field but ``checksum`` (JSON, sorted keys): what :attr:`checksum` must equal."""
+        return record_checksum(self.to_dict())
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "") -> "ValidationRecord":
         """Read a record back; ``ValueError`` naming ``source`` when a field is missing or unknown."""
@@ -135,3 +144,10 @@ class ValidationRecord:
             return cls(**data)
         except TypeError as err:
             raise ValueError(f"{source or data.get('id')}: not a validation record ({err})") from err
+
+
+def record_checksum(data: dict[str, Any]) -> str:
+    """sha256 of a record dict without its ``checksum`` entry (the same before writing and after reading back)."""
+    from pccd_hpc.io_utils import settings_sha256
+
+    return settings_sha256({k: v for k, v in data.items() if k != "checksum"})

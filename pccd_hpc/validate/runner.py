@@ -23,20 +23,40 @@ from pccd_hpc.validate.backends.base import Backend
 from pccd_hpc.validate.backends.registry import get_backend
 from pccd_hpc.validate.config import ValidateConfig
 from pccd_hpc.validate.errors import PhononFailure, RelaxationTimeout, ValidationFailure
+from pccd_hpc.validate.limits import site_limit_problem, size_problem
 from pccd_hpc.validate.record import Job, ValidationRecord, structure_fingerprint
 from pccd_hpc.validate.store import RecordStore, record_stem
 
 log = logging.getLogger(__name__)
 
 
-def pending_jobs(jobs: list[Job], store: RecordStore) -> list[Job]:
-    """Jobs without a finished record for the same structure (a changed structure is recomputed)."""
-    todo = []
+class OtherSettingsError(ValueError):
+    """Finished records were computed with other settings than this run's (the message names one)."""
+
+
+def pending_jobs(jobs: list[Job], store: RecordStore, refuse_other_settings: bool = False, changed: str = "") -> list[Job]:
+    """Jobs without a usable record: none yet, a changed structure, a damaged or edited record (named in the
+    log), one refused as too large (the limits may have changed), or one computed with other settings
+    than ``store.settings_sha256``: those are redone, or with ``refuse_other_settings`` refused
+    (:class:`OtherSettingsError`, naming a record and ``changed``, what differs) before anything is computed."""
+    todo, other = [], []
     for job in jobs:
-        record = store.get(job.record_id)
-        if record is None or record.structure_sha != structure_fingerprint(job.structure):
+        record, problem = store.load(job.record_id)
+        if problem is not None:
+            log.warning("%s: computing it again", problem)
             todo.append(job)
-    return todo
+        elif record is None or record.structure_sha != structure_fingerprint(job.structure) or record.error_kind == "too_large":
+            todo.append(job)
+        elif store.settings_sha256 is not None and record.settings_sha256 != store.settings_sha256:
+            other.append(job)
+    if other and refuse_other_settings:
+        more = f" (and {len(other) - 1} more)" if len(other) > 1 else ""
+        raise OtherSettingsError(f"{store.path(other[0].record_id)}{more} was computed with other settings"
+                                 f"{f' ({changed})' if changed else ''}: use a new --out, or --force-redo to compute "
+                                 f"them again with these settings")
+    if other:
+        log.warning("%d records in %s were computed with other settings: computing them again", len(other), store.folder)
+    return todo + other
 
 
 def compute_jobs(jobs: list[Job], stores: dict[str, RecordStore], config: ValidateConfig, out_dir: Path) -> int:
@@ -95,6 +115,8 @@ def compute_record(job: Job, backend: Backend, config: ValidateConfig, out_dir: 
     """Relax one job (and run phonons for candidates when asked); never raises for a bad structure."""
     record = ValidationRecord.for_job(job, backend.name)
     start = time.perf_counter()
+    if len(job.structure) > config.max_sites:  # refused before any neighbour search can take the memory
+        return _too_large(record, site_limit_problem(len(job.structure), config.max_sites))
     try:
         ratio, problem = geometry_problem(job.structure, config.no_relax_bond_factor)
     except Exception as err:  # noqa: BLE001 - batch boundary: a structure the check cannot read is recorded
@@ -112,6 +134,9 @@ def compute_record(job: Job, backend: Backend, config: ValidateConfig, out_dir: 
         record.wall_s = 0.0
         log.warning("%s", record.error)
         return record
+    too_large = size_problem(job.structure, config.max_sites, config.max_memory_gb, config.relax.optimizer)
+    if too_large is not None:  # refused before a force call can take the memory
+        return _too_large(record, too_large)
     try:
         with _hard_timeout(config.relax.timeout_s * 1.5 + 30, job.record_id):
             result = backend.relax(job.structure, config.relax, job.record_id)
@@ -132,6 +157,13 @@ def compute_record(job: Job, backend: Backend, config: ValidateConfig, out_dir: 
     if job.kind == "candidate" and config.phonons and record.relaxed_cif is not None and not record.unphysical:
         _add_phonons(record, Structure.from_str(record.relaxed_cif, fmt="cif"), backend, config, out_dir)
     record.wall_s = time.perf_counter() - start
+    return record
+
+
+def _too_large(record: ValidationRecord, reason: str) -> ValidationRecord:
+    record.fail(f"{record.id}: not relaxed, {reason}", "too_large")
+    record.wall_s = 0.0
+    log.warning("%s", record.error)
     return record
 
 
@@ -184,7 +216,8 @@ def _add_phonons(record: ValidationRecord, structure: Structure, backend: Backen
         if calculator is None:
             raise PhononFailure(record.id, f"backend {backend.name!r} has no in-process calculator for phonons")
         with _hard_timeout(config.relax.timeout_s * 3 + 60, record.id):
-            result, _ = run_phonons(structure, calculator, config.phonon, record.id, band_plot=plot)
+            result, _ = run_phonons(structure, calculator, config.phonon, record.id, band_plot=plot,
+                                       max_memory_gb=config.max_memory_gb)
         record.imaginary_modes, record.min_frequency_thz = result.imaginary_modes, result.min_frequency_thz
         record.phonon_n_displacements, record.phonon_supercell = result.n_displacements, list(result.supercell_diagonal)
         record.phonon_wall_s = result.wall_s

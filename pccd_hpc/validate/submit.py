@@ -34,6 +34,8 @@ class SubmitOptions:
     """Time limit per array task: minutes or ``[D-]HH:MM:SS``."""
     partition: str | None = None
     """SLURM partition (None: the default one)."""
+    force_redo: bool = False
+    """Every job computes again the records an earlier run made with other settings (``--force-redo``)."""
 
     def __post_init__(self) -> None:
         require(self.array_size >= 1, "array_size", f"must be >= 1, got {self.array_size}")
@@ -61,7 +63,7 @@ def submit_validate_array(config: ValidateConfig, paths: ValidatePaths, options:
     log_dir.mkdir(parents=True, exist_ok=True)
     config_file = log_dir / "validate.toml"
     save_config_toml(config, config_file)
-    common = job_arguments(config_file, paths)
+    common = job_arguments(config_file, paths) + (["--force-redo"] if options.force_redo else [])
     if config.backend == "vasp":
         return _submit_vasp(config, paths, options, common, log_dir)
     script = JOBS_DIR / "validate_array.sh"
