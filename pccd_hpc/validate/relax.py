@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from pymatgen.core import Structure
 
+from pccd_hpc.validate.cell_filter import frechet_cell_filter
 from pccd_hpc.validate.config import RelaxConfig
 from pccd_hpc.validate.errors import RelaxationDiverged, RelaxationTimeout
 
@@ -31,7 +32,6 @@ def relax_structure(structure: Structure, calculator, config: RelaxConfig, recor
     """Relax ``structure`` with ``calculator``; raise ``RelaxationDiverged``/``RelaxationTimeout``
     naming ``record_id`` when forces explode, the cell blows up, or the wall-clock limit passes."""
     from ase.constraints import FixSymmetry
-    from ase.filters import FrechetCellFilter
     from ase import optimize
     from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -41,7 +41,7 @@ def relax_structure(structure: Structure, calculator, config: RelaxConfig, recor
     if config.fix_symmetry:
         atoms.set_constraint(FixSymmetry(atoms, symprec=config.symprec))
     volume0 = atoms.get_volume()
-    target = FrechetCellFilter(atoms) if config.relax_cell else atoms
+    target = frechet_cell_filter(atoms) if config.relax_cell else atoms
     opt = getattr(optimize, config.optimizer)(target, logfile=None)
 
     def _guard() -> None:
