@@ -64,13 +64,13 @@ def expm_frechet_3x3(matrix: np.ndarray, direction: np.ndarray, compute_expm: bo
     return (expm(matrix), derivative) if compute_expm else derivative
 
 
-def frechet_cell_filter(atoms, **kwargs: Any):
-    """``FrechetCellFilter(atoms, **kwargs)`` using the closed forms above where ASE exposes its matrix
-    functions (ASE 3.23+ keeps them on the filter's cell utility); the plain filter otherwise."""
+def frechet_cell_filter(atoms, closed_form: bool = True, **kwargs: Any):
+    """``FrechetCellFilter(atoms, **kwargs)`` using the closed forms above (when ``closed_form`` and ASE
+    exposes its matrix functions: ASE 3.23+ keeps them on the filter's cell utility); the plain filter otherwise."""
     from ase.filters import FrechetCellFilter
 
     cell_filter = FrechetCellFilter(atoms, **kwargs)
     utility = getattr(cell_filter, "_utility", None)
-    if utility is not None and hasattr(utility, "logm") and hasattr(utility, "expm_frechet"):
+    if closed_form and utility is not None and hasattr(utility, "logm") and hasattr(utility, "expm_frechet"):
         utility.logm, utility.expm_frechet = logm_3x3, expm_frechet_3x3
     return cell_filter

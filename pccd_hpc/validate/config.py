@@ -28,6 +28,9 @@ class RelaxConfig:
     """Step cap; a run that hits it is recorded as not converged."""
     relax_cell: bool = True
     """Relax the cell as well as positions (FrechetCellFilter)."""
+    cell_filter_math: str = "closed-form"
+    """How the cell filter's 3x3 matrix logarithm and exponential derivatives are computed: ``closed-form``
+    (one eigendecomposition, :mod:`pccd_hpc.validate.cell_filter`) or ``scipy`` (ASE's own, slower)."""
     fix_symmetry: bool = False
     """Constrain to the symmetry found at ``symprec`` (ASE FixSymmetry)."""
     symprec: float = 0.01
@@ -41,6 +44,8 @@ class RelaxConfig:
 
     def __post_init__(self) -> None:
         require(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        require(self.cell_filter_math in ("closed-form", "scipy"), "cell_filter_math",
+                f"must be 'closed-form' or 'scipy', got {self.cell_filter_math!r}")
         _positive(self, "fmax_ev_per_ang", "timeout_s", "max_force_abort_ev_per_ang", "symprec")
         require(self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
         require(self.max_volume_ratio > 1.0, "max_volume_ratio", f"must be > 1, got {self.max_volume_ratio}")

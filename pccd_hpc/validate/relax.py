@@ -41,7 +41,10 @@ def relax_structure(structure: Structure, calculator, config: RelaxConfig, recor
     if config.fix_symmetry:
         atoms.set_constraint(FixSymmetry(atoms, symprec=config.symprec))
     volume0 = atoms.get_volume()
-    target = frechet_cell_filter(atoms) if config.relax_cell else atoms
+    if config.relax_cell:
+        target = frechet_cell_filter(atoms, closed_form=config.cell_filter_math == "closed-form")
+    else:
+        target = atoms
     opt = getattr(optimize, config.optimizer)(target, logfile=None)
 
     def _guard() -> None:
