@@ -24,19 +24,19 @@ from pathlib import Path
 
 import numpy as np
 
+from pccd_hpc.data.heldout_split import heldout_ids
 from pccd_hpc.validate.config import ValidateConfig
 from pccd_hpc.validate.stage import ValidatePaths, run_validate
 from pccd_hpc.validate.store import read_results_csv
 
 csv.field_size_limit(sys.maxsize)
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mp_20" / "val.csv.gz"
-HELDOUT = Path(__file__).resolve().parents[1] / "pccd_hpc" / "data" / "heldout" / "mp20_val_heldout_ids.txt"
 WINDOW_EV = (-0.10, 0.15)
 
 
 def write_heldout_sample(data: Path, n: int, seed: int, target: Path) -> dict[str, float]:
     """Write ``n`` seeded held-out rows as a CSV (material_id, cif); return their MP formation energies."""
-    held = {line.strip() for line in HELDOUT.read_text().splitlines() if line.strip() and not line.startswith("#")}
+    held = heldout_ids()
     with gzip.open(data, "rt", newline="") as fh:
         rows = sorted((r for r in csv.DictReader(fh) if r["material_id"] in held), key=lambda r: r["material_id"])
     rows = random.Random(seed).sample(rows, min(n, len(rows)))

@@ -15,13 +15,14 @@ from pathlib import Path
 
 from pymatgen.core import Structure
 
+from pccd_hpc.data.heldout_split import heldout_ids
+
 csv.field_size_limit(sys.maxsize)
-HELDOUT = Path(__file__).resolve().parents[1] / "pccd_hpc" / "data" / "heldout" / "mp20_val_heldout_ids.txt"
 
 
 def main(val_csv: Path, target: Path) -> None:
     """Collect and write the systems."""
-    held = {line.strip() for line in HELDOUT.read_text().splitlines() if line.strip() and not line.startswith("#")}
+    held = heldout_ids()
     systems = set()
     with gzip.open(val_csv, "rt", newline="") as fh:
         for row in csv.DictReader(fh):

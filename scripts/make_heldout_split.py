@@ -15,8 +15,10 @@ import hashlib
 import sys
 from pathlib import Path
 
+from pccd_hpc.data.heldout_split import HELDOUT_IDS_FILE
+
 csv.field_size_limit(sys.maxsize)
-OUT = Path(__file__).resolve().parents[1] / "pccd_hpc" / "data" / "heldout" / "mp20_val_heldout_ids.txt"
+OUT = HELDOUT_IDS_FILE
 
 
 def is_held_out(material_id: str, fraction_denominator: int = 10) -> bool:

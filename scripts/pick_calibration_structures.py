@@ -18,8 +18,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from pccd_hpc.data.heldout_split import heldout_ids
+
 csv.field_size_limit(sys.maxsize)
-HELDOUT = Path(__file__).resolve().parents[1] / "pccd_hpc" / "data" / "heldout" / "mp20_val_heldout_ids.txt"
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
     p.add_argument("--total", type=int, default=1600)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    held = {line.strip() for line in HELDOUT.read_text().splitlines() if line.strip() and not line.startswith("#")}
+    held = heldout_ids()
     with gzip.open(args.val_csv, "rt", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["material_id"] not in held]
     random.Random(args.seed).shuffle(rows)

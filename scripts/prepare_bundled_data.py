@@ -16,12 +16,12 @@ import gzip
 import sys
 from pathlib import Path
 
+from pccd_hpc.data.heldout_split import heldout_ids
 from pccd_hpc.io_utils import atomic_write_csv
 
 csv.field_size_limit(sys.maxsize)
 TRAIN_SETS = ("mp_20_sample/train.csv", "mp_20/val.csv.gz", "mpts_52/val.csv.gz", "perov_5/train.csv")
 HELD_OUT_SOURCE = "mp_20/val.csv.gz"
-HELD_OUT_IDS = Path(__file__).resolve().parents[1] / "pccd_hpc" / "data" / "heldout" / "mp20_val_heldout_ids.txt"
 COLUMNS = ["material_id", "source_set", "band_gap", "cif"]
 
 
@@ -36,15 +36,9 @@ def _row(row: dict, name: str) -> dict:
     return {"material_id": mid, "source_set": name, "band_gap": row.get("band_gap", row.get("ind_gap", "")), "cif": row["cif"]}
 
 
-def held_out_ids() -> set[str]:
-    """The shipped held-out material ids."""
-    lines = HELD_OUT_IDS.read_text().splitlines()
-    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
-
-
 def main(shared: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    held_ids = held_out_ids()
+    held_ids = heldout_ids()
     held = [_row(r, HELD_OUT_SOURCE) for r in _rows(shared / HELD_OUT_SOURCE) if r["material_id"] in held_ids]
     seen, train = set(held_ids), []
     for name in TRAIN_SETS:

@@ -82,11 +82,10 @@ def build_report(paths: ReportPaths) -> Path:
     summary["funnel"] = dict(steps)
     page = _render(rows, metrics, distances, fractions, bands, paths, pictures, followup)
     page = page.replace("\n## Energy above hull", "\n" + "\n".join(funnel_lines(metrics, steps, "funnel.png")) + "\n## Energy above hull", 1)
-    gen_summary = generation
-    if gen_summary is not None:
-        page = page.replace("\n## Energy above hull", "\n" + _generation_lines(gen_summary, rows)
+    if generation is not None:
+        page = page.replace("\n## Energy above hull", "\n" + _generation_lines(generation, rows)
                             + "\n## Energy above hull", 1)
-    symmetry = symmetry_table(rows, generated, reference, gen_summary)
+    symmetry = symmetry_table(rows, generated, reference, generation)
     summary["non_p1_fractions"] = symmetry
     atomic_write_json(out / "summary.json", summary)
     page = page.replace("\n## Distributions", "\n" + _symmetry_lines(symmetry) + "\n## Distributions", 1)

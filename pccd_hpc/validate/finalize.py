@@ -214,12 +214,11 @@ def compute_metrics(
     converged = [bool(r.converged) and not r.unphysical and r.energy_ev_per_atom is not None for r in records]
     novel_used = [bool(v) for v in novel] if training is not None else [bool(r.is_novel_composition) for r in records]
     out["funnel"] = M.sun_funnel([bool(r.plausible_initial) for r in records], converged,
-                                 [r.e_above_hull_ev_per_atom if s == HULL_OK else None for r, s in zip(records, status)],
-                                 unique, novel_used, stable_thr)
+                                 stable_e, unique, novel_used, stable_thr)
     out["funnel_novelty"] = ("structure not matched in the training set (--train)" if training is not None
                              else "composition not among MP-20's known compositions (no training structures given)")
     out["sun_rate_novel_composition"] = M.sun_rate(
-        [r.e_above_hull_ev_per_atom if s == HULL_OK else None for r, s in zip(records, status)], unique,
+        stable_e, unique,
         [bool(r.is_novel_composition) for r in records], stable_thr, eligible=eligible)
     phonon_done = [r for r in records if r.imaginary_modes is not None]
     if phonon_done:
