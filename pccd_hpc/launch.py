@@ -23,6 +23,7 @@ CLI_MODULES: tuple[str, ...] = (
     "pccd_hpc.commands",
     "pccd_hpc.train.cli",
     "pccd_hpc.generate.cli",
+    "pccd_hpc.predict.cli",
     "pccd_hpc.validate.cli",
     "pccd_hpc.followup.cli",
     "pccd_hpc.report.cli",

@@ -305,6 +305,12 @@ def decode_lattice(tensor: np.ndarray, config: CodecConfig) -> tuple[np.ndarray,
     return lengths, angles_deg
 
 
+def decoded_lattice(tensor: np.ndarray, config: CodecConfig) -> Lattice | str:
+    """The lattice channel 2 of ``tensor`` (3, n_points, 3) describes, or why it is not a usable lattice."""
+    lengths, angles = decode_lattice(np.asarray(tensor, dtype=np.float64), config)
+    return _checked_lattice(lengths, angles, config)
+
+
 def decode_tensor(
     tensor: np.ndarray,
     element_z: np.ndarray,
@@ -323,8 +329,7 @@ def decode_tensor(
     element_z = np.asarray(element_z, dtype=np.int64)
     if not np.all(np.isfinite(tensor)):
         return DecodeResult(None, "non_finite", "tensor holds NaN or inf")
-    lengths, angles = decode_lattice(tensor, config)
-    lattice = _checked_lattice(lengths, angles, config)
+    lattice = decoded_lattice(tensor, config)
     if isinstance(lattice, str):
         return DecodeResult(None, "degenerate_lattice", lattice)
     matrix = lattice.matrix
@@ -391,17 +396,26 @@ def _block_atoms(coords: np.ndarray, slot_of_point: np.ndarray, element_z: np.nd
     """
     n_points = len(coords)
     for n in range(1, min(config.max_sites, n_points) + 1):
-        counts = point_counts(n, n_points)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        block = np.repeat(np.arange(n), counts)
-        unwrapped = coords - np.round(coords - coords[starts][block])  # each point next to its block's first
-        means = np.add.reduceat(unwrapped, starts, axis=0) / counts[:, None]
-        residual = (unwrapped - means[block]) @ matrix
-        if math.sqrt(float((residual**2).sum()) / n_points) <= config.block_rms_ang:
+        means, rms_ang = block_means(coords, n, matrix)
+        if rms_ang <= config.block_rms_ang:
+            block = np.repeat(np.arange(n), point_counts(n, n_points))
             votes = np.zeros((n, N_ELEMENT_SLOTS), dtype=np.int64)
             np.add.at(votes, (block, slot_of_point), 1)
-            return np.mod(means, 1.0), element_z[np.argmax(votes, axis=1)]
+            return means, element_z[np.argmax(votes, axis=1)]
     return None
+
+
+def block_means(coords: np.ndarray, n_sites: int, matrix: np.ndarray) -> tuple[np.ndarray, float]:
+    """Periodic mean of each of the ``n_sites`` row blocks of ``point_counts`` in ``coords`` (n_points, 3):
+    (positions (n_sites, 3) in [0, 1), RMS Cartesian distance in Angstrom of the points from their block's mean)."""
+    n_points = len(coords)
+    counts = point_counts(n_sites, n_points)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    block = np.repeat(np.arange(n_sites), counts)
+    unwrapped = coords - np.round(coords - coords[starts][block])  # each point next to its block's first
+    means = np.add.reduceat(unwrapped, starts, axis=0) / counts[:, None]
+    residual = (unwrapped - means[block]) @ matrix
+    return np.mod(means, 1.0), math.sqrt(float((residual**2).sum()) / n_points)
 
 
 def _dbscan_labels(dist: np.ndarray, weights: np.ndarray, config: CodecConfig) -> np.ndarray:

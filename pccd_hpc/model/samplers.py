@@ -63,13 +63,17 @@ class _Sampler:
 
     @torch.no_grad()
     def denoise(self, model: torch.nn.Module, x_t: torch.Tensor, cond: Conditions, start: int | None = None,
-                generator: torch.Generator | None = None, on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, on_step: Callable[[int, int], None] | None = None,
+                project: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> torch.Tensor:
         """Run the reverse process on ``x_t`` (B, 3, 128, 3), noised to timestep ``start`` (default T - 1), down to 0;
-        ``on_step(done, total)`` is called after each step (progress reports)."""
+        ``on_step(done, total)`` is called after each step (progress reports); ``project(x_t, t)``, when given,
+        replaces ``x_t`` before each model call (inpainting known entries, :mod:`pccd_hpc.model.inpainting`)."""
         grid = self.timesteps(start)
         x = x_t
         for i, step in enumerate(grid):
             prev = grid[i + 1] if i + 1 < len(grid) else -1
+            if project is not None:
+                x = project(x, step)
             _, eps = self._eps(model, x, step, cond)
             x = self._update(x, step, prev, eps, generator)
             if on_step is not None:

@@ -1,0 +1,41 @@
+"""Where a stage's array tasks run: this process, or a SLURM array submitted with submitit (generate, predict)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pccd_hpc.cluster.slurm import SlurmResources
+from pccd_hpc.stage_config import require
+
+
+@dataclass
+class ClusterOptions:
+    """Where tasks run: ``local`` (this process) or ``slurm`` (a submitit array)."""
+
+    cluster: str = "local"
+    """``local`` or ``slurm``."""
+    partition: str | None = None
+    """SLURM partition (None: the default one)."""
+    gpus_per_task: int = 0
+    cpus_per_task: int = 1
+    time_min: int = 60
+    """Wall-clock limit of each array task in minutes."""
+    array_parallelism: int = 64
+    """Most array tasks running at once."""
+    wait: bool = True
+    """Block until the array has finished, then merge; else return at once (re-run to merge)."""
+    extra: dict = field(default_factory=dict)
+    """Further submitit parameters, passed through."""
+
+    def __post_init__(self) -> None:
+        require(self.cluster in ("local", "slurm"), "cluster", f"must be 'local' or 'slurm', got {self.cluster!r}")
+        require(self.gpus_per_task >= 0, "gpus_per_task", f"must be >= 0, got {self.gpus_per_task}")
+        require(self.cpus_per_task >= 1, "cpus_per_task", f"must be >= 1, got {self.cpus_per_task}")
+        require(self.time_min >= 1, "time_min", f"must be >= 1, got {self.time_min}")
+        require(self.array_parallelism >= 1, "array_parallelism", f"must be >= 1, got {self.array_parallelism}")
+
+    def resources(self, job_name: str) -> SlurmResources:
+        """What each array task asks SLURM for, under the job name ``job_name``."""
+        return SlurmResources(partition=self.partition, nodes=1, tasks_per_node=1, gpus_per_node=self.gpus_per_task,
+                              cpus_per_task=self.cpus_per_task, time_min=self.time_min,
+                              array_parallelism=self.array_parallelism, extra={"name": job_name, **self.extra})

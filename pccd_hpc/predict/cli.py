@@ -1,0 +1,121 @@
+"""``predict`` subcommand (crystal structure prediction from formulas) and ``predict-task`` for array jobs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from pccd_hpc.cluster.options import ClusterOptions
+from pccd_hpc.cluster.slurm import TIME_HELP, time_limit_arg
+from pccd_hpc.io_utils import checked_input_path
+from pccd_hpc.predict.config import MAX_CANDIDATES, PREDICT_FLAGS, PredictConfig
+from pccd_hpc.stage_config import flags_in_errors
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GUIDANCE = 3.0
+"""Guidance scale of predict (measured on MP-20 validation compositions outside the held-out split)."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``predict`` and ``predict-task`` subcommands."""
+    p = subparsers.add_parser(
+        "predict",
+        help="crystal structure prediction: k candidate structures for each formula (optionally relaxed and ranked)",
+        description="For each formula, sample --k crystals with exactly its composition (the element channel is "
+        "held at the formula's value while positions and lattice are sampled), write them as CIFs and "
+        "compositions/<formula>/candidates.csv, and with --relax rank them by relaxed energy per atom "
+        "(ranking.csv: best guess first). summary.csv lists every formula: done, refused (with the reason) or "
+        "pending. Re-running the same command resumes: finished formulas are verified and skipped.",
+    )
+    p.add_argument("--composition", action="append", default=None, metavar="FORMULA",
+                   help="a formula such as Sr2TiO4 (every number of formula units that fits 16 sites) or Sr4Ti2O8 "
+                   "(that cell as written); repeatable")
+    p.add_argument("--compositions", default=None, metavar="FILE", help="file with one formula per line (# comments)")
+    p.add_argument("--k", type=int, default=20, help=f"candidates per formula (default 20, at most {MAX_CANDIDATES})")
+    p.add_argument("--formula-units", type=int, default=None, metavar="Z",
+                   help="formula units per cell for every formula (default: as written, or every Z that fits)")
+    p.add_argument("--out", required=True, help="output folder (re-use it to resume)")
+    p.add_argument("--relax", action="store_true", help="relax every candidate and rank by energy per atom")
+    p.add_argument("--backend", default="chgnet", help="relaxation backend (default chgnet)")
+    p.add_argument("--relax-steps", type=int, default=500, help="most optimizer steps per relaxation (default 500)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint file, step-N/ folder or run folder (default: "
+                   "the bundled model)")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
+                   help=f"classifier-free guidance scale (default {DEFAULT_GUIDANCE:g})")
+    p.add_argument("--push-apart-factor", type=float, default=0.8,
+                   help="push atoms apart to this x the sum of covalent radii after decoding (default 0.8)")
+    p.add_argument("--no-push-apart", action="store_true", help="keep the candidates exactly as sampled")
+    p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    p.add_argument("--cluster", choices=["local", "slurm"], default="local",
+                   help="local: this process (default); slurm: a submitit array over the formulas")
+    p.add_argument("--array-size", type=int, default=None,
+                   help="array tasks the formulas are split over (default: 1 locally, one per 20 formulas on slurm)")
+    p.add_argument("--partition", default=None, help="SLURM partition")
+    p.add_argument("--gpus-per-task", type=int, default=0, help="GPUs per array task (default 0)")
+    p.add_argument("--cpus-per-task", type=int, default=2, help="CPU cores per array task (default 2)")
+    p.add_argument("--time", type=time_limit_arg, default="60", help=TIME_HELP.format(what="array task", default="60 minutes"))
+    p.add_argument("--no-wait", action="store_true", help="submit and return (re-run the command to merge)")
+    p.add_argument("--force-redo", action="store_true", help="replace a predict.json made with other settings")
+    p.set_defaults(func=_run_predict)
+
+    task = subparsers.add_parser("predict-task", help="run one task of an existing predict run (array jobs)")
+    task.add_argument("--out", required=True, help="predict folder holding predict.json")
+    task.add_argument("--task", type=int, required=True, help="task index (e.g. $SLURM_ARRAY_TASK_ID)")
+    task.set_defaults(func=_run_task)
+
+
+def read_formulas(given: list[str] | None, path: str | None) -> list[str]:
+    """The formulas of --composition and --compositions FILE, in order (blank lines and # comments skipped)."""
+    formulas = list(given or [])
+    if path:
+        source = checked_input_path(path, "--compositions")
+        for line in source.read_text(errors="replace").splitlines():
+            text = line.split("#", 1)[0].strip()
+            if text:
+                formulas.append(text)
+    if not formulas:
+        raise ValueError("give at least one formula: --composition Sr2TiO4 or --compositions FILE")
+    return formulas
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from pccd_hpc.generate.sampling import default_checkpoint, load_model, pick_device
+    from pccd_hpc.predict.stage import run_predict
+
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {args.out} is an existing file, not a folder")
+    formulas = read_formulas(args.composition, args.compositions)
+    n_tasks = args.array_size or (1 if args.cluster == "local" else max(1, -(-len(formulas) // 20)))
+    with flags_in_errors(PREDICT_FLAGS):
+        PredictConfig(compositions=formulas, k=args.k, formula_units=args.formula_units, steps=args.steps,
+                      guidance=args.guidance, seed=args.seed, relax_steps=args.relax_steps, n_tasks=n_tasks)
+        cluster = ClusterOptions(cluster=args.cluster, partition=args.partition, gpus_per_task=args.gpus_per_task,
+                                 cpus_per_task=args.cpus_per_task, time_min=args.time, wait=not args.no_wait)
+    checkpoint = checked_input_path(args.checkpoint, "--checkpoint") if args.checkpoint else default_checkpoint()
+    loaded = load_model(checkpoint, pick_device())
+    with flags_in_errors(PREDICT_FLAGS):
+        config = PredictConfig(
+            compositions=formulas, k=args.k, formula_units=args.formula_units, steps=args.steps,
+            guidance=args.guidance, push_apart_factor=None if args.no_push_apart else args.push_apart_factor,
+            seed=args.seed, relax=args.relax, backend=args.backend, relax_steps=args.relax_steps, n_tasks=n_tasks,
+            checkpoint=str(loaded.path or checkpoint), checkpoint_sha256=loaded.sha256)
+    rows = run_predict(config, out, cluster, loaded=loaded if args.cluster == "local" else None,
+                       force_redo=args.force_redo)
+    if rows is None:
+        return 0
+    for row in rows:
+        best = f", best {row['best_id']} ({row['best_energy_ev_per_atom']} eV/atom)" if row.get("best_id") else ""
+        print(f"{row['formula']}: {row['status']}" + (f": {row['reason']}" if row.get("reason") else best))
+    refused = [r for r in rows if r["status"] != "done"]
+    return 1 if refused else 0
+
+
+def _run_task(args: argparse.Namespace) -> int:
+    from pccd_hpc.predict.stage import run_predict_task
+
+    run_predict_task(args.out, args.task)
+    return 0
