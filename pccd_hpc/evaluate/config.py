@@ -42,6 +42,14 @@ class EvaluateConfig:
     push_apart_factor: float | None = 0.8
     """Also score the de novo samples after the generate stage's push-apart to this separation
     (:mod:`pccd_hpc.data.separation`, its default); None scores them only as sampled."""
+    csp_targets: int = 0
+    """Held-out structures for crystal structure prediction (composition and sites given); 0 skips the part."""
+    csp_k: int = 20
+    """CSP candidates per target (match rate at k = 1 and at this k)."""
+    csp_ranked: int = 0
+    """Of the CSP targets, how many also get every candidate relaxed (CHGNet) and ranked by energy."""
+    csp_relax_steps: int = 100
+    """Most optimizer steps per relaxation of the ranked CSP targets."""
     precision: str = "auto"
     """Network arithmetic: ``auto`` (bf16 autocast where the model was trained so), ``bf16`` or ``fp32``."""
 
@@ -49,6 +57,11 @@ class EvaluateConfig:
         for name in ("n_samples", "n_reconstruct", "n_train_reconstruct", "steps", "batch_size", "partial_t"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("csp_targets", "csp_ranked"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.csp_k < 1 or self.csp_relax_steps < 1:
+            raise ValueError(f"csp_k and csp_relax_steps must be >= 1, got {self.csp_k}, {self.csp_relax_steps}")
         if self.sampler not in ("ddim", "ddpm"):
             raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {self.sampler!r}")
         if self.precision not in ("auto", "bf16", "fp32"):

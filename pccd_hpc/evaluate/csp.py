@@ -137,8 +137,10 @@ Relaxer = Callable[[Structure, str], "tuple[Structure | None, float | None]"]
 
 
 def run_targets(folder: Path, targets: Sequence[tuple[str, Structure]], checkpoint_sampler, codec,
-                settings: CspSettings, relax: Relaxer | None = None) -> list[dict[str, Any]]:
-    """Score every ``(id, structure)`` target, one ``folder/<index>.json`` each (a re-run reuses finished ones)."""
+                settings: CspSettings, relax: Relaxer | None = None,
+                identity: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Score every ``(id, structure)`` target, one ``folder/target-<index>.json`` each; a re-run reuses the rows
+    made for the same target, k and ``identity`` (e.g. checkpoint and code hashes, settings), and redoes others."""
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for index, (record_id, target) in enumerate(targets):
@@ -146,7 +148,8 @@ def run_targets(folder: Path, targets: Sequence[tuple[str, Structure]], checkpoi
         if path.exists():
             try:
                 row = read_json(path, "CSP target row")
-                if row.get("id") == record_id and len(row.get("rms", [])) == settings.k:
+                if (row.get("id") == record_id and len(row.get("rms", [])) == settings.k
+                        and row.get("identity") == identity):
                     rows.append(row)
                     continue
             except ValueError:
@@ -159,7 +162,82 @@ def run_targets(folder: Path, targets: Sequence[tuple[str, Structure]], checkpoi
             pairs = [relax(c, f"{record_id}-{i}") if c is not None else (None, None) for i, c in enumerate(candidates)]
             relaxed, energies = [p[0] for p in pairs], [p[1] for p in pairs]
         row = {"id": record_id, **score_target(target, candidates, energies, relaxed),
-               "wall_s": time.perf_counter() - started}
+               "wall_s": time.perf_counter() - started, "identity": identity}
         atomic_write_json(path, row)
         rows.append(row)
     return rows
+
+
+CSP_CODE = ("pccd_hpc.model", "pccd_hpc.generate.sampling", "pccd_hpc.data.composition", "pccd_hpc.data.codec",
+            "pccd_hpc.data.separation", "pccd_hpc.data.roundtrip", "pccd_hpc.evaluate.csp")
+"""The code the CSP figures come from (its sha256 is part of the part's settings)."""
+CSP_FOLDER = "csp"
+
+
+def spread_targets(record_ids: Sequence[str], structures: Sequence[Structure], n: int,
+                   seed: int) -> list[tuple[str, Structure]]:
+    """``n`` held-out targets in a seeded order (all when n exceeds them)."""
+    order = np.random.default_rng(seed).permutation(len(structures))[:n]
+    return [(record_ids[i], structures[i]) for i in sorted(order.tolist())]
+
+
+def csp_part(out: Path, loaded, record_ids: Sequence[str], structures: Sequence[Structure], n_targets: int,
+             n_ranked: int, settings: CspSettings, relax_steps: int,
+             identity: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The evaluation's CSP part: ``n_targets`` held-out structures at k = 1 and k = ``settings.k``, the first
+    ``n_ranked`` of them also relaxed and ranked (CHGNet, at most ``relax_steps`` steps). Rows are kept in
+    ``out/csp/`` so an interrupted part resumes (only rows made with the same ``identity`` are reused)."""
+    from pccd_hpc.generate.sampling import CheckpointSampler
+
+    targets = spread_targets(record_ids, structures, n_targets, settings.seed)
+    sampler = CheckpointSampler(loaded, "ddim", settings.steps, settings.guidance)
+    codec = loaded.codec
+    rows = run_targets(out / CSP_FOLDER / "as-sampled", targets, sampler, codec, settings, identity=identity)
+    ks = sorted({1, settings.k})
+    result = csp_summary(rows, ks)
+    if n_ranked > 0:
+        from pccd_hpc.predict.ranking import make_relaxer
+
+        ranked_rows = run_targets(out / CSP_FOLDER / "ranked", targets[:n_ranked], sampler, codec, settings,
+                                  make_relaxer("chgnet", max_steps=relax_steps), identity)
+        ranked = csp_summary(ranked_rows, ks)
+        result.update({key: ranked[key] for key in ("ranked_relaxed", "ranked_as_sampled", "n_ranked_targets")
+                       if key in ranked})
+        result["ranked_subset_as_sampled"] = ranked["as_sampled"]
+        result["wall_s_per_ranked_target"] = ranked["wall_s_per_target"]
+    result["settings"] = {**settings.__dict__, "relax_steps": relax_steps, "n_targets": len(targets),
+                          "n_ranked": min(n_ranked, len(targets))}
+    result["peers_match_at_1_pct"] = PEERS_MATCH_AT_1_PCT
+    result["peers_match_at_20_pct"] = PEERS_MATCH_AT_20_PCT
+    return result, len(targets)
+
+
+def _pct(block: dict | None) -> str:
+    if not block or block.get("match_rate_pct") is None:
+        return "–"
+    rmse = "–" if block.get("rmse") is None else f"{block['rmse']:.3f}"
+    return f"{block['match_rate_pct']:.1f} % ({block['n_matched']}/{block['n_targets']}), RMSE {rmse}"
+
+
+def csp_page_lines(csp: dict[str, Any]) -> list[str]:
+    """The evaluation page's CSP section (markdown lines) from the part's result."""
+    s = csp["settings"]
+    k = f"k{s['k']}"
+    lines = ["", f"## Crystal structure prediction ({csp['n_targets']} held-out compositions)", "",
+             f"Composition and number of sites given; element channel inpainted; DDIM-{s['steps']}, guidance "
+             f"{s['guidance']}, push-apart {s['push_apart_factor']}; StructureMatcher stol 0.5, ltol 0.3, angle 10°; "
+             "RMSE normalised by (V/N)^(1/3), over matched targets.", "",
+             f"| | k = 1 | k = {s['k']} |", "|---|---|---|",
+             f"| as sampled | {_pct(csp['as_sampled'].get('k1'))} | {_pct(csp['as_sampled'].get(k))} |"]
+    if "ranked_relaxed" in csp:
+        n = csp["n_ranked_targets"]
+        lines += [f"| as sampled, the {n} ranked targets | {_pct(csp['ranked_subset_as_sampled'].get('k1'))} | "
+                  f"{_pct(csp['ranked_subset_as_sampled'].get(k))} |",
+                  f"| ranked by CHGNet energy (≤ {s['relax_steps']} steps), relaxed structures | "
+                  f"{_pct(csp['ranked_relaxed'].get('k1'))} | {_pct(csp['ranked_relaxed'].get(k))} |"]
+    peers = ", ".join(f"{name} {v:.2f} %" for name, v in csp["peers_match_at_1_pct"].items())
+    lines += ["", f"Peers on MP-20 (their test split, k = 1): {peers}; k = 20: DiffCSP 77.9 %.",
+              f"Wall time per composition: {csp['wall_s_per_target']:.1f} s as sampled"
+              + (f", {csp['wall_s_per_ranked_target']:.1f} s with ranking" if csp.get("wall_s_per_ranked_target") else "")
+              + "."]
+    return lines

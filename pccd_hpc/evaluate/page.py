@@ -130,6 +130,10 @@ def write_page(out: Path, summary: dict[str, Any], records: dict[str, dict]) -> 
               "Median atom error: distance in Å of each atom from the one it matches (same species, one-to-one), over "
               "the structures whose atom count is right; the 90th percentile follows in brackets.", ""]
     lines += [f"![{name}]({r['figure']})" for name, r in summary["reconstruction"].items() if r.get("figure")]
+    if summary.get("csp"):
+        from pccd_hpc.evaluate.csp import csp_page_lines
+
+        lines += csp_page_lines(summary["csp"])
     lines += ["", "## Wall time", "", "CPU time is this process's; where it is well below the wall time the machine was "
               "shared with other work.", "",
               "| part | wall time | CPU time | items | items/s | torch threads / usable CPUs | |",

@@ -14,6 +14,7 @@ gives the same candidates).
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 import re
@@ -92,7 +93,7 @@ def write_marker(folder: Path, marker_name: str, settings: dict[str, Any], files
 
 def make_candidates(folder: Path, formula: str, cells: Sequence[CellComposition], k: int, checkpoint_sampler,
                     codec, seed: int, push_apart_factor: float | None) -> list[tuple[str, Structure]]:
-    """Sample ``k`` candidates spread over ``cells`` (round robin), write their CIFs and ``candidates.csv``;
+    """Sample ``k`` candidates spread evenly over ``cells`` (the first cells take one more when k does not divide), write their CIFs and ``candidates.csv``;
     return the decoded ``(id, structure)``."""
     label = folder.name
     generator = torch.Generator().manual_seed(seed)
@@ -126,10 +127,12 @@ def make_candidates(folder: Path, formula: str, cells: Sequence[CellComposition]
     return decoded
 
 
+def read_candidate_rows(folder: Path) -> list[dict[str, str]]:
+    """The rows of a composition folder's ``candidates.csv``."""
+    with open(folder / "candidates.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def read_candidates(folder: Path) -> list[tuple[str, Structure]]:
     """The decoded ``(id, structure)`` of a finished composition folder, from its CIFs."""
-    import csv
-
-    with open(folder / "candidates.csv", newline="") as fh:
-        rows = [row for row in csv.DictReader(fh) if row["cif"]]
-    return [(row["id"], Structure.from_file(folder / row["cif"])) for row in rows]
+    return [(row["id"], Structure.from_file(folder / row["cif"])) for row in read_candidate_rows(folder) if row["cif"]]

@@ -58,6 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cpus-per-task", type=int, default=2, help="CPU cores per array task (default 2)")
     p.add_argument("--time", type=time_limit_arg, default="60", help=TIME_HELP.format(what="array task", default="60 minutes"))
     p.add_argument("--no-wait", action="store_true", help="submit and return (re-run the command to merge)")
+    p.add_argument("--plan-only", action="store_true",
+                   help="write predict.json and print the sbatch command for jobs/predict_array.sh; samples nothing")
     p.add_argument("--force-redo", action="store_true", help="replace a predict.json made with other settings")
     p.set_defaults(func=_run_predict)
 
@@ -103,6 +105,18 @@ def _run_predict(args: argparse.Namespace) -> int:
             guidance=args.guidance, push_apart_factor=None if args.no_push_apart else args.push_apart_factor,
             seed=args.seed, relax=args.relax, backend=args.backend, relax_steps=args.relax_steps, n_tasks=n_tasks,
             checkpoint=str(loaded.path or checkpoint), checkpoint_sha256=loaded.sha256)
+    if args.plan_only:
+        from pccd_hpc.folder_lock import folder_lock
+        from pccd_hpc.io_utils import checked_output_dir
+        from pccd_hpc.predict.stage import write_plan
+
+        folder = checked_output_dir(out, "--out")
+        with folder_lock(folder, f"predict --plan-only --out {folder}"):
+            write_plan(folder, config, args.force_redo)
+        print(f"{folder}/predict.json: {len(formulas)} formula(s) over {n_tasks} task(s)\n"
+              f"  submit:  sbatch --array=0-{n_tasks - 1} jobs/predict_array.sh {folder}\n"
+              f"  then merge (summary.csv): re-run this command without --plan-only")
+        return 0
     rows = run_predict(config, out, cluster, loaded=loaded if args.cluster == "local" else None,
                        force_redo=args.force_redo)
     if rows is None:

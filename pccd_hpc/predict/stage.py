@@ -20,7 +20,7 @@ from pccd_hpc.data.composition import CellComposition, cell_compositions
 from pccd_hpc.folder_lock import folder_lock, task_lock
 from pccd_hpc.io_utils import atomic_write_csv, atomic_write_json, checked_output_dir, read_json, remove_stale_temps
 from pccd_hpc.predict.candidates import (
-    candidates_problem, composition_folder, composition_label, composition_seed, make_candidates, read_candidates,
+    candidates_problem, composition_folder, composition_label, composition_seed, make_candidates, read_candidate_rows, read_candidates,
     marker_problem, write_marker,
 )
 from pccd_hpc.predict.config import PredictConfig
@@ -137,7 +137,7 @@ def _run_formulas(out: Path, config: PredictConfig, formulas: Sequence[str], loa
                          {"formula": formula, "label": label, "n_valid": len(candidates),
                           "sampling_wall_s": round(time.perf_counter() - started, 3)})
         if config.relax:
-            _rank(folder, formula, cells, candidates, config)
+            _rank(folder, formula, candidates, config)
         done.append(label)
     return done
 
@@ -149,7 +149,7 @@ def _plan_codec(config: PredictConfig) -> CodecConfig:
     return load_checkpoint(config.checkpoint).codec
 
 
-def _rank(folder: Path, formula: str, cells: Sequence[CellComposition], candidates, config: PredictConfig) -> None:
+def _rank(folder: Path, formula: str, candidates, config: PredictConfig) -> None:
     from pccd_hpc.predict.ranking import RANKING_COLUMNS, make_relaxer, rank_records, relax_candidates
 
     settings = {**config.sampling_settings(), **config.ranking_settings()}
@@ -159,9 +159,9 @@ def _rank(folder: Path, formula: str, cells: Sequence[CellComposition], candidat
     details: dict[str, Any] = {}
     relax = make_relaxer(config.backend, config.relax_steps, details=details)
     records = relax_candidates(folder, candidates, relax, details)
-    units = {f"{folder.name}-{i:03d}": cells[i % len(cells)] for i in range(config.k)}
-    rows = [{**r, "formula": units[r["id"]].reduced_formula, "formula_units": units[r["id"]].formula_units,
-             "n_sites": units[r["id"]].n_sites, "candidate_cif": f"cifs/{r['id']}.cif"} for r in rank_records(records)]
+    made = {row["id"]: row for row in read_candidate_rows(folder)}
+    rows = [{**r, **{key: made[r["id"]][key] for key in ("formula", "formula_units", "n_sites")},
+             "candidate_cif": made[r["id"]]["cif"]} for r in rank_records(records)]
     atomic_write_csv(folder / "ranking.csv", rows, RANKING_COLUMNS)
     best = rows[0] if rows and rows[0].get("energy_ev_per_atom") is not None else None
     write_marker(folder, "ranking.json", settings, ["ranking.csv"],
