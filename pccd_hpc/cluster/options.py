@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 
-from pccd_hpc.cluster.slurm import SlurmResources
+from pccd_hpc.cluster.slurm import TIME_HELP, SlurmResources, time_limit_arg
 from pccd_hpc.stage_config import require
 
 
@@ -39,3 +40,19 @@ class ClusterOptions:
         return SlurmResources(partition=self.partition, nodes=1, tasks_per_node=1, gpus_per_node=self.gpus_per_task,
                               cpus_per_task=self.cpus_per_task, time_min=self.time_min,
                               array_parallelism=self.array_parallelism, extra={"name": job_name, **self.extra})
+
+
+def add_array_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of where array tasks run: --partition, --gpus-per-task, --cpus-per-task, --time, --no-wait."""
+    parser.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's default)")
+    parser.add_argument("--gpus-per-task", type=int, default=0, help="GPUs per array task (default 0)")
+    parser.add_argument("--cpus-per-task", type=int, default=2, help="CPU cores per array task (default 2)")
+    parser.add_argument("--time", type=time_limit_arg, default="60",
+                        help=TIME_HELP.format(what="array task", default="60 minutes"))
+    parser.add_argument("--no-wait", action="store_true", help="submit and return (re-run the command to merge)")
+
+
+def cluster_options(args: argparse.Namespace) -> ClusterOptions:
+    """The ClusterOptions of parsed ``--cluster`` and :func:`add_array_flags` flags."""
+    return ClusterOptions(cluster=args.cluster, partition=args.partition, gpus_per_task=args.gpus_per_task,
+                          cpus_per_task=args.cpus_per_task, time_min=args.time, wait=not args.no_wait)

@@ -305,10 +305,15 @@ def decode_lattice(tensor: np.ndarray, config: CodecConfig) -> tuple[np.ndarray,
     return lengths, angles_deg
 
 
-def decoded_lattice(tensor: np.ndarray, config: CodecConfig) -> Lattice | str:
-    """The lattice channel 2 of ``tensor`` (3, n_points, 3) describes, or why it is not a usable lattice."""
-    lengths, angles = decode_lattice(np.asarray(tensor, dtype=np.float64), config)
-    return _checked_lattice(lengths, angles, config)
+def decoded_lattice(tensor: np.ndarray, config: CodecConfig) -> Lattice | DecodeResult:
+    """The lattice channel 2 of ``tensor`` (3, n_points, 3) describes, or the rejection (``non_finite`` or
+    ``degenerate_lattice``) of a tensor that holds none."""
+    tensor = np.asarray(tensor, dtype=np.float64)
+    if not np.all(np.isfinite(tensor)):
+        return DecodeResult(None, "non_finite", "tensor holds NaN or inf")
+    lengths, angles = decode_lattice(tensor, config)
+    lattice = _checked_lattice(lengths, angles, config)
+    return DecodeResult(None, "degenerate_lattice", lattice) if isinstance(lattice, str) else lattice
 
 
 def decode_tensor(
@@ -327,11 +332,9 @@ def decode_tensor(
     if tensor.shape != (N_CHANNELS, config.n_points, 3):
         raise ValueError(f"tensor must have shape (3, {config.n_points}, 3), got {tensor.shape}")
     element_z = np.asarray(element_z, dtype=np.int64)
-    if not np.all(np.isfinite(tensor)):
-        return DecodeResult(None, "non_finite", "tensor holds NaN or inf")
     lattice = decoded_lattice(tensor, config)
-    if isinstance(lattice, str):
-        return DecodeResult(None, "degenerate_lattice", lattice)
+    if isinstance(lattice, DecodeResult):
+        return lattice
     matrix = lattice.matrix
 
     coords = np.mod(tensor[0], 1.0)

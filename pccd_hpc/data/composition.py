@@ -134,13 +134,10 @@ def decode_with_sites(tensor: np.ndarray, cell: CellComposition, codec: CodecCon
     Rejections: ``non_finite``, ``degenerate_lattice``, and ``overlapping_atoms`` when two atoms are closer
     than ``min_distance_ang`` (default the codec's; 0 keeps them, e.g. for a push-apart).
     """
-    tensor = np.asarray(tensor, dtype=np.float64)
-    if not np.all(np.isfinite(tensor)):
-        return DecodeResult(None, "non_finite", "tensor holds NaN or inf")
     lattice = decoded_lattice(tensor, codec)
-    if isinstance(lattice, str):
-        return DecodeResult(None, "degenerate_lattice", lattice)
-    positions, _ = block_means(np.mod(tensor[0], 1.0), cell.n_sites, lattice.matrix)
+    if isinstance(lattice, DecodeResult):
+        return lattice
+    positions, _ = block_means(np.mod(np.asarray(tensor[0], dtype=np.float64), 1.0), cell.n_sites, lattice.matrix)
     limit = codec.min_distance_ang if min_distance_ang is None else min_distance_ang
     closest = closest_pair_ang(positions, lattice.matrix)
     if closest < limit:
