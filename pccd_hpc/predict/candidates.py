@@ -46,11 +46,16 @@ def composition_label(cells: Sequence[CellComposition], fixed_units: bool) -> st
     return cell.label if fixed_units else cell.reduced_formula
 
 
-def composition_folder(out_dir: Path, label: str) -> Path:
-    """``DIR/compositions/<label>``, refusing a label that is not a plain formula (it becomes a folder name)."""
+def check_label(label: str) -> str:
+    """``label`` when it is a plain formula label usable as a folder name, else ``ValueError`` naming it."""
     if not _LABEL.match(label):
         raise ValueError(f"{label!r} is not usable as a folder name (letters and digits of a formula only)")
-    return Path(out_dir) / COMPOSITIONS_DIR / label
+    return label
+
+
+def composition_folder(out_dir: Path, label: str) -> Path:
+    """``DIR/compositions/<label>``, refusing a label that is not a plain formula (it becomes a folder name)."""
+    return Path(out_dir) / COMPOSITIONS_DIR / check_label(label)
 
 
 def composition_seed(seed: int, label: str) -> int:

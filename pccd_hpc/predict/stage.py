@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from pccd_hpc.cluster.options import ClusterOptions
 from pccd_hpc.data.codec import CodecConfig, RecordError
@@ -20,11 +20,14 @@ from pccd_hpc.data.composition import CellComposition, cell_compositions
 from pccd_hpc.folder_lock import folder_lock, task_lock
 from pccd_hpc.io_utils import atomic_write_csv, atomic_write_json, checked_output_dir, read_json, remove_stale_temps
 from pccd_hpc.predict.candidates import (
-    candidates_problem, composition_folder, composition_label, composition_seed, make_candidates, read_candidate_rows, read_candidates,
+    candidates_problem, check_label, composition_folder, composition_label, composition_seed, make_candidates, read_candidate_rows, read_candidates,
     marker_problem, write_marker,
 )
 from pccd_hpc.predict.config import PredictConfig
 from pccd_hpc.stage_config import config_from_dict
+
+if TYPE_CHECKING:
+    from pccd_hpc.generate.sampling import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +46,8 @@ def resolve(formulas: Sequence[str], codec: CodecConfig,
     for formula in formulas:
         try:
             cells = cell_compositions(formula, codec, formula_units)
-            label = composition_label(cells, formula_units is not None or cells[0].formula_units > 1 and len(cells) == 1)
-            composition_folder(Path("."), label)  # the label becomes a folder name: checked here
+            fixed_units = formula_units is not None or (len(cells) == 1 and cells[0].formula_units > 1)
+            label = check_label(composition_label(cells, fixed_units))  # it becomes a folder name
         except RecordError as err:
             refused.append((formula, f"does not fit the codec: {err.reason.replace('_', ' ')} "
                                      f"({str(err).split(': ', 2)[-1]})"))
@@ -99,7 +102,8 @@ def run_predict_task(out_dir: str | Path, task: int) -> list[str]:
         return _run_formulas(out, config, task_formulas(config, task))
 
 
-def _run_formulas(out: Path, config: PredictConfig, formulas: Sequence[str], loaded=None) -> list[str]:
+def _run_formulas(out: Path, config: PredictConfig, formulas: Sequence[str],
+                  loaded: LoadedModel | None = None) -> list[str]:
     from pccd_hpc.generate.sampling import CheckpointSampler, load_model, pick_device
 
     state: dict[str, Any] = {}
@@ -202,7 +206,7 @@ def summarise(out: Path, config: PredictConfig, codec: CodecConfig) -> list[dict
 
 
 def run_predict(config: PredictConfig, out_dir: str | Path, cluster: ClusterOptions | None = None,
-                loaded=None, force_redo: bool = False) -> list[dict[str, Any]] | None:
+                loaded: LoadedModel | None = None, force_redo: bool = False) -> list[dict[str, Any]] | None:
     """Run (or resume) a prediction; return the summary rows, or None when SLURM tasks were left running."""
     cluster = cluster or ClusterOptions()
     out = checked_output_dir(out_dir, "--out")
