@@ -71,7 +71,7 @@ def main() -> None:
                            push_apart_factor=None if args.no_push_apart else args.push_apart_factor)
     relax = None
     if args.relax_steps:
-        from pccd_hpc.predict.ranking import make_relaxer
+        from pccd_hpc.materials.energy_ranking import make_relaxer
 
         relax = make_relaxer("chgnet", max_steps=args.relax_steps)
     sampler = CheckpointSampler(loaded, "ddim", args.steps, args.guidance)

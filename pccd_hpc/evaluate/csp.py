@@ -16,7 +16,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from pymatgen.core import Structure
 from pccd_hpc.data.composition import CellComposition, composition_of_structure, decode_candidate
 from pccd_hpc.data.roundtrip import structure_matcher
 from pccd_hpc.io_utils import atomic_write_json, read_json
+from pccd_hpc.materials.energy_ranking import Relaxer, energy_order
 from pccd_hpc.model.inpainting import sample_cell_candidates
 
 log = logging.getLogger(__name__)
@@ -101,11 +102,6 @@ def score_target(target: Structure, candidates: Sequence[Structure | None],
     return row
 
 
-def ranked_order(energies: Sequence[float | None]) -> list[int]:
-    """Candidate indices by energy per atom, lowest first; candidates without an energy last, in sample order."""
-    return sorted(range(len(energies)), key=lambda i: (energies[i] is None, energies[i] or 0.0, i))
-
-
 def _at_k(rms_lists: Sequence[Sequence[float | None]], k: int) -> dict[str, Any]:
     best = [min((r for r in rms[:k] if r is not None), default=None) for rms in rms_lists]
     matched = [b for b in best if b is not None]
@@ -122,18 +118,14 @@ def csp_summary(rows: Sequence[dict[str, Any]], ks: Sequence[int] = (1, 20)) -> 
                                                                       for k in ks}}
     ranked_rows = [r for r in rows if "energy_ev_per_atom" in r and "rms_relaxed" in r]
     if ranked_rows:
-        ordered = [[r["rms_relaxed"][i] for i in ranked_order(r["energy_ev_per_atom"])] for r in ranked_rows]
+        ordered = [[r["rms_relaxed"][i] for i in energy_order(r["energy_ev_per_atom"])] for r in ranked_rows]
         summary["ranked_relaxed"] = {f"k{k}": _at_k(ordered, k) for k in ks}
-        as_sampled_ranked = [[r["rms"][i] for i in ranked_order(r["energy_ev_per_atom"])] for r in ranked_rows]
+        as_sampled_ranked = [[r["rms"][i] for i in energy_order(r["energy_ev_per_atom"])] for r in ranked_rows]
         summary["ranked_as_sampled"] = {f"k{k}": _at_k(as_sampled_ranked, k) for k in ks}
         summary["n_ranked_targets"] = len(ranked_rows)
     walls = [r["wall_s"] for r in rows if r.get("wall_s") is not None]
     summary["wall_s_per_target"] = float(np.mean(walls)) if walls else None
     return summary
-
-
-Relaxer = Callable[[Structure, str], "tuple[Structure | None, float | None]"]
-"""``relax(structure, record_id) -> (relaxed structure, energy per atom)``, (None, None) when it failed."""
 
 
 def run_targets(folder: Path, targets: Sequence[tuple[str, Structure]], checkpoint_sampler, codec,
@@ -196,7 +188,7 @@ def csp_part(out: Path, loaded, record_ids: Sequence[str], structures: Sequence[
     ks = sorted({1, settings.k})
     result = csp_summary(rows, ks)
     if n_ranked > 0:
-        from pccd_hpc.predict.ranking import make_relaxer
+        from pccd_hpc.materials.energy_ranking import make_relaxer
 
         ranked_rows = run_targets(out / CSP_FOLDER / "ranked", targets[:n_ranked], sampler, codec, settings,
                                   make_relaxer("chgnet", max_steps=relax_steps), identity)

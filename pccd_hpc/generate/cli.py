@@ -7,12 +7,12 @@ import json
 import logging
 from pathlib import Path
 
-from pccd_hpc.cluster.options import add_array_flags, cluster_options
+from pccd_hpc.cluster.slurm import TIME_HELP, time_limit_arg
 from pccd_hpc.data.codec import DECODE_METHODS, CodecConfig
 from pccd_hpc.folder_lock import folder_lock
 from pccd_hpc.generate.plan import GeneratePlan, generate_bounds_problem, read_plan, tasks_needed
 from pccd_hpc.generate.sampling import check_site_request, default_checkpoint, load_model, pick_device
-from pccd_hpc.generate.stage import run_generate
+from pccd_hpc.generate.stage import ClusterOptions, run_generate
 from pccd_hpc.generate.systems import read_systems
 from pccd_hpc.generate.tasks import run_task
 from pccd_hpc.io_utils import checked_input_path
@@ -74,7 +74,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--array-size", type=int, default=None,
                      help="number of tasks (default: the plan's in an existing --out, else 1 for --cluster local "
                      "and ceil(N/1000) for slurm or --plan-only)")
-    add_array_flags(gen)
+    gen.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's default)")
+    gen.add_argument("--gpus-per-task", type=int, default=0, help="GPUs per array task (default 0)")
+    gen.add_argument("--cpus-per-task", type=int, default=2, help="CPU cores per array task (default 2)")
+    gen.add_argument("--time", type=time_limit_arg, default="60", help=TIME_HELP.format(what="array task", default="60 minutes"))
+    gen.add_argument("--no-wait", action="store_true", help="submit and return (re-run the command to merge)")
     gen.add_argument("--plan-only", action="store_true",
                      help="write plan.json and print the tasks, the sbatch command for jobs/generate_array.sh and "
                      "an estimated time from the model's speed measured here; samples nothing")
@@ -107,7 +111,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     systems = read_systems(args.elements or (None if args.systems else ["paper"]), args.systems)
     with flags_in_errors(PLAN_FLAGS):
         plan = _plan(args, loaded, checkpoint, systems, n_tasks)
-        cluster = cluster_options(args)
+        cluster = ClusterOptions(cluster=args.cluster, partition=args.partition, gpus_per_task=args.gpus_per_task,
+                                 cpus_per_task=args.cpus_per_task, time_min=args.time, wait=not args.no_wait)
     if args.plan_only:
         from pccd_hpc.generate.plan import write_plan
         from pccd_hpc.generate.plan_report import describe_plan, measure_seconds_per_sample

@@ -46,7 +46,7 @@ def describe_plan(out_dir: Path, plan: GeneratePlan, cluster: ClusterOptions,
     if plan.n_tasks == 1 and plan.n > 1000:
         lines.append(f"  one task does all {plan.n} samples: --array-size K splits them into K array tasks")
     # no pre-timeout signal: the plain script does not catch it, and a task cut off resumes from its batches
-    command = array_command(ARRAY_SCRIPT, [str(out_dir)], replace(cluster.resources("pccd-generate"), signal_delay_s=0), plan.n_tasks)
+    command = array_command(ARRAY_SCRIPT, [str(out_dir)], replace(cluster.resources(), signal_delay_s=0), plan.n_tasks)
     lines.append("  submit:  " + shlex.join(command))
     lines.append("  then merge (tables, CIFs, pictures, summary.json): re-run this command without --plan-only")
     if seconds_per_sample is not None:

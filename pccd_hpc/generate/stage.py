@@ -11,10 +11,11 @@ import json
 import logging
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pccd_hpc.cluster.options import ClusterOptions
+from pccd_hpc.cluster.slurm import SlurmResources
 from pccd_hpc.data.shards import shard_name
 from pccd_hpc.folder_lock import folder_lock
 from pccd_hpc.generate.plan import PLAN_NAME, GeneratePlan, write_plan
@@ -22,11 +23,45 @@ from pccd_hpc.generate.summary import summarise
 from pccd_hpc.generate.tasks import TensorSampler, foreign_task_problem, remove_task_files, run_task, task_done
 from pccd_hpc.io_utils import checked_output_dir, remove_stale_temps
 from pccd_hpc.progress import Progress
+from pccd_hpc.stage_config import require
 
 if TYPE_CHECKING:
     from pccd_hpc.generate.sampling import LoadedModel
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClusterOptions:
+    """Where tasks run: ``local`` (this process) or ``slurm`` (a submitit array)."""
+
+    cluster: str = "local"
+    """``local`` or ``slurm``."""
+    partition: str | None = None
+    """SLURM partition (None: the default one)."""
+    gpus_per_task: int = 0
+    cpus_per_task: int = 1
+    time_min: int = 60
+    """Wall-clock limit of each array task in minutes."""
+    array_parallelism: int = 64
+    """Most array tasks running at once."""
+    wait: bool = True
+    """Block until the array has finished, then merge; else return at once (re-run to merge)."""
+    extra: dict = field(default_factory=dict)
+    """Further submitit parameters, passed through."""
+
+    def __post_init__(self) -> None:
+        require(self.cluster in ("local", "slurm"), "cluster", f"must be 'local' or 'slurm', got {self.cluster!r}")
+        require(self.gpus_per_task >= 0, "gpus_per_task", f"must be >= 0, got {self.gpus_per_task}")
+        require(self.cpus_per_task >= 1, "cpus_per_task", f"must be >= 1, got {self.cpus_per_task}")
+        require(self.time_min >= 1, "time_min", f"must be >= 1, got {self.time_min}")
+        require(self.array_parallelism >= 1, "array_parallelism", f"must be >= 1, got {self.array_parallelism}")
+
+    def resources(self) -> SlurmResources:
+        """What each array task asks SLURM for."""
+        return SlurmResources(partition=self.partition, nodes=1, tasks_per_node=1, gpus_per_node=self.gpus_per_task,
+                              cpus_per_task=self.cpus_per_task, time_min=self.time_min,
+                              array_parallelism=self.array_parallelism, extra={"name": "pccd-generate", **self.extra})
 
 
 def run_generate(plan: GeneratePlan, out_dir: str | Path, cluster: ClusterOptions | None = None,
@@ -91,7 +126,7 @@ def _run_local(out: Path, plan: GeneratePlan, todo: list[int], loaded: LoadedMod
 def _run_slurm(out: Path, todo: list[int], cluster: ClusterOptions) -> bool:
     from pccd_hpc.cluster.jobs import submit_array, wait_for_results
 
-    jobs = submit_array(run_task, [(str(out), task) for task in todo], out / "slurm", cluster.resources("pccd-generate"))
+    jobs = submit_array(run_task, [(str(out), task) for task in todo], out / "slurm", cluster.resources())
     if not cluster.wait:
         log.info("not waiting: re-run the same command to merge once the array has finished")
         return False

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from pccd_hpc.cluster.options import add_array_flags, cluster_options
+from pccd_hpc.cluster.slurm import TIME_HELP, SlurmResources, time_limit_arg
 from pccd_hpc.io_utils import checked_input_path
 from pccd_hpc.predict.config import MAX_CANDIDATES, PREDICT_FLAGS, PredictConfig
 from pccd_hpc.stage_config import flags_in_errors
@@ -52,7 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="local: this process (default); slurm: a submitit array over the formulas")
     p.add_argument("--array-size", type=int, default=None,
                    help="array tasks the formulas are split over (default: 1 locally, one per 20 formulas on slurm)")
-    add_array_flags(p)
+    p.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's default)")
+    p.add_argument("--gpus-per-task", type=int, default=0, help="GPUs per array task (default 0)")
+    p.add_argument("--cpus-per-task", type=int, default=2, help="CPU cores per array task (default 2)")
+    p.add_argument("--time", type=time_limit_arg, default="60", help=TIME_HELP.format(what="array task", default="60 minutes"))
+    p.add_argument("--no-wait", action="store_true", help="submit and return (re-run the command to merge)")
     p.add_argument("--plan-only", action="store_true",
                    help="write predict.json and print the sbatch command for jobs/predict_array.sh; samples nothing")
     p.add_argument("--force-redo", action="store_true", help="replace a predict.json made with other settings")
@@ -90,7 +94,9 @@ def _run_predict(args: argparse.Namespace) -> int:
     with flags_in_errors(PREDICT_FLAGS):
         PredictConfig(compositions=formulas, k=args.k, formula_units=args.formula_units, steps=args.steps,
                       guidance=args.guidance, seed=args.seed, relax_steps=args.relax_steps, n_tasks=n_tasks)
-        cluster = cluster_options(args)
+        slurm = SlurmResources(partition=args.partition, gpus_per_node=args.gpus_per_task,
+                               cpus_per_task=args.cpus_per_task, time_min=args.time, array_parallelism=64,
+                               signal_delay_s=SlurmResources.signal_delay_s if args.time * 60 > 120 else 0)
     checkpoint = checked_input_path(args.checkpoint, "--checkpoint") if args.checkpoint else default_checkpoint()
     loaded = load_model(checkpoint, pick_device())
     with flags_in_errors(PREDICT_FLAGS):
@@ -98,7 +104,7 @@ def _run_predict(args: argparse.Namespace) -> int:
             compositions=formulas, k=args.k, formula_units=args.formula_units, steps=args.steps,
             guidance=args.guidance, push_apart_factor=None if args.no_push_apart else args.push_apart_factor,
             seed=args.seed, relax=args.relax, backend=args.backend, relax_steps=args.relax_steps, n_tasks=n_tasks,
-            checkpoint=str(loaded.path or checkpoint), checkpoint_sha256=loaded.sha256)
+            checkpoint=str(loaded.path or checkpoint), checkpoint_sha256=loaded.sha256, codec=loaded.codec.to_dict())
     if args.plan_only:
         from pccd_hpc.folder_lock import folder_lock
         from pccd_hpc.io_utils import checked_output_dir
@@ -111,8 +117,9 @@ def _run_predict(args: argparse.Namespace) -> int:
               f"  submit:  sbatch --array=0-{n_tasks - 1} jobs/predict_array.sh {folder}\n"
               f"  then merge (summary.csv): re-run this command without --plan-only")
         return 0
-    rows = run_predict(config, out, cluster, loaded=loaded if args.cluster == "local" else None,
-                       force_redo=args.force_redo)
+    on_slurm = args.cluster == "slurm"
+    rows = run_predict(config, out, slurm if on_slurm else None, loaded=None if on_slurm else loaded,
+                       force_redo=args.force_redo, wait=not args.no_wait)
     if rows is None:
         return 0
     for row in rows:

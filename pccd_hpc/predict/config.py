@@ -41,6 +41,8 @@ class PredictConfig:
     """The checkpoint file or step folder (resolved)."""
     checkpoint_sha256: str = ""
     """Its sha256 (a changed checkpoint is refused on resume)."""
+    codec: dict[str, Any] = field(default_factory=dict)
+    """The checkpoint's codec settings (its limits decide which formulas fit; blocks are read with it)."""
 
     def __post_init__(self) -> None:
         require(1 <= self.k <= MAX_CANDIDATES, "k", f"must be in [1, {MAX_CANDIDATES}], got {self.k}")
@@ -71,5 +73,6 @@ class PredictConfig:
 
 PREDICT_FLAGS = {"k": "--k", "formula_units": "--formula-units", "steps": "--steps", "guidance": "--guidance",
                  "push_apart_factor": "--push-apart-factor", "seed": "--seed", "relax_steps": "--relax-steps",
-                 "n_tasks": "--array-size", "compositions": "--composition", "backend": "--backend"}
-"""Config fields and the predict flag that sets each (for error messages)."""
+                 "n_tasks": "--array-size", "compositions": "--composition", "backend": "--backend",
+                 "gpus_per_node": "--gpus-per-task", "cpus_per_task": "--cpus-per-task", "time_min": "--time"}
+"""Config fields (and SLURM resources) and the predict flag that sets each (for error messages)."""

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from pccd_hpc.cluster.options import ClusterOptions
+from pccd_hpc.cluster.slurm import SlurmResources
 from pccd_hpc.data.codec import CodecConfig, RecordError
 from pccd_hpc.data.composition import CellComposition, cell_compositions
 from pccd_hpc.folder_lock import folder_lock, task_lock
@@ -113,11 +114,10 @@ def _run_formulas(out: Path, config: PredictConfig, formulas: Sequence[str],
             model = loaded or load_model(config.checkpoint, pick_device())
             if model.sha256 != config.checkpoint_sha256:
                 raise ValueError(f"{config.checkpoint} changed since {out / PLAN_NAME} was made (sha256 differs)")
-            state["codec"] = model.codec
             state["sampler"] = CheckpointSampler(model, "ddim", config.steps, config.guidance)
         return state["sampler"]
 
-    codec = loaded.codec if loaded is not None else _plan_codec(config)
+    codec = CodecConfig.from_dict(config.codec)
     kept, refused = resolve(formulas, codec, config.formula_units)
     for formula, reason in refused:
         log.error("%s: %s", formula, reason)
@@ -146,15 +146,9 @@ def _run_formulas(out: Path, config: PredictConfig, formulas: Sequence[str],
     return done
 
 
-def _plan_codec(config: PredictConfig) -> CodecConfig:
-    """The checkpoint's codec without building its network (checking formulas needs only its limits)."""
-    from pccd_hpc.train.checkpoint import load_checkpoint
-
-    return load_checkpoint(config.checkpoint).codec
-
-
 def _rank(folder: Path, formula: str, candidates, config: PredictConfig) -> None:
-    from pccd_hpc.predict.ranking import RANKING_COLUMNS, make_relaxer, rank_records, relax_candidates
+    from pccd_hpc.materials.energy_ranking import make_relaxer
+    from pccd_hpc.predict.ranking import RANKING_COLUMNS, rank_records, relax_candidates
 
     settings = {**config.sampling_settings(), **config.ranking_settings()}
     if marker_problem(folder, "ranking.json", settings) is None:
@@ -205,23 +199,24 @@ def summarise(out: Path, config: PredictConfig, codec: CodecConfig) -> list[dict
     return rows
 
 
-def run_predict(config: PredictConfig, out_dir: str | Path, cluster: ClusterOptions | None = None,
-                loaded: LoadedModel | None = None, force_redo: bool = False) -> list[dict[str, Any]] | None:
-    """Run (or resume) a prediction; return the summary rows, or None when SLURM tasks were left running."""
-    cluster = cluster or ClusterOptions()
+def run_predict(config: PredictConfig, out_dir: str | Path, slurm: SlurmResources | None = None,
+                loaded: LoadedModel | None = None, force_redo: bool = False,
+                wait: bool = True) -> list[dict[str, Any]] | None:
+    """Run (or resume) a prediction here, or with ``slurm`` as a submitit array of ``config.n_tasks`` tasks; return
+    the summary rows, or None when the array was left running (``wait`` False: re-run to merge)."""
     out = checked_output_dir(out_dir, "--out")
+    codec = CodecConfig.from_dict(config.codec)
     with folder_lock(out, f"predict --out {out}"):
         write_plan(out, config, force_redo)
-        codec = loaded.codec if loaded is not None else _plan_codec(config)
-        if cluster.cluster == "local":
+        if slurm is None:
             _run_formulas(out, config, config.compositions, loaded)
-    if cluster.cluster == "slurm":
+    if slurm is not None:  # the array tasks take the folder lock shared, each with its own task lock
         from pccd_hpc.cluster.jobs import submit_array, wait_for_results
 
         tasks = list(range(min(config.n_tasks, len(config.compositions))))
-        jobs = submit_array(run_predict_task, [(str(out), task) for task in tasks], out / "slurm",
-                            cluster.resources("pccd-predict"))
-        if not cluster.wait:
+        resources = replace(slurm, extra={"name": "pccd-predict", **slurm.extra})
+        jobs = submit_array(run_predict_task, [(str(out), task) for task in tasks], out / "slurm", resources)
+        if not wait:
             log.info("not waiting: re-run the same command to merge once the array has finished")
             return None
         wait_for_results(jobs, [f"task {task}" for task in tasks], what="predict tasks")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from pccd_hpc.evaluate.csp import CspSettings, csp_page_lines, csp_part, csp_summary, match_rms, ranked_order
+from pccd_hpc.evaluate.csp import CspSettings, csp_page_lines, csp_part, csp_summary, match_rms
+from pccd_hpc.materials.energy_ranking import energy_order
 from pccd_hpc.evaluate.denovo import load_heldout
 
 
@@ -56,7 +57,7 @@ def test_summary_counts_matches_at_k_and_ranks_by_energy() -> None:
     assert summary["ranked_relaxed"]["k1"]["n_matched"] == 1 and summary["ranked_relaxed"]["k1"]["rmse"] == 0.05
     assert summary["ranked_relaxed"]["k3"]["rmse"] == pytest.approx((0.05 + 0.1) / 2)
     assert summary["wall_s_per_target"] == pytest.approx(3.0)
-    assert ranked_order([None, -1.0, -2.0]) == [2, 1, 0]
+    assert energy_order([None, -1.0, -2.0]) == [2, 1, 0]
 
 
 @pytest.mark.slow

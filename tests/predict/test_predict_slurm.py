@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pccd_hpc.cluster.options import ClusterOptions
+from pccd_hpc.cluster.slurm import SlurmResources
 from pccd_hpc.generate.sampling import default_checkpoint, load_model
 from pccd_hpc.predict.config import PredictConfig
 from pccd_hpc.predict.stage import run_predict
@@ -17,8 +17,9 @@ from pccd_hpc.predict.stage import run_predict
 def test_predict_runs_formulas_as_a_slurm_array(tmp_path: Path, local_slurm) -> None:
     loaded = load_model(str(default_checkpoint()))
     config = PredictConfig(compositions=["NaCl", "Sr2TiO4", "Ba2YCu3O7"], k=2, steps=3, n_tasks=2,
-                           checkpoint=str(loaded.path or default_checkpoint()), checkpoint_sha256=loaded.sha256)
-    rows = run_predict(config, tmp_path, ClusterOptions(cluster="slurm", time_min=5, cpus_per_task=1))
+                           checkpoint=str(loaded.path or default_checkpoint()), checkpoint_sha256=loaded.sha256,
+                           codec=loaded.codec.to_dict())
+    rows = run_predict(config, tmp_path, SlurmResources(time_min=5, cpus_per_task=1))
     assert {r["formula"]: r["status"] for r in rows} == {"NaCl": "done", "Sr2TiO4": "done", "Ba2YCu3O7": "refused"}
     assert any((tmp_path / "slurm").glob("*_0_log.out")) and any((tmp_path / "slurm").glob("*_1_log.out"))
     with open(tmp_path / "summary.csv", newline="") as fh:
