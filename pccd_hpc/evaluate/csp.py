@@ -233,3 +233,19 @@ def csp_page_lines(csp: dict[str, Any]) -> list[str]:
               + (f", {csp['wall_s_per_ranked_target']:.1f} s with ranking" if csp.get("wall_s_per_ranked_target") else "")
               + "."]
     return lines
+
+
+def run_csp_part(out: Path, config, loaded, heldout, heldout_digest: str) -> dict[str, Any]:
+    """The evaluation's ``csp`` part record for an :class:`~pccd_hpc.evaluate.config.EvaluateConfig` (reused when
+    the checkpoint, data, settings and code are the same)."""
+    from pccd_hpc.evaluate.parts import run_part, source_digest
+
+    settings = CspSettings(k=config.csp_k, steps=config.steps, guidance=config.guidance,
+                           push_apart_factor=config.push_apart_factor, seed=config.seed)
+    part_settings = {"data_sha256": heldout_digest, **settings.__dict__, "n_targets": config.csp_targets,
+                     "n_ranked": config.csp_ranked, "relax_steps": config.csp_relax_steps,
+                     "code_sha256": source_digest(CSP_CODE)}
+    identity = {"checkpoint_sha256": loaded.sha256, **part_settings}
+    return run_part(out, "csp", loaded.sha256, part_settings,
+                    lambda: csp_part(out, loaded, heldout.record_ids, heldout.structures, config.csp_targets,
+                                     config.csp_ranked, settings, config.csp_relax_steps, identity))

@@ -128,7 +128,9 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
                                           still_valid=lambda rec, p=protocol: (out / p.name / "reconstruct.json").exists())
 
     if config.csp_targets > 0:
-        records["csp"] = _csp(out, config, loaded, heldout, heldout_digest)
+        from pccd_hpc.evaluate.csp import run_csp_part
+
+        records["csp"] = run_csp_part(out, config, loaded, heldout, heldout_digest)
     summary = _summary(config, loaded, precision, heldout, heldout_digest, records)
     summary["csp"] = records["csp"]["result"] if "csp" in records else None
     atomic_write_json(out / "evaluate.json", summary)
@@ -137,21 +139,6 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
     write_page(out, summary, records)
     log.info("evaluation written: %s, %s", out / "evaluate.json", out / "evaluate.md")
     return summary
-
-
-def _csp(out: Path, config: EvaluateConfig, loaded: LoadedModel, heldout: HeldOut, heldout_digest: str) -> dict:
-    """The crystal structure prediction part (:mod:`pccd_hpc.evaluate.csp`)."""
-    from pccd_hpc.evaluate.csp import CSP_CODE, CspSettings, csp_part
-
-    csp = CspSettings(k=config.csp_k, steps=config.steps, guidance=config.guidance,
-                      push_apart_factor=config.push_apart_factor, seed=config.seed)
-    settings = {"data_sha256": heldout_digest, **csp.__dict__, "n_targets": config.csp_targets,
-                "n_ranked": config.csp_ranked, "relax_steps": config.csp_relax_steps,
-                "code_sha256": source_digest(CSP_CODE)}
-    identity = {"checkpoint_sha256": loaded.sha256, **settings}
-    return run_part(out, "csp", loaded.sha256, settings,
-                    lambda: csp_part(out, loaded, heldout.record_ids, heldout.structures, config.csp_targets,
-                                     config.csp_ranked, csp, config.csp_relax_steps, identity))
 
 
 def _sample(out: Path, loaded: LoadedModel, heldout: HeldOut, config: EvaluateConfig) -> tuple[dict, int]:
