@@ -80,3 +80,22 @@ def test_csp_part_scores_held_out_structures_and_resumes(small_shards: Path, tmp
     assert [p.stat().st_mtime_ns for p in rows] == stamps and again["as_sampled"] == result["as_sampled"]
     assert any("Crystal structure prediction" in line for line in csp_page_lines(result))
     assert np.isfinite(result["wall_s_per_target"])
+
+
+@pytest.mark.slow
+def test_evaluate_cli_adds_the_csp_part_only_when_asked(small_shards: Path, tmp_path: Path) -> None:
+    import json
+
+    from pccd_hpc.generate.sampling import default_checkpoint
+    from pccd_hpc.launch import main as launch_main
+
+    common = ["evaluate", "--checkpoint", str(default_checkpoint()), "--data", str(small_shards), "--out",
+              str(tmp_path), "--n-samples", "2", "--n-reconstruct", "2", "--skip-coverage", "--steps", "2"]
+    assert launch_main(common) == 0
+    assert json.loads((tmp_path / "evaluate.json").read_text())["csp"] is None
+    assert not (tmp_path / "part-csp.json").exists()
+    assert launch_main([*common, "--csp-targets", "2", "--csp-k", "2"]) == 0
+    summary = json.loads((tmp_path / "evaluate.json").read_text())
+    assert summary["csp"]["as_sampled"]["k1"]["n_targets"] == 2 and "k2" in summary["csp"]["as_sampled"]
+    assert "## Crystal structure prediction (2 held-out compositions)" in (tmp_path / "evaluate.md").read_text()
+    assert "csp" in summary["timing"]
