@@ -28,7 +28,8 @@ import numpy as np
 
 from pymatgen.core import Composition
 
-from pccd_hpc.validate.config import PhononConfig, RelaxConfig, ValidateConfig
+from pccd_hpc.validate.config import PhononConfig, ValidateConfig
+from pccd_hpc.materials.relax import RelaxConfig
 from pccd_hpc.validate.dft_hull import dft_hull
 from pccd_hpc.validate.formation import shipped_element_references
 from pccd_hpc.validate.inputs import iter_input_structures

@@ -54,9 +54,8 @@ class GpawBackend(DftBackend):
 
     def relax(self, structure: Structure, folder: Path, candidate: str) -> RelaxOutcome:
         """BFGS on atoms and cell (FrechetCellFilter) with GPAW stresses; guarded like validate's relaxations."""
-        from pccd_hpc.validate.config import RelaxConfig
-        from pccd_hpc.validate.errors import ValidationFailure
-        from pccd_hpc.validate.relax import relax_structure
+        from pccd_hpc.materials.relax import RelaxConfig, relax_structure
+        from pccd_hpc.materials.errors import ValidationFailure
 
         folder.mkdir(parents=True, exist_ok=True)
         relax_cfg = RelaxConfig(fmax_ev_per_ang=self.config.relax_fmax_ev_per_ang, max_steps=self.config.relax_max_steps,

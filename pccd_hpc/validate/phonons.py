@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Structure
 
-from pccd_hpc.validate.config import PhononConfig, RelaxConfig
-from pccd_hpc.validate.errors import PhononFailure
+from pccd_hpc.validate.config import PhononConfig
+from pccd_hpc.materials.relax import RelaxConfig, relax_structure
+from pccd_hpc.materials.errors import PhononFailure
 from pccd_hpc.validate.limits import estimate_memory_bytes
-from pccd_hpc.validate.relax import relax_structure
 
 log = logging.getLogger(__name__)
 

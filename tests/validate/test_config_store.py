@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from pccd_hpc.validate.config import PhononConfig, RelaxConfig, ValidateConfig
+from pccd_hpc.validate.config import PhononConfig, ValidateConfig
+from pccd_hpc.materials.relax import RelaxConfig
 from pccd_hpc.validate.record import ValidationRecord
 from pccd_hpc.validate.store import RecordStore, read_results_csv, record_filename, write_results_csv
 

@@ -152,7 +152,8 @@ def test_backend_without_shipped_values_fits_its_own_once_and_caches_it(generati
     """Another backend version: the calibration structures are relaxed once into the per-user cache, the
     element energies fitted from them (written beside the results), and a second run relaxes none."""
     from pccd_hpc.validate import formation
-    from pccd_hpc.validate.config import RelaxConfig, ValidateConfig
+    from pccd_hpc.materials.relax import RelaxConfig
+    from pccd_hpc.validate.config import ValidateConfig
     from pccd_hpc.validate.stage import ValidatePaths, run_validate
 
     monkeypatch.setenv("PCCD_HPC_CACHE", str(tmp_path / "user-cache"))

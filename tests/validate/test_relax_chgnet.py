@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pccd_hpc.validate.config import RelaxConfig
-from pccd_hpc.validate.errors import RelaxationDiverged, RelaxationTimeout
+from pccd_hpc.materials.relax import RelaxConfig
+from pccd_hpc.materials.errors import RelaxationDiverged, RelaxationTimeout
 from _structures import diamond_si, rocksalt_mgo
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pccd_hpc.validate.backends.registry import get_backend
-from pccd_hpc.validate.errors import VaspOutputError
+from pccd_hpc.materials.errors import VaspOutputError
 from pccd_hpc.validate.record import Job
 from pccd_hpc.validate.store import RecordStore
 from _structures import DATA, SHARED_VASP, diamond_si

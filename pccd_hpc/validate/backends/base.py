@@ -11,8 +11,7 @@ from typing import Any, ClassVar
 
 from pymatgen.core import Structure
 
-from pccd_hpc.validate.config import RelaxConfig
-from pccd_hpc.validate.relax import RelaxResult, relax_structure
+from pccd_hpc.materials.relax import RelaxConfig, RelaxResult, relax_structure
 
 class Backend(ABC):
     """An energy model that validate can relax structures with."""

@@ -24,9 +24,8 @@ from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from pccd_hpc.io_utils import atomic_write_text
 from pccd_hpc.validate.backends.base import Backend
-from pccd_hpc.validate.config import RelaxConfig
-from pccd_hpc.validate.errors import VaspOutputError
-from pccd_hpc.validate.relax import RelaxResult
+from pccd_hpc.materials.relax import RelaxConfig, RelaxResult
+from pccd_hpc.materials.errors import VaspOutputError
 from pccd_hpc.validate.record import Job, ValidationRecord
 from pccd_hpc.validate.store import RecordStore, record_stem
 
