@@ -31,7 +31,7 @@ from pccd_hpc.data.shards import list_shards, read_structures
 from pccd_hpc.progress import Progress
 from pccd_hpc.generate.cli import GENERATE_DECODE_METHOD, GENERATE_MIN_POINTS, decode_codec
 from pccd_hpc.generate.sampling import CheckpointSampler, LoadedModel
-from pccd_hpc.validate.metrics import compositional_validity, uniqueness_flags, wasserstein_distances
+from pccd_hpc.materials.metrics import compositional_validity, uniqueness_flags, wasserstein_distances
 
 log = logging.getLogger(__name__)
 

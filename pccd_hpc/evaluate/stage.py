@@ -45,7 +45,7 @@ ARRAY_KEYS = ("min_bond_ratio",)
 # The code each part's figures come from (its source sha256 is part of the part's settings).
 _MODEL_CODE = ("pccd_hpc.model", "pccd_hpc.generate.sampling")
 SAMPLE_CODE = _MODEL_CODE + ("pccd_hpc.evaluate.denovo",)  # the samples file's sha256 then pins the tensors
-DENOVO_CODE = ("pccd_hpc.data.codec", "pccd_hpc.data.geometry", "pccd_hpc.validate.metrics", "pccd_hpc.evaluate.denovo",
+DENOVO_CODE = ("pccd_hpc.data.codec", "pccd_hpc.data.geometry", "pccd_hpc.materials.metrics", "pccd_hpc.evaluate.denovo",
                "pccd_hpc.data.separation")
 COVERAGE_CODE = ("pccd_hpc.data.codec", "pccd_hpc.evaluate.coverage")
 PUSHED_COVERAGE_CODE = COVERAGE_CODE + ("pccd_hpc.data.separation",)

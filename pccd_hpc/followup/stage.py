@@ -19,7 +19,7 @@ from pccd_hpc.followup.inputs import Candidate
 from pccd_hpc.followup.steps import run_step
 from pccd_hpc.followup.summary import finalize_candidate, write_campaign_summary
 from pccd_hpc.io_utils import atomic_write_json, read_json
-from pccd_hpc.validate.store import record_stem
+from pccd_hpc.records import record_stem
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from pymatgen.core import Structure
 
 from pccd_hpc.followup import electronic, phonons as ph
 from pccd_hpc.followup.base import DftBackend, StepFailure
-from pccd_hpc.followup.kpath import BandPath, band_path, path_distances, standard_primitive
+from pccd_hpc.materials.kpath import BandPath, band_path, path_distances, standard_primitive
 from pccd_hpc.io_utils import atomic_write_json, read_json, sha256_file
 
 log = logging.getLogger(__name__)

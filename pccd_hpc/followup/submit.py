@@ -13,7 +13,7 @@ from typing import Sequence
 
 from pccd_hpc.cluster.slurm import ChainJob, submit_chain
 from pccd_hpc.followup.config import FollowupConfig
-from pccd_hpc.followup.kpath import standard_primitive
+from pccd_hpc.materials.kpath import standard_primitive
 from pccd_hpc.followup.phonons import make_phonopy
 from pccd_hpc.io_utils import read_json
 

@@ -25,7 +25,8 @@ from pccd_hpc.validate.config import ValidateConfig
 from pccd_hpc.materials.errors import PhononFailure, RelaxationTimeout, ValidationFailure
 from pccd_hpc.validate.limits import site_limit_problem, size_problem
 from pccd_hpc.validate.record import Job, ValidationRecord, structure_fingerprint
-from pccd_hpc.validate.store import RecordStore, record_stem
+from pccd_hpc.validate.store import RecordStore
+from pccd_hpc.records import record_stem
 
 log = logging.getLogger(__name__)
 

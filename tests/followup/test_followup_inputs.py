@@ -50,7 +50,7 @@ def test_adapter_skips_failed_unphysical_and_overlapping_rows(tmp_path):
 def test_band_path_is_pymatgens_and_distances_do_not_bridge_jumps():
     from pymatgen.symmetry.bandstructure import HighSymmKpath
 
-    from pccd_hpc.followup.kpath import band_path, segments, standard_primitive
+    from pccd_hpc.materials.kpath import band_path, segments, standard_primitive
 
     prim = standard_primitive(diamond_si())
     path = band_path(prim, line_density=10)
@@ -71,7 +71,7 @@ def test_gap_from_eigenvalues_matches_construction():
     from pymatgen.core import Structure
 
     from pccd_hpc.followup import electronic
-    from pccd_hpc.followup.kpath import band_path, standard_primitive
+    from pccd_hpc.materials.kpath import band_path, standard_primitive
 
     prim: Structure = standard_primitive(diamond_si())
     path = band_path(prim, line_density=5)

@@ -68,7 +68,7 @@ def test_vasp_steps_locally_with_real_vasprun(tmp_path, monkeypatch, no_potcars,
 
     from pccd_hpc.followup.base import StepFailure
     from pccd_hpc.followup.registry import get_backend
-    from pccd_hpc.followup.kpath import band_path
+    from pccd_hpc.materials.kpath import band_path
     from pccd_hpc.followup.steps import run_step
 
     config, cand = _prepared(tmp_path)

@@ -16,7 +16,7 @@ from pymatgen.core import Composition, Lattice, Structure
 from pccd_hpc.launch import main
 from pccd_hpc.validate.dft_hull import DFT_HULL_FILE, dft_hull, dft_hull_elements, known_reduced_formulas, load_dft_hull_data
 from pccd_hpc.validate.formation import CalibrationSample, fit_element_references, shipped_element_references
-from pccd_hpc.validate.store import read_results_csv
+from pccd_hpc.records import read_results_csv
 from _structures import rocksalt_mgo, zincblende_mgo
 
 csv.field_size_limit(sys.maxsize)

@@ -11,7 +11,7 @@ from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from pccd_hpc.cluster.slurm import wait_for_job
 from pccd_hpc.validate.cli import register  # noqa: F401  (the CLI must import without SLURM)
-from pccd_hpc.validate.store import read_results_csv
+from pccd_hpc.records import read_results_csv
 from _structures import DATA, diamond_si, rocksalt_mgo
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

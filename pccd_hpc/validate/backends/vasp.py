@@ -27,7 +27,8 @@ from pccd_hpc.validate.backends.base import Backend
 from pccd_hpc.materials.relax import RelaxConfig, RelaxResult
 from pccd_hpc.materials.errors import VaspOutputError
 from pccd_hpc.validate.record import Job, ValidationRecord
-from pccd_hpc.validate.store import RecordStore, record_stem
+from pccd_hpc.validate.store import RecordStore
+from pccd_hpc.records import record_stem
 
 log = logging.getLogger(__name__)
 
