@@ -155,7 +155,7 @@ def _phonon_forces(cand_dir: Path, candidate: str, backend: DftBackend, task_ind
         raise StepFailure(candidate, "phonon-forces", f"no verified {static_path}: run the static step first")
     structure = _structure(read_json(static_path, "static step result"))
     try:
-        phonon = ph.make_phonopy(structure, backend.config)
+        phonon = ph.candidate_phonopy(structure, backend.config)
     except ValueError as err:
         raise StepFailure(candidate, "phonon-forces", str(err)) from err
     cells = ph.displaced_supercells(phonon)
@@ -195,7 +195,7 @@ def _phonons(cand_dir: Path, candidate: str, upstream: dict[str, Any], backend: 
     cfg = backend.config
     structure = _structure(upstream)
     try:
-        phonon = ph.make_phonopy(structure, cfg)
+        phonon = ph.candidate_phonopy(structure, cfg)
     except ValueError as err:
         raise StepFailure(candidate, "phonons", str(err)) from err
     cells = ph.displaced_supercells(phonon)

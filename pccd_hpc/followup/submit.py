@@ -14,7 +14,7 @@ from typing import Sequence
 from pccd_hpc.cluster.slurm import ChainJob, submit_chain
 from pccd_hpc.followup.config import FollowupConfig
 from pccd_hpc.materials.kpath import standard_primitive
-from pccd_hpc.followup.phonons import make_phonopy
+from pccd_hpc.followup.phonons import candidate_phonopy
 from pccd_hpc.io_utils import read_json
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def n_displacements(structure_dict: dict, config: FollowupConfig) -> int:
     from pymatgen.core import Structure
 
     prim = standard_primitive(Structure.from_dict(structure_dict), config.symprec, config.kpath_type)
-    return len(make_phonopy(prim, config).supercells_with_displacements)
+    return len(candidate_phonopy(prim, config).supercells_with_displacements)
 
 
 def submit_followup(out_dir: Path, folders: Sequence[Path], config: FollowupConfig, options: SlurmOptions) -> dict[str, int]:
