@@ -85,7 +85,7 @@ def test_the_checker_sees_lazy_and_importlib_imports() -> None:
     graph = _graph()
     assert "pccd_hpc.commands" in graph["pccd_hpc.launch"]  # named in a string, imported with importlib
     assert "pccd_hpc.cluster.jobs" in graph["pccd_hpc.generate.stage"]  # imported inside a function
-    assert "pccd_hpc.validate.backends.vasp" in graph["pccd_hpc.validate.backends.registry"]  # "module:Class" string
+    assert "pccd_hpc.validate.backends.vasp" in graph["pccd_hpc.materials.backends.registry"]  # "module:Class" string
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 

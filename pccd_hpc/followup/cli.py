@@ -97,8 +97,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run_job_step(args: argparse.Namespace) -> int:
-    from pccd_hpc.followup.base import StepFailure
-    from pccd_hpc.followup.registry import get_backend
+    from pccd_hpc.materials.errors import StepFailure
+    from pccd_hpc.materials.backends.registry import get_dft_backend
     from pccd_hpc.followup.stage import candidate_dir, collect_summaries, load_config
     from pccd_hpc.followup.steps import run_step
     from pccd_hpc.followup.summary import finalize_candidate, write_campaign_summary
@@ -117,7 +117,7 @@ def _run_job_step(args: argparse.Namespace) -> int:
         log.info("%s: summary %s", args.candidate, json.dumps({k: summary[k] for k in ("band_gap_ev", "imaginary_modes")}))
         return 0
     try:
-        run_step(folder, args.step, get_backend(load_config(out_dir)), args.task_index, args.num_tasks)
+        run_step(folder, args.step, get_dft_backend(load_config(out_dir)), args.task_index, args.num_tasks)
     except StepFailure as err:
         log.error("%s", err)
         return 1

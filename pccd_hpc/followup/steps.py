@@ -26,7 +26,8 @@ import numpy as np
 from pymatgen.core import Structure
 
 from pccd_hpc.followup import electronic, phonons as ph
-from pccd_hpc.followup.base import DftBackend, StepFailure
+from pccd_hpc.materials.backends.base import DftBackend
+from pccd_hpc.materials.errors import StepFailure
 from pccd_hpc.materials.kpath import BandPath, band_path, path_distances, standard_primitive
 from pccd_hpc.io_utils import atomic_write_json, read_json, sha256_file
 
@@ -106,7 +107,7 @@ def _structure(data: dict[str, Any]) -> Structure:
 
 
 def _relax(cand_dir: Path, candidate: str, upstream: dict[str, Any], backend: DftBackend):
-    out = backend.relax(_structure(upstream), cand_dir / "relax", candidate)
+    out = backend.relax_in(_structure(upstream), cand_dir / "relax", candidate)
     return {"structure": out.structure.as_dict(), "energy_ev_per_atom": out.energy_ev_per_atom, "converged": out.converged,
             "n_steps": out.n_steps, "max_force_ev_per_ang": out.max_force_ev_per_ang}, []
 

@@ -47,7 +47,7 @@ class ValidateConfig:
     """Everything one validate task needs besides its input and output paths."""
 
     backend: str = "chgnet"
-    """Energy/force backend name (see ``pccd_hpc.validate.backends.registry.BACKENDS``)."""
+    """Energy/force backend name (``pccd_hpc.materials.backends.registry.RELAX_BACKENDS``)."""
     backend_options: dict[str, Any] = field(default_factory=dict)
     """Backend-specific options merged over its defaults (e.g. ``{"device": "cpu"}``)."""
     relax: RelaxConfig = field(default_factory=RelaxConfig)

@@ -101,7 +101,7 @@ def test_gpaw_backend_without_gpaw_says_how_to_install_it(monkeypatch):
     import importlib.util
 
     from pccd_hpc.followup.config import FollowupConfig
-    from pccd_hpc.followup.registry import get_backend
+    from pccd_hpc.materials.backends.registry import get_dft_backend as get_backend
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gpaw" else real_find_spec(name, *a))

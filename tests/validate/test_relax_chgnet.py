@@ -54,8 +54,8 @@ def test_inference_calculator_matches_chgnets_own(chgnet_backend):
     from pymatgen.core import Lattice, Structure
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from pccd_hpc.validate.backends.chgnet import InferenceCHGNetCalculator
-    from pccd_hpc.validate.backends.registry import get_backend
+    from pccd_hpc.materials.backends.chgnet import InferenceCHGNetCalculator
+    from pccd_hpc.materials.backends.registry import get_backend
 
     assert isinstance(chgnet_backend.calculator, InferenceCHGNetCalculator)
     own = get_backend("chgnet", calculator="chgnet")

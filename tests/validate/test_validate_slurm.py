@@ -56,7 +56,7 @@ def test_vasp_array_with_stand_in_vasp(local_slurm, tmp_path, capsys, monkeypatc
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("VASP_CMD", str(fake))
     monkeypatch.delenv("PMG_VASP_PSP_DIR", raising=False)
-    monkeypatch.setattr("pccd_hpc.validate.backends.vasp.pmg_setting", lambda name: False)
+    monkeypatch.setattr("pccd_hpc.materials.vasp.pmg_setting", lambda name: False)
     cands = tmp_path / "cands"
     cands.mkdir()
     diamond_si().to(filename=str(cands / "si-a.cif"))

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-from pccd_hpc.validate.backends.base import AseBackend
+from pccd_hpc.materials.backends.base import AseBackend
 
 log = logging.getLogger(__name__)
 
