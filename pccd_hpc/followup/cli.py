@@ -11,7 +11,7 @@ Job scripts run single steps against a prepared FDIR::
 
 from __future__ import annotations
 
-from pccd_hpc.cluster.slurm import TIME_HELP, time_limit_arg
+from pccd_hpc.cluster.slurm import TIME_HELP, SlurmResources, time_limit_arg
 
 import argparse
 import json
@@ -86,10 +86,10 @@ def main(args: argparse.Namespace) -> int:
     log.info("followup: %d candidates with %s: %s", len(chosen), config.backend, ", ".join(c.record_id for c in chosen))
     folders = prepare(args.out.resolve(), chosen, config)
     if args.cluster == "slurm":
-        from pccd_hpc.followup.submit import SlurmOptions, submit_followup
+        from pccd_hpc.followup.submit import submit_followup
 
-        ids = submit_followup(args.out.resolve(), folders, config,
-                              SlurmOptions(partition=args.partition, time=str(args.time), max_array_size=args.max_array_size))
+        slurm = SlurmResources(partition=args.partition, time_min=args.time, signal_delay_s=0)
+        ids = submit_followup(args.out.resolve(), folders, config, slurm, max_array_size=args.max_array_size)
         print(" ".join(f"{name}={job_id}" for name, job_id in ids.items()))  # machine-readable for scripts
         return 0
     summaries = run_local(args.out.resolve(), folders)

@@ -7,12 +7,12 @@ import json
 import logging
 from pathlib import Path
 
-from pccd_hpc.cluster.slurm import TIME_HELP, time_limit_arg
+from pccd_hpc.cluster.slurm import TIME_HELP, SlurmResources, time_limit_arg
 from pccd_hpc.data.codec import DECODE_METHODS, CodecConfig
 from pccd_hpc.folder_lock import folder_lock
 from pccd_hpc.generate.plan import GeneratePlan, generate_bounds_problem, read_plan, tasks_needed
 from pccd_hpc.generate.sampling import check_site_request, default_checkpoint, load_model, pick_device
-from pccd_hpc.generate.stage import ClusterOptions, run_generate
+from pccd_hpc.generate.stage import GENERATE_ARRAY_PARALLELISM, run_generate
 from pccd_hpc.generate.systems import read_systems
 from pccd_hpc.generate.tasks import run_task
 from pccd_hpc.io_utils import checked_input_path
@@ -111,8 +111,10 @@ def _run_generate(args: argparse.Namespace) -> int:
     systems = read_systems(args.elements or (None if args.systems else ["paper"]), args.systems)
     with flags_in_errors(PLAN_FLAGS):
         plan = _plan(args, loaded, checkpoint, systems, n_tasks)
-        cluster = ClusterOptions(cluster=args.cluster, partition=args.partition, gpus_per_task=args.gpus_per_task,
-                                 cpus_per_task=args.cpus_per_task, time_min=args.time, wait=not args.no_wait)
+        submits = args.cluster == "slurm" and not args.plan_only  # the pre-timeout signal only matters then
+        slurm = SlurmResources(partition=args.partition, gpus_per_node=args.gpus_per_task, cpus_per_task=args.cpus_per_task,
+                               time_min=args.time, array_parallelism=GENERATE_ARRAY_PARALLELISM,
+                               signal_delay_s=SlurmResources.signal_delay_s if submits else 0)
     if args.plan_only:
         from pccd_hpc.generate.plan import write_plan
         from pccd_hpc.generate.plan_report import describe_plan, measure_seconds_per_sample
@@ -122,9 +124,10 @@ def _run_generate(args: argparse.Namespace) -> int:
         with folder_lock(out, f"generate --plan-only --out {out}"):
             plan = write_plan(out, plan, replace=args.force_redo)
         seconds, where = measure_seconds_per_sample(loaded, plan)
-        print(describe_plan(out, plan, cluster, seconds, where))
+        print(describe_plan(out, plan, slurm, seconds, where))
         return 0
-    summary = run_generate(plan, args.out, cluster, loaded=loaded, force_redo=args.force_redo)
+    summary = run_generate(plan, args.out, slurm if args.cluster == "slurm" else None, loaded=loaded,
+                           force_redo=args.force_redo, wait=not args.no_wait)
     if summary is not None:
         print(json.dumps(summary, indent=2))
     return 0
@@ -132,9 +135,9 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 PLAN_FLAGS = {"n": "--n", "steps": "--steps", "batch_size": "--batch-size", "n_tasks": "--array-size",
               "guidance": "--guidance", "n_sites": "--n-sites", "push_apart_factor": "--push-apart-factor",
-              "gpus_per_task": "--gpus-per-task", "cpus_per_task": "--cpus-per-task", "time_min": "--time",
+              "gpus_per_node": "--gpus-per-task", "cpus_per_task": "--cpus-per-task", "time_min": "--time",
               "cluster_eps_ang": "--cluster-eps", "cluster_min_points": "--cluster-min-points"}
-"""Config fields of the plan and cluster options, and the generate flag that sets each (for error messages)."""
+"""Config fields of the plan and its SLURM resources, and the generate flag that sets each (for error messages)."""
 
 
 def _plan(args: argparse.Namespace, loaded, checkpoint: Path, systems, n_tasks: int) -> GeneratePlan:

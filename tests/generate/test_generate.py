@@ -13,7 +13,8 @@ import pytest
 
 from pccd_hpc.generate.plan import read_plan
 from pccd_hpc.generate.sampling import load_model, load_sampler
-from pccd_hpc.generate.stage import ClusterOptions, run_generate
+from pccd_hpc.cluster.slurm import SlurmResources
+from pccd_hpc.generate.stage import run_generate
 from pccd_hpc.generate.tasks import run_task
 from pccd_hpc.generate.plan import GeneratePlan
 from pccd_hpc.launch import main as launch_main
@@ -137,7 +138,7 @@ def test_sbatch_array_script_then_merge(tmp_path: Path, tiny_checkpoint: Path, l
 @pytest.mark.slurm
 def test_cluster_slurm_runs_a_submitit_array(tmp_path: Path, tiny_checkpoint: Path, local_slurm) -> None:
     plan = _plan(tiny_checkpoint, n=8, n_tasks=2)
-    summary = run_generate(plan, tmp_path, ClusterOptions(cluster="slurm", time_min=5, cpus_per_task=1))
+    summary = run_generate(plan, tmp_path, SlurmResources(time_min=5, cpus_per_task=1))
     assert summary["n_generated"] == 8
     assert any((tmp_path / "slurm").glob("*_0_log.out"))
 
