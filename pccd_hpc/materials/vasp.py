@@ -61,8 +61,8 @@ def parse_vasprun(folder: Path, fail: Callable[[str], Exception], parse_eigen: b
 
 
 def read_vasprun(folder: Path, candidate: str, step: str, parse_eigen: bool = False, quiet: bool = False):
-    """Parse ``folder``/vasprun.xml(.gz); raise ``StepFailure`` naming the file when absent, truncated or
-    unconverged electronically (None instead when ``quiet``)."""
+    """The finished run of followup ``step`` in ``folder``; raise ``StepFailure`` naming the candidate, step and
+    file when it is absent, truncated or unconverged electronically (None instead when ``quiet``)."""
     try:
         run = parse_vasprun(folder, lambda message: StepFailure(candidate, step, message), parse_eigen=parse_eigen)
         path = find_vasprun(folder)

@@ -9,9 +9,7 @@ from pathlib import Path
 
 from pymatgen.core import Structure
 
-from pccd_hpc.pictures import draw_structure, structure_png
-
-__all__ = ["draw_structure", "followup_figures", "structure_png", "top_n_pictures"]
+from pccd_hpc.pictures import structure_png
 
 
 def top_n_pictures(rows: list[dict], out_dir: Path, n: int = 15) -> dict[str, str]:

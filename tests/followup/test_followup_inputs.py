@@ -89,7 +89,7 @@ def test_gap_from_eigenvalues_matches_construction():
 
 
 def test_structure_picture_png(tmp_path):
-    from pccd_hpc.report.structure_picture import structure_png
+    from pccd_hpc.pictures import structure_png
 
     target = structure_png(rocksalt_mgo(), tmp_path / "mgo.png", title="MgO")
     data = target.read_bytes()
