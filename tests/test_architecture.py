@@ -101,6 +101,22 @@ def test_data_imports_no_stage_above_it() -> None:
     assert not any(bad.values()), {m: d for m, d in bad.items() if d}
 
 
+def test_sampling_layer_imports_no_stage() -> None:
+    stages = ("pccd_hpc.generate", "pccd_hpc.evaluate", "pccd_hpc.validate", "pccd_hpc.report", "pccd_hpc.followup",
+              "pccd_hpc.commands", "pccd_hpc.launch")
+    bad = {m: sorted(d for d in deps if d.startswith(stages))
+           for m, deps in _graph().items() if m.startswith(("pccd_hpc.sampling", "pccd_hpc.model"))}
+    assert not any(bad.values()), {m: d for m, d in bad.items() if d}
+
+
+def test_generate_and_evaluate_do_not_import_each_other() -> None:
+    graph = _graph()
+    pairs = (("pccd_hpc.evaluate", "pccd_hpc.generate"), ("pccd_hpc.generate", "pccd_hpc.evaluate"))
+    bad = {m: sorted(d for d in deps if d.startswith(other))
+           for here, other in pairs for m, deps in graph.items() if m.startswith(here)}
+    assert not any(bad.values()), {m: d for m, d in bad.items() if d}
+
+
 def test_submitit_and_sbatch_only_in_cluster() -> None:
     offenders = _submit_offenders()
     assert not offenders, offenders

@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pccd_hpc.data.separation import PUSH_APART_FACTOR
+from pccd_hpc.model.samplers import DDIM_STEPS, GUIDANCE_SCALE
+
 
 @dataclass
 class EvaluateConfig:
@@ -25,9 +28,9 @@ class EvaluateConfig:
     """Held-out records reconstructed at t = 300 and at t = T (fewer when the folder holds fewer)."""
     n_train_reconstruct: int = 256
     """Training records reconstructed at t = T (only with ``train_data``)."""
-    steps: int = 50
+    steps: int = DDIM_STEPS
     """Sampler steps (DDIM; ignored by DDPM) for de novo samples and reconstruction."""
-    guidance: float = 3.0
+    guidance: float = GUIDANCE_SCALE
     """Classifier-free guidance scale."""
     sampler: str = "ddim"
     """De novo sampler: ``ddim`` or ``ddpm`` (reconstruction is always deterministic DDIM)."""
@@ -39,7 +42,7 @@ class EvaluateConfig:
     """Noise step of the partial-noise reconstruction (the paper's Fig. 1 uses 300)."""
     skip_coverage: bool = False
     """Skip the fingerprint-based COV-R / COV-P (the slowest part)."""
-    push_apart_factor: float | None = 0.8
+    push_apart_factor: float | None = PUSH_APART_FACTOR
     """Also score the de novo samples after the generate stage's push-apart to this separation
     (:mod:`pccd_hpc.data.separation`, its default); None scores them only as sampled."""
     precision: str = "auto"

@@ -29,7 +29,7 @@ from pccd_hpc.evaluate.denovo import (
 from pccd_hpc.evaluate.machine import machine_info
 from pccd_hpc.evaluate.parts import folder_digest, run_part, source_digest
 from pccd_hpc.evaluate.reconstruction import protocols, run_protocol
-from pccd_hpc.generate.sampling import LoadedModel, load_model
+from pccd_hpc.sampling.checkpoint_sampler import LoadedModel, load_model
 from pccd_hpc.io_utils import atomic_path, atomic_write_json, checked_output_dir, json_safe, sha256_file
 
 log = logging.getLogger(__name__)
@@ -43,13 +43,13 @@ HELDOUT_FINGERPRINTS = "heldout-fingerprints.npz"
 # left out of evaluate.json.
 ARRAY_KEYS = ("min_bond_ratio",)
 # The code each part's figures come from (its source sha256 is part of the part's settings).
-_MODEL_CODE = ("pccd_hpc.model", "pccd_hpc.generate.sampling")
+_MODEL_CODE = ("pccd_hpc.model", "pccd_hpc.sampling.checkpoint_sampler")
 SAMPLE_CODE = _MODEL_CODE + ("pccd_hpc.evaluate.denovo",)  # the samples file's sha256 then pins the tensors
 DENOVO_CODE = ("pccd_hpc.data.codec", "pccd_hpc.data.geometry", "pccd_hpc.validate.metrics", "pccd_hpc.evaluate.denovo",
                "pccd_hpc.data.separation")
 COVERAGE_CODE = ("pccd_hpc.data.codec", "pccd_hpc.evaluate.coverage")
 PUSHED_COVERAGE_CODE = COVERAGE_CODE + ("pccd_hpc.data.separation",)
-RECONSTRUCT_CODE = _MODEL_CODE + ("pccd_hpc.generate.reconstruct", "pccd_hpc.data.dataset", "pccd_hpc.data.codec",
+RECONSTRUCT_CODE = _MODEL_CODE + ("pccd_hpc.sampling.reconstruction", "pccd_hpc.data.dataset", "pccd_hpc.data.codec",
                                   "pccd_hpc.data.roundtrip", "pccd_hpc.data.separation")
 
 

@@ -93,7 +93,7 @@ def _tiny_dit(fast_config: Callable[..., RunConfig], **train_values: object) -> 
 
 def test_dit_with_device_batches_is_deterministic_and_samples(fast_config: Callable[..., RunConfig],
                                                                   sample_shards: Path, tmp_path: Path) -> None:
-    from pccd_hpc.generate.sampling import CheckpointSampler, load_model
+    from pccd_hpc.sampling.checkpoint_sampler import CheckpointSampler, load_model
 
     train(_tiny_dit(fast_config, max_steps=6), sample_shards, tmp_path / "a")
     train(_tiny_dit(fast_config, max_steps=6), sample_shards, tmp_path / "b")

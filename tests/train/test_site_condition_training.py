@@ -12,7 +12,7 @@ import torch
 from pccd_hpc.config import RunConfig
 from pccd_hpc.data.dataset import ShardDataset
 from pccd_hpc.generate.plan import read_plan
-from pccd_hpc.generate.sampling import CheckpointSampler, load_model
+from pccd_hpc.sampling.checkpoint_sampler import CheckpointSampler, load_model
 from pccd_hpc.launch import main as launch_main
 from pccd_hpc.model.conditioning import Conditions, count_elements
 from pccd_hpc.train.checkpoint import export_checkpoint, load_checkpoint
