@@ -1,4 +1,4 @@
-"""Load a checkpoint's EMA network (any form :mod:`pccd_hpc.train.checkpoint` reads) and sample codec tensors from it.
+"""Load a checkpoint's EMA network (any form :mod:`pccd_hpc.model.checkpoint` reads) and sample codec tensors from it.
 
 The sampling settings default to the paper's (:data:`~pccd_hpc.model.samplers.DDIM_STEPS` DDIM steps,
 guidance :data:`~pccd_hpc.model.samplers.GUIDANCE_SCALE`); ``generate``, ``reconstruct`` and ``evaluate``
@@ -20,7 +20,7 @@ from pccd_hpc.model.conditioning import BAND_GAP_NULL, Conditions, draw_site_cou
 from pccd_hpc.model.diffusion import NoiseSchedule, from_model_space
 from pccd_hpc.model.samplers import DDIM_STEPS, GUIDANCE_SCALE, DDIMSampler, DDPMSampler
 from pccd_hpc.model.factory import EpsPredictor, build_denoiser, site_encoder
-from pccd_hpc.train.checkpoint import load_checkpoint
+from pccd_hpc.model.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -27,12 +27,12 @@ from pccd_hpc.config import RunConfig, save_toml
 from pccd_hpc.data.dataset import ShardDataset
 from pccd_hpc.folder_lock import folder_lock
 from pccd_hpc.io_utils import atomic_write_text, disk_full_named, remove_stale_temps
+from pccd_hpc.model import checkpoint as ckpt
 from pccd_hpc.model.conditioning import conditions_from_batch, site_count_histogram
 from pccd_hpc.model.diffusion import NoiseSchedule, diffusion_loss, sample_training_noise, to_model_space
 from pccd_hpc.model.distance_loss import lattice_matrices
 from pccd_hpc.model.factory import SITE_WEIGHTS_PREFIX, build_denoiser, site_encoder
 from pccd_hpc.model.unet import count_parameters
-from pccd_hpc.train import checkpoint as ckpt
 from pccd_hpc.train import distributed as dist_utils
 from pccd_hpc.train.data import RankBatchSampler, epoch_loader, steps_per_epoch
 from pccd_hpc.train.device_batches import DeviceBatches

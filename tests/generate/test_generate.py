@@ -103,7 +103,7 @@ def test_cli_generate_and_bad_checkpoint(tmp_path: Path, tiny_checkpoint: Path, 
 
 
 def test_cli_generate_from_a_run_folder_pins_its_newest_step(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
-    from pccd_hpc.train.checkpoint import load_checkpoint, save_checkpoint
+    from pccd_hpc.model.checkpoint import load_checkpoint, save_checkpoint
 
     checkpoint = load_checkpoint(tiny_checkpoint)
     for step in (5, 9):

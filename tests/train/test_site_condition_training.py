@@ -15,7 +15,7 @@ from pccd_hpc.generate.plan import read_plan
 from pccd_hpc.sampling.checkpoint_sampler import CheckpointSampler, load_model
 from pccd_hpc.launch import main as launch_main
 from pccd_hpc.model.conditioning import Conditions, count_elements
-from pccd_hpc.train.checkpoint import export_checkpoint, load_checkpoint
+from pccd_hpc.model.checkpoint import export_checkpoint, load_checkpoint
 from pccd_hpc.train.device_batches import DeviceBatches
 from pccd_hpc.train.loop import train
 from _fine_tune import start_from_export
