@@ -16,6 +16,7 @@ The resolved configuration is written into every run folder and every checkpoint
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,12 @@ import tomli_w
 
 from pccd_hpc.io_utils import atomic_write_text
 from pccd_hpc.stage_config import config_from_dict as _build, plain as _plain, require as _require
+
+log = logging.getLogger(__name__)
+
+RETIRED_FIELDS = {"diffusion": ("guidance_scale", "sampler", "ddim_steps", "ddim_eta")}
+"""Fields older configs and checkpoints hold that nothing reads any more (sampling settings are flags of the
+stages that sample): ignored with a warning when such a config is loaded, so old checkpoints keep loading."""
 
 MAX_ATOMIC_NUMBER = 118
 """Element embeddings are indexed by atomic number 1..118; index 0 is the null (dropped) element."""
@@ -125,7 +132,11 @@ class DiTConfig:
 
 @dataclass
 class DiffusionConfig:
-    """The DDPM forward process, its loss and the samplers (:mod:`pccd_hpc.model.diffusion`)."""
+    """The DDPM forward process, its loss and the sampler settings fixed at training (:mod:`pccd_hpc.model.diffusion`).
+
+    How a model is sampled (sampler, steps, guidance) is not part of it: those are the ``--sampler``,
+    ``--steps`` and ``--guidance`` flags of generate, reconstruct and evaluate.
+    """
 
     timesteps: int = 1000
     """Number of diffusion steps T."""
@@ -147,14 +158,6 @@ class DiffusionConfig:
     """Weight of the auxiliary pair-distance loss (Angstrom; :mod:`pccd_hpc.model.distance_loss`); 0 = off (the paper)."""
     cond_drop_prob: float = 0.2
     """Probability of replacing all conditions of a training sample by the null condition."""
-    guidance_scale: float = 3.0
-    """Classifier-free guidance scale w: eps = eps_u + w (eps_c - eps_u); 1 disables guidance."""
-    sampler: str = "ddim"
-    """Default sampler: ``ddpm`` (ancestral, T steps) or ``ddim``."""
-    ddim_steps: int = 50
-    """DDIM steps."""
-    ddim_eta: float = 0.0
-    """DDIM stochasticity (0 deterministic, 1 DDPM-like)."""
     ddpm_variance: str = "beta"
     """Ancestral-step variance: ``beta`` (paper eq. 4) or ``posterior`` (beta tilde)."""
     clip_x0: bool = True
@@ -171,10 +174,6 @@ class DiffusionConfig:
         _require(self.min_snr_gamma > 0, "min_snr_gamma", "must be positive")
         _require(self.distance_loss_weight >= 0, "distance_loss_weight", "must be >= 0")
         _require(0.0 <= self.cond_drop_prob < 1.0, "cond_drop_prob", "must be in [0, 1)")
-        _require(self.guidance_scale >= 0.0, "guidance_scale", "must be >= 0")
-        _require(self.sampler in ("ddpm", "ddim"), "sampler", f"must be ddpm or ddim, got {self.sampler!r}")
-        _require(1 <= self.ddim_steps <= self.timesteps, "ddim_steps", "must be in [1, timesteps]")
-        _require(0.0 <= self.ddim_eta <= 1.0, "ddim_eta", "must be in [0, 1]")
         _require(self.ddpm_variance in ("beta", "posterior"), "ddpm_variance", "must be beta or posterior")
 
 
@@ -314,7 +313,10 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
         """Build a validated config from nested dicts; unknown keys raise ``ValueError``."""
-        data = dict(data)
+        data, retired = without_retired_fields(data)
+        for name in retired:
+            log.warning("config field %s is no longer used (sampling is set by the --sampler, --steps and --guidance "
+                        "flags of generate, reconstruct and evaluate); ignored", name)
         sections = {"model": UNetConfig, "diffusion": DiffusionConfig, "train": TrainConfig, "dit": DiTConfig}
         kwargs: dict[str, Any] = {}
         for name, klass in sections.items():
@@ -337,6 +339,17 @@ class RunConfig:
                 raise ValueError(f"unknown config section: {section!r}")
             merged[section].update(values)
         return RunConfig.from_dict(merged)
+
+
+def without_retired_fields(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A config dict (the TOML layout) without its :data:`RETIRED_FIELDS`, and the names (``section.field``) dropped."""
+    out, dropped = dict(data), []
+    for section, names in RETIRED_FIELDS.items():
+        values = out.get(section)
+        if isinstance(values, dict):
+            dropped += [f"{section}.{key}" for key in sorted(values) if key in names]
+            out[section] = {k: v for k, v in values.items() if k not in names}
+    return out, dropped
 
 
 def paper_preset() -> RunConfig:

@@ -10,7 +10,6 @@ from typing import Callable
 
 import torch
 
-from pccd_hpc.config import DiffusionConfig
 from pccd_hpc.model.conditioning import Conditions
 from pccd_hpc.model.diffusion import NoiseSchedule, x0_clip_bounds
 
@@ -151,9 +150,3 @@ class DDIMSampler(_Sampler):
                 generator: torch.Generator | None) -> torch.Tensor:
         return self.step(x_t, step, prev, eps, generator)
 
-
-def make_sampler(config: DiffusionConfig, schedule: NoiseSchedule, magnetic_null: int = 0) -> DDPMSampler | DDIMSampler:
-    """The sampler named by ``config.sampler`` with the config's guidance, clipping and step settings."""
-    if config.sampler == "ddpm":
-        return DDPMSampler(schedule, config.guidance_scale, config.clip_x0, config.ddpm_variance, magnetic_null)
-    return DDIMSampler(schedule, config.ddim_steps, config.ddim_eta, config.guidance_scale, config.clip_x0, magnetic_null)
