@@ -109,9 +109,10 @@ def _timed(fn: object, warmup: int, steps: int, device: torch.device, world: int
 
 
 def _dataset_rate(data: str, n: int) -> float:
+    from pccd_hpc.data.augmentation import Augmentation
     from pccd_hpc.data.dataset import ShardDataset
 
-    ds = ShardDataset(data, augment=True)
+    ds = ShardDataset(data, Augmentation(augment=True))
     start = time.perf_counter()
     for i in range(n):
         ds[i % len(ds)]

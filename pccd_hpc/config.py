@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import tomli_w
 
+from pccd_hpc.data.augmentation import Augmentation
 from pccd_hpc.io_utils import atomic_write_text
 from pccd_hpc.stage_config import config_from_dict as _build, plain as _plain, require as _require
 
@@ -259,6 +260,11 @@ class TrainConfig:
     """Learning-rate multiplier of the site condition's own weights (``cond_embed.site*``): a fine-tune that
     adds the condition to a trained network starts them at zero and needs them to catch up."""
 
+    def augmentation(self) -> Augmentation:
+        """The five switches that shape a training sample (``augment``, ``origin``, ``site_order``, ``invert_prob``,
+        ``supercell_prob``) as the one object both batch paths take."""
+        return Augmentation(self.augment, self.origin, self.site_order, self.invert_prob, self.supercell_prob)
+
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
         _require(self.batch_size >= 1, "batch_size", "must be >= 1")
@@ -268,11 +274,7 @@ class TrainConfig:
         _require(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
         _require(self.lr_decay in ("none", "cosine"), "lr_decay", f"must be none or cosine, got {self.lr_decay!r}")
         _require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1]")
-        _require(self.origin in ("random", "anchor"), "origin", f"must be random or anchor, got {self.origin!r}")
-        _require(self.site_order in ("random", "canonical"), "site_order",
-                 f"must be random or canonical, got {self.site_order!r}")
-        _require(0 <= self.invert_prob <= 1, "invert_prob", "must be in [0, 1]")
-        _require(0 <= self.supercell_prob <= 1, "supercell_prob", "must be in [0, 1]")
+        self.augmentation()  # checks origin, site_order, invert_prob and supercell_prob
         _require(self.max_steps >= 1, "max_steps", "must be >= 1")
         _require(self.max_minutes >= 0, "max_minutes", "must be >= 0")
         _require(self.grad_clip >= 0, "grad_clip", "must be >= 0")

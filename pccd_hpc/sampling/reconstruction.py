@@ -93,9 +93,7 @@ def run_reconstruct(loaded: LoadedModel, data_dir: str | Path, out_dir: str | Pa
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # Items are encoded with the site order the model was trained on (a canonical-order model never saw the file order).
-    tc = loaded.config.train
-    dataset = ShardDataset(data_dir, site_order=tc.site_order if tc.augment else "random",
-                           origin=tc.origin if tc.augment else "random")
+    dataset = ShardDataset(data_dir, loaded.config.train.augmentation().frame_only())
     originals = [s for shard in dataset.shards for s in read_structures(shard)]
     order = np.random.default_rng(config.seed).permutation(len(dataset))[: config.n]
     sampler = CheckpointSampler(loaded, "ddim", config.steps, config.guidance)

@@ -89,8 +89,7 @@ def _train(config: RunConfig, data_dir: str | Path, run_dir: Path, env: DistEnv)
         record_run_settings(run_dir, config)
         save_toml(config, run_dir / "config.toml")
 
-    dataset = ShardDataset(data_dir, augment=tc.augment, seed=tc.seed, site_order=tc.site_order, origin=tc.origin,
-                           invert_prob=tc.invert_prob, supercell_prob=tc.supercell_prob)
+    dataset = ShardDataset(data_dir, tc.augmentation(), seed=tc.seed)
     torch.manual_seed(tc.seed)
     model = build_denoiser(config).to(device)
     if state is None and tc.init_from:  # fine-tuning: weights from another model, everything else fresh
@@ -119,9 +118,7 @@ def _train(config: RunConfig, data_dir: str | Path, run_dir: Path, env: DistEnv)
     schedule = NoiseSchedule(config.diffusion)
     magnetic_null = config.model.num_magnetic_classes
     n_batches = steps_per_epoch(len(dataset), tc.batch_size)
-    on_device = (DeviceBatches(dataset, device, tc.augment, tc.site_order, tc.origin, tc.invert_prob,
-                                 tc.supercell_prob)
-                 if tc.device_batches else None)
+    on_device = DeviceBatches(dataset, device, tc.augmentation()) if tc.device_batches else None
     metrics = _MetricsLog(run_dir / "metrics.jsonl", step) if env.is_main else None
     if env.is_main:
         log.info("model %s: %d parameters; %d records, %d steps/epoch, %d processes, device %s",
