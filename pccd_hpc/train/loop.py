@@ -29,7 +29,9 @@ from pccd_hpc.folder_lock import folder_lock
 from pccd_hpc.io_utils import atomic_write_text, disk_full_named, remove_stale_temps
 from pccd_hpc.model import checkpoint as ckpt
 from pccd_hpc.model.conditioning import conditions_from_batch, site_count_histogram
-from pccd_hpc.model.diffusion import NoiseSchedule, diffusion_loss, sample_training_noise, to_model_space
+from pccd_hpc.model.diffusion import (
+    LossInputs, LossSettings, NoiseSchedule, diffusion_loss, sample_training_noise, to_model_space,
+)
 from pccd_hpc.model.distance_loss import lattice_matrices
 from pccd_hpc.model.factory import SITE_WEIGHTS_PREFIX, build_denoiser, site_encoder
 from pccd_hpc.model.unet import count_parameters
@@ -117,6 +119,7 @@ def _train(config: RunConfig, data_dir: str | Path, run_dir: Path, env: DistEnv)
         net = torch.compile(net)
     schedule = NoiseSchedule(config.diffusion)
     magnetic_null = config.model.num_magnetic_classes
+    loss_settings = LossSettings.from_config(config.diffusion, magnetic_null)
     n_batches = steps_per_epoch(len(dataset), tc.batch_size)
     on_device = DeviceBatches(dataset, device, tc.augmentation()) if tc.device_batches else None
     metrics = _MetricsLog(run_dir / "metrics.jsonl", step) if env.is_main else None
@@ -146,12 +149,10 @@ def _train(config: RunConfig, data_dir: str | Path, run_dir: Path, env: DistEnv)
                 withhold = (torch.rand(tc.batch_size, generator=gen) < tc.site_drop_prob)[env.rank::env.world_size]
                 cond = cond.without_sites(withhold.to(device))
             with _autocast(tc.precision, device):
-                dc = config.diffusion
                 lattice = (lattice_matrices(batch["x"].to(device), dataset.codec)
-                           if dc.distance_loss_weight > 0 else None)
-                loss = diffusion_loss(net, schedule, x0, cond, t.to(device), noise.to(device), drop.to(device),
-                                      dc.loss, magnetic_null, dc.prediction, dc.loss_weighting, dc.min_snr_gamma,
-                                      lattice, dc.distance_loss_weight)
+                           if loss_settings.distance_weight > 0 else None)
+                inputs = LossInputs(x0, cond, t.to(device), noise.to(device), drop.to(device), lattice)
+                loss = diffusion_loss(net, schedule, inputs, loss_settings)
             mean_loss = dist_utils.mean_over_processes(loss.detach().float()).item()
             ok = math.isfinite(mean_loss)
             if ok:
