@@ -27,7 +27,7 @@ from pccd_hpc.evaluate.denovo import (
     reference_geometry, sample_tensors, site_count_adherence,
 )
 from pccd_hpc.evaluate.machine import machine_info
-from pccd_hpc.evaluate.parts import folder_digest, run_part, source_digest
+from pccd_hpc.evaluate.parts import code_digest, folder_digest, run_part
 from pccd_hpc.evaluate.reconstruction import protocols, run_protocol
 from pccd_hpc.sampling.checkpoint_sampler import LoadedModel, load_model
 from pccd_hpc.io_utils import atomic_path, atomic_write_json, checked_output_dir, json_safe, sha256_file
@@ -42,15 +42,7 @@ HELDOUT_FINGERPRINTS = "heldout-fingerprints.npz"
 # Keys of part results that are per-structure arrays: kept in the part files (for the figures),
 # left out of evaluate.json.
 ARRAY_KEYS = ("min_bond_ratio",)
-# The code each part's figures come from (its source sha256 is part of the part's settings).
-_MODEL_CODE = ("pccd_hpc.model", "pccd_hpc.sampling.checkpoint_sampler")
-SAMPLE_CODE = _MODEL_CODE + ("pccd_hpc.evaluate.denovo",)  # the samples file's sha256 then pins the tensors
-DENOVO_CODE = ("pccd_hpc.data.codec", "pccd_hpc.data.geometry", "pccd_hpc.validate.metrics", "pccd_hpc.evaluate.denovo",
-               "pccd_hpc.data.separation")
-COVERAGE_CODE = ("pccd_hpc.data.codec", "pccd_hpc.evaluate.coverage")
-PUSHED_COVERAGE_CODE = COVERAGE_CODE + ("pccd_hpc.data.separation",)
-RECONSTRUCT_CODE = _MODEL_CODE + ("pccd_hpc.sampling.reconstruction", "pccd_hpc.data.dataset", "pccd_hpc.data.codec",
-                                  "pccd_hpc.data.roundtrip", "pccd_hpc.data.separation")
+
 
 
 def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
@@ -62,12 +54,14 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
     heldout_digest = folder_digest(config.data)
     heldout = load_heldout(config.data)
     codec = generate_decode_codec(loaded)
+    # every part's figures depend on the code the evaluation runs: all package modules it can import
+    code = code_digest(__name__)
     records: dict[str, dict] = {}
 
     sample_settings = {"data_sha256": heldout_digest, "n_samples": config.n_samples, "sampler": config.sampler,
                        "steps": config.steps, "guidance": config.guidance, "seed": config.seed,
                        "batch_size": config.batch_size, "precision": precision}
-    records["sample"] = run_part(out, "sample", sha, {**sample_settings, "code_sha256": source_digest(SAMPLE_CODE)},
+    records["sample"] = run_part(out, "sample", sha, {**sample_settings, "code_sha256": code},
                                  lambda: _sample(out, loaded, heldout, config),
                                  still_valid=lambda rec: _samples_intact(out, rec))
     # What the de novo figures are computed from: exactly these tensors, against these held-out structures.
@@ -83,7 +77,7 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
         with np.load(out / SAMPLES_FILE) as data:
             return data["n_sites"] if "n_sites" in data else None
 
-    denovo_settings = {**inputs, "plausible_factor": PLAUSIBLE_BOND_FACTOR, "code_sha256": source_digest(DENOVO_CODE)}
+    denovo_settings = {**inputs, "plausible_factor": PLAUSIBLE_BOND_FACTOR, "code_sha256": code}
     records["denovo"] = run_part(out, "denovo", sha, denovo_settings, lambda: _denovo(decoded(), heldout, requested()))
 
     @lru_cache(maxsize=1)
@@ -100,14 +94,13 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
         records["coverage"] = {"skipped": "not computed: --skip-coverage was given"}
     else:
         cov_settings = {**inputs, "structure_cutoff": STRUCTURE_CUTOFF_MP20, "composition_cutoff": COMPOSITION_CUTOFF_MP20,
-                        "code_sha256": source_digest(COVERAGE_CODE)}
+                        "code_sha256": code}
         records["coverage"] = run_part(out, "coverage", sha, cov_settings,
-                                       lambda: _coverage(out, decoded(), heldout, heldout_digest))
+                                       lambda: _coverage(out, decoded(), heldout, heldout_digest, code))
         if config.push_apart_factor is not None:
-            pushed_cov = {**cov_settings, "push_apart_factor": config.push_apart_factor,
-                          "code_sha256": source_digest(PUSHED_COVERAGE_CODE)}
+            pushed_cov = {**cov_settings, "push_apart_factor": config.push_apart_factor}
             records["coverage-pushed"] = run_part(out, "coverage-pushed", sha, pushed_cov,
-                                                  lambda: _coverage(out, pushed()[0], heldout, heldout_digest))
+                                                  lambda: _coverage(out, pushed()[0], heldout, heldout_digest, code))
 
     timesteps = loaded.config.diffusion.timesteps
     for protocol in protocols(config.data, config.train_data, config.n_reconstruct, config.n_train_reconstruct,
@@ -116,7 +109,7 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
         settings = {"data_sha256": digest, "n": protocol.n, "t": protocol.t, "steps": config.steps,
                     "guidance": config.guidance, "seed": config.seed, "batch_size": config.batch_size,
                     "codec": codec.to_dict(), "precision": precision, "push_apart_factor": config.push_apart_factor,
-                    "code_sha256": source_digest(RECONSTRUCT_CODE)}
+                    "code_sha256": code}
 
         def compute(protocol=protocol):
             metrics = run_protocol(loaded, protocol, out, config.steps, config.guidance, config.seed,
@@ -202,12 +195,12 @@ def _denovo_pushed(pushed: tuple[list, dict], heldout: HeldOut) -> tuple[dict, i
     return result, len(samples)
 
 
-def _coverage(out: Path, decoded, heldout: HeldOut, heldout_digest: str) -> tuple[dict, int]:
+def _coverage(out: Path, decoded, heldout: HeldOut, heldout_digest: str, code: str) -> tuple[dict, int]:
     from importlib.metadata import version
 
     cache = out / HELDOUT_FINGERPRINTS
     # cached fingerprints count only for the same structures, fingerprint code and matminer
-    key = f"{heldout_digest}:{source_digest(COVERAGE_CODE)}:matminer-{version('matminer')}"
+    key = f"{heldout_digest}:{code}:matminer-{version('matminer')}"
     reference = Fingerprints.load(cache, key)
     cached = reference is not None
     if reference is None:
