@@ -124,30 +124,6 @@ def sample_training_noise(batch_size: int, timesteps: int, cond_drop_prob: float
     return t, noise, drop
 
 
-@dataclass(frozen=True)
-class LossSettings:
-    """How the denoising loss is computed (:func:`diffusion_loss`); :meth:`from_config` reads a run's config."""
-
-    loss: str = "l2"
-    """``l2`` (the paper) or ``l1``."""
-    prediction: str = "eps"
-    """What the network predicts: ``eps`` (the noise, the paper) or ``v`` (the velocity)."""
-    weighting: str = "none"
-    """``none`` or ``min_snr``: each sample weighted by min(SNR_t, gamma) / SNR_t (eps) or / (SNR_t + 1) (v)."""
-    min_snr_gamma: float = 5.0
-    """gamma of the min-SNR weighting."""
-    distance_weight: float = 0.0
-    """Weight of the pair-distance loss (:mod:`pccd_hpc.model.distance_loss`); 0 = off."""
-    magnetic_null: int = 0
-    """The null class of the magnetic condition (the model's ``num_magnetic_classes``)."""
-
-    @classmethod
-    def from_config(cls, diffusion: DiffusionConfig, magnetic_null: int) -> "LossSettings":
-        """The loss a run's diffusion settings ask for."""
-        return cls(diffusion.loss, diffusion.prediction, diffusion.loss_weighting, diffusion.min_snr_gamma,
-                   diffusion.distance_loss_weight, magnetic_null)
-
-
 @dataclass
 class LossInputs:
     """One training batch, noised: clean model-space tensors and the draws that noise them."""
@@ -167,28 +143,30 @@ class LossInputs:
 
 
 def diffusion_loss(model: torch.nn.Module, schedule: NoiseSchedule, inputs: LossInputs,
-                   settings: LossSettings = LossSettings()) -> torch.Tensor:
+                   config: DiffusionConfig | None = None, magnetic_null: int = 0) -> torch.Tensor:
     """Denoising loss of ``inputs`` (x_t made from x0, t and the noise; conditions dropped where ``drop``).
 
-    ``settings.prediction`` ``eps`` regresses the noise (the paper), ``v`` the velocity; ``min_snr`` weighting
-    puts the same weight on the implied x0 error (Hang et al. 2023), so low-noise steps stop dominating. With
-    ``distance_weight`` > 0 and the true ``lattice``, the pair-distance error of the network's clean-crystal
-    estimate (Angstrom, weighted by alpha_bar_t) is added.
+    ``config`` (default: the paper's) sets the loss: ``prediction`` ``eps`` regresses the noise (the paper),
+    ``v`` the velocity; ``loss_weighting`` ``min_snr`` puts the same weight on the implied x0 error (Hang et al.
+    2023), so low-noise steps stop dominating; with ``distance_loss_weight`` > 0 and the true ``lattice``, the
+    pair-distance error of the network's clean-crystal estimate (Angstrom, weighted by alpha_bar_t) is added.
+    ``magnetic_null`` is the null class of the magnetic condition (the model's ``num_magnetic_classes``).
     """
+    config = config or DiffusionConfig()
     x0, t, noise = inputs.x0, inputs.t, inputs.noise
     x_t = schedule.q_sample(x0, t, noise)
-    out = model(x_t, t, inputs.cond.dropped(inputs.drop, settings.magnetic_null)).float()
-    target = noise if settings.prediction == "eps" else schedule.v_target(x0, t, noise)
-    per_element = (F.l1_loss(out, target, reduction="none") if settings.loss == "l1"
+    out = model(x_t, t, inputs.cond.dropped(inputs.drop, magnetic_null)).float()
+    target = noise if config.prediction == "eps" else schedule.v_target(x0, t, noise)
+    per_element = (F.l1_loss(out, target, reduction="none") if config.loss == "l1"
                    else F.mse_loss(out, target, reduction="none"))
     per_sample = per_element.flatten(1).mean(dim=1)
-    if settings.weighting == "min_snr":
+    if config.loss_weighting == "min_snr":
         snr = schedule.snr(t)
-        clipped = snr.clamp(max=settings.min_snr_gamma)
-        weight = clipped / snr if settings.prediction == "eps" else clipped / (snr + 1)
+        clipped = snr.clamp(max=config.min_snr_gamma)
+        weight = clipped / snr if config.prediction == "eps" else clipped / (snr + 1)
         per_sample = per_sample * weight
-    if settings.distance_weight > 0 and inputs.lattice is not None:
-        x0_hat = schedule.predict_x0(x_t, t, out) if settings.prediction == "eps" else schedule.x0_from_v(x_t, t, out)
+    if config.distance_loss_weight > 0 and inputs.lattice is not None:
+        x0_hat = schedule.predict_x0(x_t, t, out) if config.prediction == "eps" else schedule.x0_from_v(x_t, t, out)
         ab = schedule.alphas_bar.to(t.device)[t].float()
-        per_sample = per_sample + settings.distance_weight * ab * pair_distance_loss(x0_hat, x0, inputs.lattice)
+        per_sample = per_sample + config.distance_loss_weight * ab * pair_distance_loss(x0_hat, x0, inputs.lattice)
     return per_sample.mean()

@@ -30,7 +30,7 @@ from pccd_hpc.io_utils import atomic_write_text, disk_full_named, remove_stale_t
 from pccd_hpc.model import checkpoint as ckpt
 from pccd_hpc.model.conditioning import conditions_from_batch, site_count_histogram
 from pccd_hpc.model.diffusion import (
-    LossInputs, LossSettings, NoiseSchedule, diffusion_loss, sample_training_noise, to_model_space,
+    LossInputs, NoiseSchedule, diffusion_loss, sample_training_noise, to_model_space,
 )
 from pccd_hpc.model.distance_loss import lattice_matrices
 from pccd_hpc.model.factory import SITE_WEIGHTS_PREFIX, build_denoiser, site_encoder
@@ -119,7 +119,6 @@ def _train(config: RunConfig, data_dir: str | Path, run_dir: Path, env: DistEnv)
         net = torch.compile(net)
     schedule = NoiseSchedule(config.diffusion)
     magnetic_null = config.model.num_magnetic_classes
-    loss_settings = LossSettings.from_config(config.diffusion, magnetic_null)
     n_batches = steps_per_epoch(len(dataset), tc.batch_size)
     on_device = DeviceBatches(dataset, device, tc.augmentation()) if tc.device_batches else None
     metrics = _MetricsLog(run_dir / "metrics.jsonl", step) if env.is_main else None
@@ -150,9 +149,9 @@ def _train(config: RunConfig, data_dir: str | Path, run_dir: Path, env: DistEnv)
                 cond = cond.without_sites(withhold.to(device))
             with _autocast(tc.precision, device):
                 lattice = (lattice_matrices(batch["x"].to(device), dataset.codec)
-                           if loss_settings.distance_weight > 0 else None)
+                           if config.diffusion.distance_loss_weight > 0 else None)
                 inputs = LossInputs(x0, cond, t.to(device), noise.to(device), drop.to(device), lattice)
-                loss = diffusion_loss(net, schedule, inputs, loss_settings)
+                loss = diffusion_loss(net, schedule, inputs, config.diffusion, magnetic_null)
             mean_loss = dist_utils.mean_over_processes(loss.detach().float()).item()
             ok = math.isfinite(mean_loss)
             if ok:

@@ -9,7 +9,7 @@ import torch
 
 from pccd_hpc.config import DiffusionConfig
 from pccd_hpc.model.conditioning import Conditions, band_gap_class
-from pccd_hpc.model.diffusion import (LossInputs, LossSettings, NoiseSchedule, diffusion_loss, from_model_space, sample_training_noise,
+from pccd_hpc.model.diffusion import (LossInputs, NoiseSchedule, diffusion_loss, from_model_space, sample_training_noise,
                                       to_model_space)
 from pccd_hpc.model.samplers import DDIMSampler, DDPMSampler, guided_eps
 
@@ -136,12 +136,12 @@ def test_min_snr_weighting_matches_a_direct_computation() -> None:
     snr = (s.alphas_bar[t] / (1 - s.alphas_bar[t])).float()
     per_sample_eps = ((out - noise) ** 2).flatten(1).mean(1)
     expected_eps = (per_sample_eps * torch.clamp(snr, max=5.0) / snr).mean()
-    got_eps = diffusion_loss(model, s, LossInputs(x0, cond, t, noise, drop), LossSettings(prediction="eps", weighting="min_snr"))
+    got_eps = diffusion_loss(model, s, LossInputs(x0, cond, t, noise, drop), DiffusionConfig(prediction="eps", loss_weighting="min_snr"))
     assert torch.allclose(got_eps, expected_eps, rtol=1e-5)
     v = s.v_target(x0, t, noise)
     per_sample_v = ((out - v) ** 2).flatten(1).mean(1)
     expected_v = (per_sample_v * torch.clamp(snr, max=5.0) / (snr + 1)).mean()
-    got_v = diffusion_loss(model, s, LossInputs(x0, cond, t, noise, drop), LossSettings(prediction="v", weighting="min_snr"))
+    got_v = diffusion_loss(model, s, LossInputs(x0, cond, t, noise, drop), DiffusionConfig(prediction="v", loss_weighting="min_snr"))
     assert torch.allclose(got_v, expected_v, rtol=1e-5)
     plain = diffusion_loss(model, s, LossInputs(x0, cond, t, noise, drop))
     assert torch.allclose(plain, per_sample_eps.mean(), rtol=1e-6)
@@ -179,7 +179,7 @@ def test_distance_term_uses_the_schedules_clean_estimate_bit_for_bit(prediction:
     out = torch.randn(3, 3, 128, 3, generator=gen)
     lattice = torch.eye(3).expand(3, 3, 3) * 5.0
     got = diffusion_loss(lambda *a: out, s, LossInputs(x0, cond, t, noise, drop, lattice),
-                         LossSettings(prediction=prediction, distance_weight=0.5))
+                         DiffusionConfig(prediction=prediction, distance_loss_weight=0.5))
     x_t = s.q_sample(x0, t, noise)
     a, b = s.gather(s.alphas_bar.sqrt(), t, x_t), s.gather((1 - s.alphas_bar).sqrt(), t, x_t)
     x0_hat = (x_t - b * out) / a if prediction == "eps" else a * x_t - b * out
