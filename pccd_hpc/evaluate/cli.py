@@ -9,7 +9,7 @@ import logging
 import torch
 
 from pccd_hpc.data.separation import PUSH_APART_FACTOR
-from pccd_hpc.evaluate.config import EvaluateConfig
+from pccd_hpc.evaluate.config import EvaluateConfig, EvaluatePaths
 from pccd_hpc.io_utils import checked_input_path
 from pccd_hpc.model.samplers import DDIM_STEPS, GUIDANCE_SCALE
 
@@ -56,15 +56,17 @@ def main(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    config = EvaluateConfig(
+    paths = EvaluatePaths(
         checkpoint=checked_input_path(args.checkpoint, "--checkpoint"), data=checked_input_path(args.data, "--data"),
         out=args.out, train_data=checked_input_path(args.train_data, "--train-data") if args.train_data else None,
+    )
+    config = EvaluateConfig(
         n_samples=args.n_samples, n_reconstruct=args.n_reconstruct, n_train_reconstruct=args.n_train_reconstruct,
         steps=args.steps, guidance=args.guidance, sampler=args.sampler, seed=args.seed, batch_size=args.batch_size,
         skip_coverage=args.skip_coverage, precision=args.precision,
         push_apart_factor=None if args.no_push_apart else args.push_apart_factor,
     )
-    summary = run_evaluate(config)
+    summary = run_evaluate(config, paths)
     d = summary["denovo"]
     headline = {k: d[k] for k in ("decode_valid_pct", "valid_pct", "plausible_pct", "valid_and_plausible_pct")}
     if summary["coverage"]:
