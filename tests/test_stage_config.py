@@ -10,7 +10,7 @@ from pccd_hpc.cluster.slurm import SlurmResources
 from pccd_hpc.data.codec import CodecConfig
 from pccd_hpc.data.encode import EncodeConfig
 from pccd_hpc.generate.plan import GeneratePlan
-from pccd_hpc.generate.reconstruct import ReconstructConfig
+from pccd_hpc.sampling.reconstruction import ReconstructConfig
 from pccd_hpc.stage_config import load_config_toml, save_config_toml
 
 CONFIGS = [

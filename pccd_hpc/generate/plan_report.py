@@ -12,10 +12,11 @@ import torch
 
 from pccd_hpc.cluster.slurm import SlurmResources, array_command
 from pccd_hpc.generate.plan import GeneratePlan
+from pccd_hpc.generate.tasks import load_sampler
 from pccd_hpc.progress import format_duration
 
 if TYPE_CHECKING:
-    from pccd_hpc.generate.sampling import LoadedModel
+    from pccd_hpc.sampling.checkpoint_sampler import LoadedModel
 
 ARRAY_SCRIPT = Path(__file__).resolve().parents[1] / "jobs" / "generate_array.sh"
 """The sbatch array script shipped with the package (one generation task per array element)."""
@@ -25,8 +26,6 @@ SPEED_PROBE_SAMPLES = 4
 
 def measure_seconds_per_sample(loaded: LoadedModel, plan: GeneratePlan) -> tuple[float, str]:
     """Seconds per sample of ``plan``'s sampler, measured here on a small batch; and where it was measured."""
-    from pccd_hpc.generate.sampling import load_sampler
-
     sampler = load_sampler(plan, loaded)
     n = min(SPEED_PROBE_SAMPLES, plan.n)
     element_z = torch.tensor([plan.system_of(i) for i in range(n)], dtype=torch.int64)

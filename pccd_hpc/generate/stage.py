@@ -20,12 +20,14 @@ from pccd_hpc.data.shards import shard_name
 from pccd_hpc.folder_lock import folder_lock
 from pccd_hpc.generate.plan import PLAN_NAME, GeneratePlan, write_plan
 from pccd_hpc.generate.summary import summarise
-from pccd_hpc.generate.tasks import TensorSampler, foreign_task_problem, remove_task_files, run_task, task_done
+from pccd_hpc.generate.tasks import (
+    TensorSampler, foreign_task_problem, load_sampler, remove_task_files, run_task, task_done,
+)
 from pccd_hpc.io_utils import checked_output_dir, remove_stale_temps
 from pccd_hpc.progress import Progress
 
 if TYPE_CHECKING:
-    from pccd_hpc.generate.sampling import LoadedModel
+    from pccd_hpc.sampling.checkpoint_sampler import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +82,6 @@ def _prepare(out: Path, plan: GeneratePlan, force_redo: bool) -> GeneratePlan:
 
 
 def _run_local(out: Path, plan: GeneratePlan, todo: list[int], loaded: LoadedModel | None) -> None:
-    from pccd_hpc.generate.sampling import load_sampler
-
     shared: list[TensorSampler] = []
 
     def shared_sampler(plan: GeneratePlan) -> TensorSampler:  # the model is loaded once for all tasks

@@ -13,7 +13,7 @@ import pytest
 
 from pccd_hpc.cluster.slurm import sbatch, wait_for_job
 from pccd_hpc.config import RunConfig, save_toml
-from pccd_hpc.train.checkpoint import load_checkpoint
+from pccd_hpc.model.checkpoint import load_checkpoint
 from pccd_hpc.cluster.slurm import SlurmResources
 from pccd_hpc.train.job import submit_training
 
