@@ -19,9 +19,9 @@ import time
 
 import torch
 
-from pccd_hpc.generate.cli import GENERATE_DECODE_METHOD, GENERATE_MIN_POINTS, decode_codec
 from pccd_hpc.generate.plan import GeneratePlan
-from pccd_hpc.generate.sampling import default_checkpoint, load_model
+from pccd_hpc.sampling.decoding import default_decode_codec
+from pccd_hpc.sampling.checkpoint_sampler import default_checkpoint, load_model
 from pccd_hpc.generate.stage import run_generate
 from pccd_hpc.generate.systems import read_systems
 
@@ -32,7 +32,7 @@ def measure(checkpoint: str, n: int, sampler: str, steps: int, batch: int, push_
     plan = GeneratePlan(n=n, systems=read_systems(["paper"], None), checkpoint=checkpoint,
                         checkpoint_sha256=loaded.sha256, sampler=sampler, steps=steps, batch_size=batch,
                         seed=0, n_tasks=1,
-                        codec=decode_codec(loaded.codec, None, GENERATE_MIN_POINTS, GENERATE_DECODE_METHOD).to_dict(),
+                        codec=default_decode_codec(loaded.codec).to_dict(),
                         push_apart_factor=push_apart_factor)
     out = tempfile.mkdtemp(prefix="pccd-genbench-")
     t0 = time.perf_counter()

@@ -27,7 +27,7 @@ import numpy as np
 from pccd_hpc.data.heldout_split import heldout_ids
 from pccd_hpc.validate.config import ValidateConfig
 from pccd_hpc.validate.stage import ValidatePaths, run_validate
-from pccd_hpc.validate.store import read_results_csv
+from pccd_hpc.records import read_results_csv
 
 csv.field_size_limit(sys.maxsize)
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mp_20" / "val.csv.gz"

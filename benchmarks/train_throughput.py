@@ -28,7 +28,7 @@ import torch.multiprocessing as mp
 
 from pccd_hpc.config import get_preset
 from pccd_hpc.model.conditioning import Conditions
-from pccd_hpc.model.diffusion import NoiseSchedule, diffusion_loss, sample_training_noise
+from pccd_hpc.model.diffusion import LossInputs, NoiseSchedule, diffusion_loss, sample_training_noise
 from pccd_hpc.model.samplers import guided_eps
 from pccd_hpc.model.unet import UNet, count_parameters
 from pccd_hpc.train.distributed import free_port
@@ -63,7 +63,7 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, preset: 
     def step() -> None:
         t, noise, drop = sample_training_noise(local, schedule.timesteps, 0.2, gen)
         with autocast:
-            loss = diffusion_loss(net, schedule, x0, cond, t.to(device), noise.to(device), drop.to(device))
+            loss = diffusion_loss(net, schedule, LossInputs(x0, cond, t.to(device), noise.to(device), drop.to(device)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -109,9 +109,10 @@ def _timed(fn: object, warmup: int, steps: int, device: torch.device, world: int
 
 
 def _dataset_rate(data: str, n: int) -> float:
+    from pccd_hpc.data.augmentation import Augmentation
     from pccd_hpc.data.dataset import ShardDataset
 
-    ds = ShardDataset(data, augment=True)
+    ds = ShardDataset(data, Augmentation(augment=True))
     start = time.perf_counter()
     for i in range(n):
         ds[i % len(ds)]

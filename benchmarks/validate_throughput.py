@@ -28,10 +28,11 @@ import numpy as np
 
 from pymatgen.core import Composition
 
-from pccd_hpc.validate.config import PhononConfig, RelaxConfig, ValidateConfig
+from pccd_hpc.validate.config import PhononConfig, ValidateConfig
+from pccd_hpc.materials.relax import RelaxConfig
 from pccd_hpc.validate.dft_hull import dft_hull
 from pccd_hpc.validate.formation import shipped_element_references
-from pccd_hpc.validate.inputs import iter_input_structures
+from pccd_hpc.materials.structure_inputs import iter_input_structures
 from pccd_hpc.validate.record import Job
 from pccd_hpc.validate.runner import iter_results
 

@@ -74,7 +74,7 @@ def _run_info(args: argparse.Namespace) -> int:
     if args.path is None:
         import torch
 
-        from pccd_hpc.generate.sampling import BUNDLED_CHECKPOINT
+        from pccd_hpc.sampling.checkpoint_sampler import BUNDLED_CHECKPOINT
 
         card = BUNDLED_CHECKPOINT.with_suffix(".json")
         print(json.dumps({

@@ -16,6 +16,7 @@ The resolved configuration is written into every run folder and every checkpoint
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +24,15 @@ from typing import Any, Callable
 
 import tomli_w
 
+from pccd_hpc.data.augmentation import Augmentation
 from pccd_hpc.io_utils import atomic_write_text
 from pccd_hpc.stage_config import config_from_dict as _build, plain as _plain, require as _require
+
+log = logging.getLogger(__name__)
+
+RETIRED_FIELDS = {"diffusion": ("guidance_scale", "sampler", "ddim_steps", "ddim_eta")}
+"""Fields older configs and checkpoints hold that nothing reads any more (sampling settings are flags of the
+stages that sample): ignored with a warning when such a config is loaded, so old checkpoints keep loading."""
 
 MAX_ATOMIC_NUMBER = 118
 """Element embeddings are indexed by atomic number 1..118; index 0 is the null (dropped) element."""
@@ -125,7 +133,11 @@ class DiTConfig:
 
 @dataclass
 class DiffusionConfig:
-    """The DDPM forward process, its loss and the samplers (:mod:`pccd_hpc.model.diffusion`)."""
+    """The DDPM forward process, its loss and the sampler settings fixed at training (:mod:`pccd_hpc.model.diffusion`).
+
+    How a model is sampled (sampler, steps, guidance) is not part of it: those are the ``--sampler``,
+    ``--steps`` and ``--guidance`` flags of generate, reconstruct and evaluate.
+    """
 
     timesteps: int = 1000
     """Number of diffusion steps T."""
@@ -147,14 +159,6 @@ class DiffusionConfig:
     """Weight of the auxiliary pair-distance loss (Angstrom; :mod:`pccd_hpc.model.distance_loss`); 0 = off (the paper)."""
     cond_drop_prob: float = 0.2
     """Probability of replacing all conditions of a training sample by the null condition."""
-    guidance_scale: float = 3.0
-    """Classifier-free guidance scale w: eps = eps_u + w (eps_c - eps_u); 1 disables guidance."""
-    sampler: str = "ddim"
-    """Default sampler: ``ddpm`` (ancestral, T steps) or ``ddim``."""
-    ddim_steps: int = 50
-    """DDIM steps."""
-    ddim_eta: float = 0.0
-    """DDIM stochasticity (0 deterministic, 1 DDPM-like)."""
     ddpm_variance: str = "beta"
     """Ancestral-step variance: ``beta`` (paper eq. 4) or ``posterior`` (beta tilde)."""
     clip_x0: bool = True
@@ -171,10 +175,6 @@ class DiffusionConfig:
         _require(self.min_snr_gamma > 0, "min_snr_gamma", "must be positive")
         _require(self.distance_loss_weight >= 0, "distance_loss_weight", "must be >= 0")
         _require(0.0 <= self.cond_drop_prob < 1.0, "cond_drop_prob", "must be in [0, 1)")
-        _require(self.guidance_scale >= 0.0, "guidance_scale", "must be >= 0")
-        _require(self.sampler in ("ddpm", "ddim"), "sampler", f"must be ddpm or ddim, got {self.sampler!r}")
-        _require(1 <= self.ddim_steps <= self.timesteps, "ddim_steps", "must be in [1, timesteps]")
-        _require(0.0 <= self.ddim_eta <= 1.0, "ddim_eta", "must be in [0, 1]")
         _require(self.ddpm_variance in ("beta", "posterior"), "ddpm_variance", "must be beta or posterior")
 
 
@@ -260,6 +260,11 @@ class TrainConfig:
     """Learning-rate multiplier of the site condition's own weights (``cond_embed.site*``): a fine-tune that
     adds the condition to a trained network starts them at zero and needs them to catch up."""
 
+    def augmentation(self) -> Augmentation:
+        """The five switches that shape a training sample (``augment``, ``origin``, ``site_order``, ``invert_prob``,
+        ``supercell_prob``) as the one object both batch paths take."""
+        return Augmentation(self.augment, self.origin, self.site_order, self.invert_prob, self.supercell_prob)
+
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
         _require(self.batch_size >= 1, "batch_size", "must be >= 1")
@@ -269,11 +274,7 @@ class TrainConfig:
         _require(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
         _require(self.lr_decay in ("none", "cosine"), "lr_decay", f"must be none or cosine, got {self.lr_decay!r}")
         _require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1]")
-        _require(self.origin in ("random", "anchor"), "origin", f"must be random or anchor, got {self.origin!r}")
-        _require(self.site_order in ("random", "canonical"), "site_order",
-                 f"must be random or canonical, got {self.site_order!r}")
-        _require(0 <= self.invert_prob <= 1, "invert_prob", "must be in [0, 1]")
-        _require(0 <= self.supercell_prob <= 1, "supercell_prob", "must be in [0, 1]")
+        self.augmentation()  # checks origin, site_order, invert_prob and supercell_prob
         _require(self.max_steps >= 1, "max_steps", "must be >= 1")
         _require(self.max_minutes >= 0, "max_minutes", "must be >= 0")
         _require(self.grad_clip >= 0, "grad_clip", "must be >= 0")
@@ -314,7 +315,10 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
         """Build a validated config from nested dicts; unknown keys raise ``ValueError``."""
-        data = dict(data)
+        data, retired = without_retired_fields(data)
+        for name in retired:
+            log.warning("config field %s is no longer used (sampling is set by the --sampler, --steps and --guidance "
+                        "flags of generate, reconstruct and evaluate); ignored", name)
         sections = {"model": UNetConfig, "diffusion": DiffusionConfig, "train": TrainConfig, "dit": DiTConfig}
         kwargs: dict[str, Any] = {}
         for name, klass in sections.items():
@@ -337,6 +341,17 @@ class RunConfig:
                 raise ValueError(f"unknown config section: {section!r}")
             merged[section].update(values)
         return RunConfig.from_dict(merged)
+
+
+def without_retired_fields(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A config dict (the TOML layout) without its :data:`RETIRED_FIELDS`, and the names (``section.field``) dropped."""
+    out, dropped = dict(data), []
+    for section, names in RETIRED_FIELDS.items():
+        values = out.get(section)
+        if isinstance(values, dict):
+            dropped += [f"{section}.{key}" for key in sorted(values) if key in names]
+            out[section] = {k: v for k, v in values.items() if k not in names}
+    return out, dropped
 
 
 def paper_preset() -> RunConfig:

@@ -27,7 +27,9 @@ from pymatgen.core import Structure
 
 from pccd_hpc.data.heldout_split import heldout_ids
 from pccd_hpc.evaluate.csp import CspSettings, csp_summary, run_targets
-from pccd_hpc.generate.sampling import CheckpointSampler, default_checkpoint, load_model
+from pccd_hpc.sampling.checkpoint_sampler import CheckpointSampler, default_checkpoint, load_model
+from pccd_hpc.data.separation import PUSH_APART_FACTOR
+from pccd_hpc.model.samplers import DDIM_STEPS, GUIDANCE_SCALE
 
 csv.field_size_limit(sys.maxsize)
 
@@ -56,9 +58,9 @@ def main() -> None:
     p.add_argument("n", type=int)
     p.add_argument("out", type=Path)
     p.add_argument("--k", type=int, default=20)
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--guidance", type=float, default=3.0)
-    p.add_argument("--push-apart-factor", type=float, default=0.8)
+    p.add_argument("--steps", type=int, default=DDIM_STEPS)
+    p.add_argument("--guidance", type=float, default=GUIDANCE_SCALE)
+    p.add_argument("--push-apart-factor", type=float, default=PUSH_APART_FACTOR)
     p.add_argument("--no-push-apart", action="store_true")
     p.add_argument("--fresh-noise", action="store_true", help="inpainting noise drawn afresh at every step")
     p.add_argument("--relax-steps", type=int, default=0, help="relax with CHGNet and rank (0: no ranking)")

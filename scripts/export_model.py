@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from pccd_hpc.generate.sampling import load_model
-from pccd_hpc.train.checkpoint import export_checkpoint
+from pccd_hpc.sampling.checkpoint_sampler import load_model
+from pccd_hpc.model.checkpoint import export_checkpoint
 from pccd_hpc.io_utils import atomic_write_json
 from pccd_hpc.model.unet import count_parameters  # any nn.Module
 

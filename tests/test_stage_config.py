@@ -10,8 +10,7 @@ from pccd_hpc.cluster.slurm import SlurmResources
 from pccd_hpc.data.codec import CodecConfig
 from pccd_hpc.data.encode import EncodeConfig
 from pccd_hpc.generate.plan import GeneratePlan
-from pccd_hpc.generate.reconstruct import ReconstructConfig
-from pccd_hpc.generate.stage import ClusterOptions
+from pccd_hpc.sampling.reconstruction import ReconstructConfig
 from pccd_hpc.stage_config import load_config_toml, save_config_toml
 
 CONFIGS = [
@@ -20,7 +19,7 @@ CONFIGS = [
                  codec=CodecConfig().to_dict()),
     GeneratePlan(n=10, systems=[(12, 8, 8), (14, 14, 14)], checkpoint="m.pt", checkpoint_sha256="1" * 64,
                  band_gap_class=2),
-    ClusterOptions(cluster="slurm", partition="debug", time_min=5, extra={"slurm_mem_per_cpu": "1G"}),
+    SlurmResources(partition="debug", time_min=5, extra={"slurm_mem_per_cpu": "1G"}),
     ReconstructConfig(n=16, t=100, steps=5, guidance=1.5),
     SlurmResources(nodes=2, gpus_per_node=4, tasks_per_node=4),
 ]
@@ -35,8 +34,7 @@ def test_toml_round_trip(config: object, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("klass", "values", "field"), [
     (EncodeConfig, {"inputs": [], "out_dir": "o"}, "inputs"),
     (EncodeConfig, {"inputs": ["a"], "out_dir": "o", "shard_size": 0}, "shard_size"),
-    (ClusterOptions, {"cluster": "cloud"}, "cluster"),
-    (ClusterOptions, {"cpus_per_task": 0}, "cpus_per_task"),
+    (SlurmResources, {"cpus_per_task": 0}, "cpus_per_task"),
     (ReconstructConfig, {"t": 0}, "t"),
     (ReconstructConfig, {"guidance": -1.0}, "guidance"),
 ])

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from pccd_hpc.stage_config import require
+
 if TYPE_CHECKING:
     import submitit
 
@@ -43,7 +45,8 @@ class SlurmError(RuntimeError):
 
 @dataclass
 class SlurmResources:
-    """What one job (or each array task) asks SLURM for."""
+    """What one job (or each array task) asks SLURM for: the one spelling of SLURM resources in the package
+    (train, generate, validate and followup all submit with it)."""
 
     partition: str | None = None
     """Partition name; None lets SLURM pick the default partition."""
@@ -65,20 +68,15 @@ class SlurmResources:
     """Further submitit parameters (e.g. ``{"slurm_mem_per_cpu": "1G"}``), passed through."""
 
     def __post_init__(self) -> None:
-        if self.partition is not None and not self.partition.strip():
-            raise ValueError("partition must be None or a non-empty name")
+        require(self.partition is None or bool(self.partition.strip()), "partition", "must be None or a non-empty name")
         for name in ("nodes", "tasks_per_node", "cpus_per_task", "time_min", "array_parallelism"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            require(isinstance(value, int) and value >= 1, name, f"must be an integer >= 1, got {value!r}")
         for name in ("gpus_per_node", "signal_delay_s"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        if self.signal_delay_s >= self.time_min * 60:
-            raise ValueError(
-                f"signal_delay_s ({self.signal_delay_s}) must be shorter than time_min ({self.time_min} min)"
-            )
+            require(isinstance(value, int) and value >= 0, name, f"must be an integer >= 0, got {value!r}")
+        require(self.signal_delay_s < self.time_min * 60, "signal_delay_s",
+                f"({self.signal_delay_s}) must be shorter than time_min ({self.time_min} min)")
 
     def sbatch_options(self, shape: bool = True) -> list[str]:
         """These resources as sbatch command-line options; ``shape=False`` leaves nodes, tasks, CPUs and

@@ -128,10 +128,12 @@ class CodecConfig:
         return np.log(lengths_ang) / math.log(self.length_scale_ang)
 
     def denormalise_lengths(self, values: np.ndarray) -> np.ndarray:
-        """Inverse of ``normalise_lengths``."""
+        """Inverse of ``normalise_lengths``: lattice lengths in Angstrom from channel-2 values (a numpy array, or a
+        torch tensor for the model's losses, which stays on its device)."""
         if self.length_norm == "linear":
             return values * self.length_scale_ang
-        return np.exp(values * math.log(self.length_scale_ang))
+        exponent = values * math.log(self.length_scale_ang)
+        return exponent.exp() if hasattr(exponent, "exp") else np.exp(exponent)
 
 
 @dataclass

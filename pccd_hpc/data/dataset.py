@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from pccd_hpc.data.augmentation import NO_AUGMENTATION, Augmentation
 from pccd_hpc.data.codec import CodecConfig, encode_arrays
 from pccd_hpc.data.shards import list_shards, shard_record_count
 from pccd_hpc.data.supercell import doubled_cell_sites
@@ -33,7 +34,8 @@ class ShardDataset(Dataset):
     A shard is read on first access in each process and kept in memory (its arrays are a few
     MB; h5py handles must not cross a ``fork``), so the dataset works with DataLoader workers and
     a DistributedSampler, and only the shards a rank touches are ever read.
-    With ``augment`` every access re-encodes the record with a random origin shift and a random
+    ``augmentation`` (:class:`~pccd_hpc.data.augmentation.Augmentation`) sets the frame and the random
+    transformations. With ``augment`` every access re-encodes the record with a random origin shift and a random
     order of the atoms within each species; the representation is neither translation- nor
     permutation-invariant, so the model must see both. With ``invert_prob`` > 0 an augmented record is,
     with that probability, first inverted through the origin (fractional coordinates negated, lattice
@@ -43,8 +45,7 @@ class ShardDataset(Dataset):
     :func:`pccd_hpc.data.supercell.doubled_cell_sites`), and its ``n_sites`` is the doubled count.
     """
 
-    def __init__(self, folder: str | Path, augment: bool = False, seed: int = 0, site_order: str = "random",
-                 origin: str = "random", invert_prob: float = 0.0, supercell_prob: float = 0.0) -> None:
+    def __init__(self, folder: str | Path, augmentation: Augmentation = NO_AUGMENTATION, seed: int = 0) -> None:
         self.folder = Path(folder)
         self.shards = list_shards(self.folder)
         if not self.shards:
@@ -53,17 +54,7 @@ class ShardDataset(Dataset):
         counts = [_named(p, shard_record_count) for p in self.shards]
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.codec = _named(self.shards[0], _shard_codec)
-        if site_order not in ("random", "canonical"):
-            raise ValueError(f"site_order must be random or canonical, got {site_order!r}")
-        if origin not in ("random", "anchor"):
-            raise ValueError(f"origin must be random or anchor, got {origin!r}")
-        check_probability("invert_prob", invert_prob)
-        check_probability("supercell_prob", supercell_prob)
-        self.augment = augment
-        self.invert_prob = float(invert_prob)
-        self.supercell_prob = float(supercell_prob)
-        self.site_order = site_order
-        self.origin = origin
+        self.augmentation = augmentation
         self.seed = seed
         self.epoch = 0
         self._cache: dict[int, _ShardArrays] = {}
@@ -80,8 +71,7 @@ class ShardDataset(Dataset):
         if self._pid != os.getpid():  # a forked worker must not reuse the parent's arrays or handles
             self._cache, self._pid = {}, os.getpid()
         if shard not in self._cache:
-            with_tensors = not self.augment and self.site_order == "random" and self.origin == "random"
-            self._cache[shard] = _ShardArrays.load(self.shards[shard], with_tensors=with_tensors)
+            self._cache[shard] = _ShardArrays.load(self.shards[shard], with_tensors=self.augmentation.stored_frame)
         return self._cache[shard]
 
     def shard_arrays(self, shard: int) -> "_ShardArrays":
@@ -99,9 +89,9 @@ class ShardDataset(Dataset):
         shard, row = self.locate(int(index))
         arrays = self._shard(shard)
         n_sites = int(arrays.n_sites[row])
-        if self.augment:
+        if self.augmentation.augment:
             x, n_sites = self._augmented(arrays, row, index)
-        elif self.site_order == "canonical" or self.origin == "anchor":
+        elif not self.augmentation.stored_frame:
             x = self._canonical(arrays, row)
         else:
             x = arrays.tensors[row]
@@ -121,9 +111,9 @@ class ShardDataset(Dataset):
         output with the record in this frame, not the stored one. Augmented items have a random
         shift, so asking for it is an error.
         """
-        if self.augment:
+        if self.augmentation.augment:
             raise ValueError("augmented items have a random origin shift; build the dataset with augment=False")
-        if self.origin != "anchor":
+        if self.augmentation.origin != "anchor":
             return np.zeros(3)
         shard, row = self.locate(int(index))
         return _anchor_shift(self._shard(shard), row)
@@ -134,14 +124,16 @@ class ShardDataset(Dataset):
         n_sites = int(arrays.n_sites[row])
         slots = arrays.slot_index[row, :n_sites]
         frac = np.mod(arrays.frac_coords[row, :n_sites], 1.0)
-        if self.origin == "anchor":
+        if self.augmentation.origin == "anchor":
             frac = np.mod(frac + _anchor_shift(arrays, row), 1.0)
-        order = _site_order(frac, slots, None if self.site_order == "canonical" else np.arange(n_sites, dtype=float))
+        canonical = self.augmentation.site_order == "canonical"
+        order = _site_order(frac, slots, None if canonical else np.arange(n_sites, dtype=float))
         return encode_arrays(frac[order], slots[order], arrays.lattice_params[row], self.codec)
 
     def _augmented(self, arrays: "_ShardArrays", row: int, index: int) -> tuple[np.ndarray, int]:
         """The augmented codec tensor of a record and its number of sites (doubled for a supercell)."""
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        aug = self.augmentation
         n_sites = int(arrays.n_sites[row])
         slots = arrays.slot_index[row, :n_sites]
         frac = arrays.frac_coords[row, :n_sites]
@@ -149,26 +141,20 @@ class ShardDataset(Dataset):
         shuffle = rng.random(n_sites)
         shift = rng.random(3)
         anchor = None
-        if self.origin == "anchor":  # a random atom of the first species moves to the cell centre
+        if aug.origin == "anchor":  # a random atom of the first species moves to the cell centre
             first = np.flatnonzero(slots == slots.min())
             anchor = first[int(rng.integers(len(first)))]
-        if self.invert_prob > 0 and rng.random() < self.invert_prob:  # drawn last: other streams unchanged
+        if aug.invert_prob > 0 and rng.random() < aug.invert_prob:  # drawn last: other streams unchanged
             frac = -frac
-        if (self.supercell_prob > 0 and 2 * n_sites <= self.codec.max_sites
-                and rng.random() < self.supercell_prob):  # drawn after the inversion: earlier streams unchanged
+        if (aug.supercell_prob > 0 and 2 * n_sites <= self.codec.max_sites
+                and rng.random() < aug.supercell_prob):  # drawn after the inversion: earlier streams unchanged
             frac, slots, params = doubled_cell_sites(frac, slots, params, int(rng.integers(3)), self.codec.niggli_reduce)
             shuffle = rng.random(len(slots))  # the anchor index still names the same atom (copy 0 comes first)
         if anchor is not None:
             shift = 0.5 - frac[anchor]
         shifted = np.mod(frac + shift, 1.0)
-        order = _site_order(shifted, slots, None if self.site_order == "canonical" else shuffle)
+        order = _site_order(shifted, slots, None if aug.site_order == "canonical" else shuffle)
         return encode_arrays(shifted[order], slots[order], params, self.codec), len(slots)
-
-
-def check_probability(name: str, value: float) -> None:
-    """Raise ``ValueError`` naming the option ``name`` when ``value`` is not a probability in [0, 1]."""
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
 
 
 def _anchor_shift(arrays: "_ShardArrays", row: int) -> np.ndarray:

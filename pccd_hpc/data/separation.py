@@ -23,6 +23,8 @@ from pccd_hpc.data.codec import IMAGES as _IMAGES
 from pccd_hpc.data.codec import CodecConfig, DecodeResult, closest_pair_ang, decode_tensor
 from pccd_hpc.data.geometry import covalent_radius_ang, min_bond_ratio
 
+PUSH_APART_FACTOR = 0.8
+"""Separation the push-apart reaches unless told otherwise: d_ij >= 0.8 x (r_i + r_j) (generate, reconstruct, evaluate)."""
 _ZERO_IMAGE = 13  # the (0, 0, 0) offset in _IMAGES
 _TOLERANCE_ANG = 1e-3
 _EXPANSION_STEP = 1.05
@@ -71,7 +73,7 @@ def _separate(frac: np.ndarray, matrix: np.ndarray, target: np.ndarray, iteratio
     return frac, False
 
 
-def push_apart(structure: Structure, factor: float = 0.8, max_length_scale: float = 1.3,
+def push_apart(structure: Structure, factor: float = PUSH_APART_FACTOR, max_length_scale: float = 1.3,
                iterations: int = 300) -> SeparationResult:
     """Push the atoms of ``structure`` apart until every d_ij >= ``factor`` x (r_i + r_j) (periodic images included).
 

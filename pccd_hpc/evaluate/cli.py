@@ -8,8 +8,10 @@ import logging
 
 import torch
 
-from pccd_hpc.evaluate.config import EvaluateConfig
+from pccd_hpc.data.separation import PUSH_APART_FACTOR
+from pccd_hpc.evaluate.config import EvaluateConfig, EvaluatePaths
 from pccd_hpc.io_utils import checked_input_path
+from pccd_hpc.model.samplers import DDIM_STEPS, GUIDANCE_SCALE
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-samples", type=int, default=1000, help="de novo samples (default 1000)")
     p.add_argument("--n-reconstruct", type=int, default=1280, help="held-out items to reconstruct per protocol (default 1280)")
     p.add_argument("--n-train-reconstruct", type=int, default=256, help="training items to reconstruct at t = T (default 256)")
-    p.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
+    p.add_argument("--steps", type=int, default=DDIM_STEPS, help=f"sampler steps (default {DDIM_STEPS})")
+    p.add_argument("--guidance", type=float, default=GUIDANCE_SCALE,
+                   help=f"classifier-free guidance scale (default {GUIDANCE_SCALE:g})")
     p.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim", help="de novo sampler (default ddim)")
     p.add_argument("--seed", type=int, default=0, help="seed of the systems drawn and the sampling noise (default 0)")
     p.add_argument("--batch-size", type=int, default=128, help="samples per model call (default 128)")
-    p.add_argument("--push-apart-factor", type=float, default=0.8,
-                   help="also score the samples after generate's push-apart to this separation (default 0.8)")
+    p.add_argument("--push-apart-factor", type=float, default=PUSH_APART_FACTOR,
+                   help=f"also score the samples after generate's push-apart to this separation (default {PUSH_APART_FACTOR})")
     p.add_argument("--no-push-apart", action="store_true", help="score the samples only as sampled")
     p.add_argument("--skip-coverage", action="store_true", help="skip COV-R / COV-P (fingerprints are slow)")
     p.add_argument("--csp-targets", type=int, default=0,
@@ -60,16 +63,18 @@ def main(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    config = EvaluateConfig(
+    paths = EvaluatePaths(
         checkpoint=checked_input_path(args.checkpoint, "--checkpoint"), data=checked_input_path(args.data, "--data"),
         out=args.out, train_data=checked_input_path(args.train_data, "--train-data") if args.train_data else None,
+    )
+    config = EvaluateConfig(
         n_samples=args.n_samples, n_reconstruct=args.n_reconstruct, n_train_reconstruct=args.n_train_reconstruct,
         steps=args.steps, guidance=args.guidance, sampler=args.sampler, seed=args.seed, batch_size=args.batch_size,
         skip_coverage=args.skip_coverage, precision=args.precision, csp_targets=args.csp_targets, csp_k=args.csp_k,
         csp_ranked=args.csp_ranked, csp_relax_steps=args.csp_relax_steps,
         push_apart_factor=None if args.no_push_apart else args.push_apart_factor,
     )
-    summary = run_evaluate(config)
+    summary = run_evaluate(config, paths)
     d = summary["denovo"]
     headline = {k: d[k] for k in ("decode_valid_pct", "valid_pct", "plausible_pct", "valid_and_plausible_pct")}
     if summary["coverage"]:

@@ -1,4 +1,10 @@
-"""Settings of one evaluation run, validated on construction."""
+"""What one evaluation reads and writes (:class:`EvaluatePaths`) and how it measures (:class:`EvaluateConfig`).
+
+The evaluate stage is entered as ``run_evaluate(config, paths)``, as validate is. The config is a frozen
+dataclass validated on construction and loadable from TOML (:func:`pccd_hpc.stage_config.load_config_toml`);
+TOML has no null, so "no push-apart" (``push_apart_factor = None``, ``--no-push-apart``) is for the
+command line and Python callers only.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pccd_hpc.data.separation import PUSH_APART_FACTOR
+from pccd_hpc.model.samplers import DDIM_STEPS, GUIDANCE_SCALE
 
-@dataclass
-class EvaluateConfig:
-    """Everything that decides an evaluation's figures (paths are resolved by the caller)."""
+
+@dataclass(frozen=True)
+class EvaluatePaths:
+    """Where an evaluation reads and writes (checked to exist by the caller)."""
 
     checkpoint: Path
     """Checkpoint to evaluate (a run folder, a ``step-N/`` folder or an exported single file)."""
@@ -19,15 +28,25 @@ class EvaluateConfig:
     """Evaluation folder EDIR (evaluate.json, evaluate.md, one JSON per part)."""
     train_data: Path | None = None
     """Training shard folder for the paper's protocol (t = T on training items); None skips that part."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready paths (as strings)."""
+        return {k: (None if v is None else str(v)) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Everything that decides an evaluation's figures, besides the checkpoint and data it is given."""
+
     n_samples: int = 1000
     """De novo samples, over the held-out structures' element slots cycled in a seeded order."""
     n_reconstruct: int = 1280
     """Held-out records reconstructed at t = 300 and at t = T (fewer when the folder holds fewer)."""
     n_train_reconstruct: int = 256
     """Training records reconstructed at t = T (only with ``train_data``)."""
-    steps: int = 50
+    steps: int = DDIM_STEPS
     """Sampler steps (DDIM; ignored by DDPM) for de novo samples and reconstruction."""
-    guidance: float = 3.0
+    guidance: float = GUIDANCE_SCALE
     """Classifier-free guidance scale."""
     sampler: str = "ddim"
     """De novo sampler: ``ddim`` or ``ddpm`` (reconstruction is always deterministic DDIM)."""
@@ -39,7 +58,7 @@ class EvaluateConfig:
     """Noise step of the partial-noise reconstruction (the paper's Fig. 1 uses 300)."""
     skip_coverage: bool = False
     """Skip the fingerprint-based COV-R / COV-P (the slowest part)."""
-    push_apart_factor: float | None = 0.8
+    push_apart_factor: float | None = PUSH_APART_FACTOR
     """Also score the de novo samples after the generate stage's push-apart to this separation
     (:mod:`pccd_hpc.data.separation`, its default); None scores them only as sampled."""
     csp_targets: int = 0
@@ -72,5 +91,5 @@ class EvaluateConfig:
             raise ValueError(f"guidance must be >= 0, got {self.guidance}")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready settings (paths as strings)."""
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        """JSON-ready settings."""
+        return asdict(self)

@@ -27,6 +27,8 @@ from pccd_hpc.data.roundtrip import structure_matcher
 from pccd_hpc.io_utils import atomic_write_json, read_json
 from pccd_hpc.materials.energy_ranking import Relaxer, energy_order
 from pccd_hpc.model.inpainting import sample_cell_candidates
+from pccd_hpc.data.separation import PUSH_APART_FACTOR
+from pccd_hpc.model.samplers import DDIM_STEPS, GUIDANCE_SCALE
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +44,11 @@ class CspSettings:
 
     k: int = 20
     """Candidates per target."""
-    steps: int = 50
+    steps: int = DDIM_STEPS
     """DDIM steps."""
-    guidance: float = 3.0
+    guidance: float = GUIDANCE_SCALE
     """Classifier-free guidance scale."""
-    push_apart_factor: float | None = 0.8
+    push_apart_factor: float | None = PUSH_APART_FACTOR
     """Push-apart after decoding (None: as sampled)."""
     fixed_noise: bool = True
     """Inpainting noise of the element channel drawn once per sample (False: afresh every step)."""
@@ -160,9 +162,6 @@ def run_targets(folder: Path, targets: Sequence[tuple[str, Structure]], checkpoi
     return rows
 
 
-CSP_CODE = ("pccd_hpc.model", "pccd_hpc.generate.sampling", "pccd_hpc.data.composition", "pccd_hpc.data.codec",
-            "pccd_hpc.data.separation", "pccd_hpc.data.roundtrip", "pccd_hpc.evaluate.csp")
-"""The code the CSP figures come from (its sha256 is part of the part's settings)."""
 CSP_FOLDER = "csp"
 
 
@@ -179,7 +178,7 @@ def csp_part(out: Path, loaded, record_ids: Sequence[str], structures: Sequence[
     """The evaluation's CSP part: ``n_targets`` held-out structures at k = 1 and k = ``settings.k``, the first
     ``n_ranked`` of them also relaxed and ranked (CHGNet, at most ``relax_steps`` steps). Rows are kept in
     ``out/csp/`` so an interrupted part resumes (only rows made with the same ``identity`` are reused)."""
-    from pccd_hpc.generate.sampling import CheckpointSampler
+    from pccd_hpc.sampling.checkpoint_sampler import CheckpointSampler
 
     targets = spread_targets(record_ids, structures, n_targets, settings.seed)
     sampler = CheckpointSampler(loaded, "ddim", settings.steps, settings.guidance)
@@ -238,13 +237,13 @@ def csp_page_lines(csp: dict[str, Any]) -> list[str]:
 def run_csp_part(out: Path, config, loaded, heldout, heldout_digest: str) -> dict[str, Any]:
     """The evaluation's ``csp`` part record for an :class:`~pccd_hpc.evaluate.config.EvaluateConfig` (reused when
     the checkpoint, data, settings and code are the same)."""
-    from pccd_hpc.evaluate.parts import run_part, source_digest
+    from pccd_hpc.evaluate.parts import code_digest, run_part
 
     settings = CspSettings(k=config.csp_k, steps=config.steps, guidance=config.guidance,
                            push_apart_factor=config.push_apart_factor, seed=config.seed)
     part_settings = {"data_sha256": heldout_digest, **settings.__dict__, "n_targets": config.csp_targets,
                      "n_ranked": config.csp_ranked, "relax_steps": config.csp_relax_steps,
-                     "code_sha256": source_digest(CSP_CODE)}
+                     "code_sha256": code_digest(__name__)}  # every module the CSP part can import
     identity = {"checkpoint_sha256": loaded.sha256, **part_settings}
     return run_part(out, "csp", loaded.sha256, part_settings,
                     lambda: csp_part(out, loaded, heldout.record_ids, heldout.structures, config.csp_targets,

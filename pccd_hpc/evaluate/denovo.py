@@ -29,9 +29,9 @@ from pccd_hpc.data.separation import decode_separated
 from pccd_hpc.data.symmetry import non_p1_fraction, space_group
 from pccd_hpc.data.shards import list_shards, read_structures
 from pccd_hpc.progress import Progress
-from pccd_hpc.generate.cli import GENERATE_DECODE_METHOD, GENERATE_MIN_POINTS, decode_codec
-from pccd_hpc.generate.sampling import CheckpointSampler, LoadedModel
-from pccd_hpc.validate.metrics import compositional_validity, uniqueness_flags, wasserstein_distances
+from pccd_hpc.sampling.checkpoint_sampler import CheckpointSampler, LoadedModel
+from pccd_hpc.sampling.decoding import default_decode_codec
+from pccd_hpc.materials.metrics import compositional_validity, uniqueness_flags, wasserstein_distances
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def site_count_adherence(samples: Sequence[DecodedSample], requested: np.ndarray
 
 def generate_decode_codec(loaded: LoadedModel) -> CodecConfig:
     """The decode settings of the ``generate`` stage's defaults (the checkpoint's codec, block decoding, 4 points per atom)."""
-    return decode_codec(loaded.codec, None, GENERATE_MIN_POINTS, GENERATE_DECODE_METHOD)
+    return default_decode_codec(loaded.codec)
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from pccd_hpc.generate.reconstruct import PAPER_ATOM_COUNT_ACCURACY, PAPER_TABLE1
+from pccd_hpc.sampling.reconstruction import PAPER_ATOM_COUNT_ACCURACY, PAPER_TABLE1
 from pccd_hpc.io_utils import atomic_write_text
 from pccd_hpc.plotting import save_figure
 

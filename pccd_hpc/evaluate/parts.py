@@ -3,13 +3,15 @@
 A part file holds ``{"part", "checkpoint_sha256", "settings", "result", "wall_s"}``. On a re-run a
 part is skipped when its file exists, parses, and names the same checkpoint hash and settings;
 otherwise it is recomputed and the file replaced (atomically). The settings include the sha256 of
-the source code that computes the part (:func:`source_digest`), so a changed metric or sampler
-never passes off an old figure as new. Results never hold bare NaN:
+the source code that computes the part (:func:`code_digest`: every package module the evaluation can
+import, found from the source itself, not from a list kept by hand), so a changed metric or sampler, or code
+moved from one module to another, never passes off an old figure as new. Results never hold bare NaN:
 :func:`pccd_hpc.io_utils.json_safe` turns non-finite floats into ``null`` and records why under ``not_computed``.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import json
@@ -113,4 +115,84 @@ def source_digest(modules: tuple[str, ...]) -> str:
         for path in files:
             digest.update(f"{name}:{path.name}".encode())
             digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def imported_modules(root: str, package: str = "pccd_hpc") -> tuple[str, ...]:
+    """Every module of ``package`` that importing ``root`` can run: its imports, theirs, and so on, including
+    imports inside functions, ``importlib`` strings naming a module, and the packages' ``__init__`` files.
+
+    Read from the source files (nothing is imported), so the answer is the same whatever this process
+    happened to import before.
+    """
+    return tuple(sorted(_module_files(root, package)))
+
+
+def _module_files(root: str, package: str) -> dict[str, Path]:
+    """:func:`imported_modules` with the source file of each."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise ValueError(f"no source for package {package}")
+    top = Path(spec.origin).parent
+    seen: dict[str, Path] = {}
+    todo = [root]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        path = _source_file(top, package, name)
+        if path is None:
+            raise ValueError(f"no source for module {name}")
+        seen[name] = path
+        parts = name.split(".")
+        todo += [".".join(parts[:k]) for k in range(1, len(parts))]  # the packages that hold it run first
+        todo += [m for m in _imports_in(path, name, top, package) if m not in seen]
+    return seen
+
+
+def _source_file(top: Path, package: str, name: str) -> Path | None:
+    """The ``.py`` file of module ``name`` of ``package`` (whose folder is ``top``), or None when there is none."""
+    parts = name.split(".")
+    if parts[0] != package or not all(part.isidentifier() for part in parts):
+        return None
+    base = top.joinpath(*parts[1:])
+    for path in (base / "__init__.py", base.with_suffix(".py")):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imports_in(path: Path, module: str, top: Path, package: str) -> set[str]:
+    """Modules of ``package`` named by the import statements (anywhere) and module-name strings of one file."""
+    here = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+
+    def add(name: str) -> None:
+        if _source_file(top, package, name) is not None:
+            found.add(name)
+
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = here.split(".")[: len(here.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            add(base)
+            for alias in node.names:  # ``from pkg import module``
+                add(f"{base}.{alias.name}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            add(node.value.split(":")[0])  # importlib.import_module("pccd_hpc...."), "module:Class" registries
+    return found
+
+
+def code_digest(root: str, package: str = "pccd_hpc") -> str:
+    """sha256 of the source files of every module of ``package`` that ``root`` can import (:func:`imported_modules`;
+    a package contributes its ``__init__.py`` only, its other modules where something imports them)."""
+    digest = hashlib.sha256()
+    for name, path in sorted(_module_files(root, package).items()):
+        digest.update(name.encode() + b"\0")
+        digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -1,6 +1,6 @@
 """The reconstruction protocols of an evaluation, run with the ``reconstruct`` stage's own functions.
 
-Three protocols (paper Fig. 1 / Table 1; :mod:`pccd_hpc.generate.reconstruct` explains them):
+Three protocols (paper Fig. 1 / Table 1; :mod:`pccd_hpc.sampling.reconstruction` explains them):
 held-out items at t = 300 (partial noise), held-out items at t = T (pure noise, the item's
 conditions) and training items at t = T (the paper's own setting; only with training shards).
 """
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pccd_hpc.data.codec import CodecConfig
-from pccd_hpc.generate.reconstruct import ReconstructConfig, run_reconstruct
-from pccd_hpc.generate.sampling import LoadedModel
+from pccd_hpc.sampling.reconstruction import ReconstructConfig, run_reconstruct
+from pccd_hpc.sampling.checkpoint_sampler import LoadedModel
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,16 @@ from typing import Any
 import numpy as np
 
 from pccd_hpc.data.geometry import PLAUSIBLE_BOND_FACTOR
-from pccd_hpc.evaluate.config import EvaluateConfig
+from pccd_hpc.evaluate.config import EvaluateConfig, EvaluatePaths
 from pccd_hpc.evaluate.coverage import COMPOSITION_CUTOFF_MP20, STRUCTURE_CUTOFF_MP20, Fingerprints, coverage, fingerprint_structures
 from pccd_hpc.evaluate.denovo import (
     HeldOut, cycled_systems, decode_samples, denovo_metrics, generate_decode_codec, load_heldout, push_samples,
     reference_geometry, sample_tensors, site_count_adherence,
 )
 from pccd_hpc.evaluate.machine import machine_info
-from pccd_hpc.evaluate.parts import folder_digest, run_part, source_digest
+from pccd_hpc.evaluate.parts import code_digest, folder_digest, run_part
 from pccd_hpc.evaluate.reconstruction import protocols, run_protocol
-from pccd_hpc.generate.sampling import LoadedModel, load_model
+from pccd_hpc.sampling.checkpoint_sampler import LoadedModel, load_model
 from pccd_hpc.io_utils import atomic_path, atomic_write_json, checked_output_dir, json_safe, sha256_file
 
 log = logging.getLogger(__name__)
@@ -42,32 +42,26 @@ HELDOUT_FINGERPRINTS = "heldout-fingerprints.npz"
 # Keys of part results that are per-structure arrays: kept in the part files (for the figures),
 # left out of evaluate.json.
 ARRAY_KEYS = ("min_bond_ratio",)
-# The code each part's figures come from (its source sha256 is part of the part's settings).
-_MODEL_CODE = ("pccd_hpc.model", "pccd_hpc.generate.sampling")
-SAMPLE_CODE = _MODEL_CODE + ("pccd_hpc.evaluate.denovo",)  # the samples file's sha256 then pins the tensors
-DENOVO_CODE = ("pccd_hpc.data.codec", "pccd_hpc.data.geometry", "pccd_hpc.validate.metrics", "pccd_hpc.evaluate.denovo",
-               "pccd_hpc.data.separation")
-COVERAGE_CODE = ("pccd_hpc.data.codec", "pccd_hpc.evaluate.coverage")
-PUSHED_COVERAGE_CODE = COVERAGE_CODE + ("pccd_hpc.data.separation",)
-RECONSTRUCT_CODE = _MODEL_CODE + ("pccd_hpc.generate.reconstruct", "pccd_hpc.data.dataset", "pccd_hpc.data.codec",
-                                  "pccd_hpc.data.roundtrip", "pccd_hpc.data.separation")
 
 
-def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
-    """Run (or resume) every part of the evaluation in ``config.out``; return the evaluate.json content."""
-    out = checked_output_dir(config.out, "--out")
-    loaded = load_model(str(config.checkpoint), "cpu", config.precision)
+
+def run_evaluate(config: EvaluateConfig, paths: EvaluatePaths) -> dict[str, Any]:
+    """Run (or resume) every part of the evaluation of ``paths.checkpoint`` in ``paths.out``; return the evaluate.json content."""
+    out = checked_output_dir(paths.out, "--out")
+    loaded = load_model(str(paths.checkpoint), "cpu", config.precision)
     precision = "bf16" if getattr(loaded.model, "bf16", False) else "fp32"
     sha = loaded.sha256
-    heldout_digest = folder_digest(config.data)
-    heldout = load_heldout(config.data)
+    heldout_digest = folder_digest(paths.data)
+    heldout = load_heldout(paths.data)
     codec = generate_decode_codec(loaded)
+    # every part's figures depend on the code the evaluation runs: all package modules it can import
+    code = code_digest(__name__)
     records: dict[str, dict] = {}
 
     sample_settings = {"data_sha256": heldout_digest, "n_samples": config.n_samples, "sampler": config.sampler,
                        "steps": config.steps, "guidance": config.guidance, "seed": config.seed,
                        "batch_size": config.batch_size, "precision": precision}
-    records["sample"] = run_part(out, "sample", sha, {**sample_settings, "code_sha256": source_digest(SAMPLE_CODE)},
+    records["sample"] = run_part(out, "sample", sha, {**sample_settings, "code_sha256": code},
                                  lambda: _sample(out, loaded, heldout, config),
                                  still_valid=lambda rec: _samples_intact(out, rec))
     # What the de novo figures are computed from: exactly these tensors, against these held-out structures.
@@ -83,7 +77,7 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
         with np.load(out / SAMPLES_FILE) as data:
             return data["n_sites"] if "n_sites" in data else None
 
-    denovo_settings = {**inputs, "plausible_factor": PLAUSIBLE_BOND_FACTOR, "code_sha256": source_digest(DENOVO_CODE)}
+    denovo_settings = {**inputs, "plausible_factor": PLAUSIBLE_BOND_FACTOR, "code_sha256": code}
     records["denovo"] = run_part(out, "denovo", sha, denovo_settings, lambda: _denovo(decoded(), heldout, requested()))
 
     @lru_cache(maxsize=1)
@@ -100,23 +94,22 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
         records["coverage"] = {"skipped": "not computed: --skip-coverage was given"}
     else:
         cov_settings = {**inputs, "structure_cutoff": STRUCTURE_CUTOFF_MP20, "composition_cutoff": COMPOSITION_CUTOFF_MP20,
-                        "code_sha256": source_digest(COVERAGE_CODE)}
+                        "code_sha256": code}
         records["coverage"] = run_part(out, "coverage", sha, cov_settings,
-                                       lambda: _coverage(out, decoded(), heldout, heldout_digest))
+                                       lambda: _coverage(out, decoded(), heldout, heldout_digest, code))
         if config.push_apart_factor is not None:
-            pushed_cov = {**cov_settings, "push_apart_factor": config.push_apart_factor,
-                          "code_sha256": source_digest(PUSHED_COVERAGE_CODE)}
+            pushed_cov = {**cov_settings, "push_apart_factor": config.push_apart_factor}
             records["coverage-pushed"] = run_part(out, "coverage-pushed", sha, pushed_cov,
-                                                  lambda: _coverage(out, pushed()[0], heldout, heldout_digest))
+                                                  lambda: _coverage(out, pushed()[0], heldout, heldout_digest, code))
 
     timesteps = loaded.config.diffusion.timesteps
-    for protocol in protocols(config.data, config.train_data, config.n_reconstruct, config.n_train_reconstruct,
+    for protocol in protocols(paths.data, paths.train_data, config.n_reconstruct, config.n_train_reconstruct,
                               config.partial_t, timesteps):
-        digest = heldout_digest if protocol.data == config.data else folder_digest(protocol.data)
+        digest = heldout_digest if protocol.data == paths.data else folder_digest(protocol.data)
         settings = {"data_sha256": digest, "n": protocol.n, "t": protocol.t, "steps": config.steps,
                     "guidance": config.guidance, "seed": config.seed, "batch_size": config.batch_size,
                     "codec": codec.to_dict(), "precision": precision, "push_apart_factor": config.push_apart_factor,
-                    "code_sha256": source_digest(RECONSTRUCT_CODE)}
+                    "code_sha256": code}
 
         def compute(protocol=protocol):
             metrics = run_protocol(loaded, protocol, out, config.steps, config.guidance, config.seed,
@@ -131,7 +124,7 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
         from pccd_hpc.evaluate.csp import run_csp_part
 
         records["csp"] = run_csp_part(out, config, loaded, heldout, heldout_digest)
-    summary = _summary(config, loaded, precision, heldout, heldout_digest, records)
+    summary = _summary(config, paths, loaded, precision, heldout, heldout_digest, records)
     summary["csp"] = records["csp"]["result"] if "csp" in records else None
     atomic_write_json(out / "evaluate.json", summary)
     from pccd_hpc.evaluate.page import write_page
@@ -207,12 +200,12 @@ def _denovo_pushed(pushed: tuple[list, dict], heldout: HeldOut) -> tuple[dict, i
     return result, len(samples)
 
 
-def _coverage(out: Path, decoded, heldout: HeldOut, heldout_digest: str) -> tuple[dict, int]:
+def _coverage(out: Path, decoded, heldout: HeldOut, heldout_digest: str, code: str) -> tuple[dict, int]:
     from importlib.metadata import version
 
     cache = out / HELDOUT_FINGERPRINTS
     # cached fingerprints count only for the same structures, fingerprint code and matminer
-    key = f"{heldout_digest}:{source_digest(COVERAGE_CODE)}:matminer-{version('matminer')}"
+    key = f"{heldout_digest}:{code}:matminer-{version('matminer')}"
     reference = Fingerprints.load(cache, key)
     cached = reference is not None
     if reference is None:
@@ -240,7 +233,7 @@ def _strip_arrays(result: dict) -> dict:
     return {k: (_strip_arrays(v) if isinstance(v, dict) else v) for k, v in result.items() if k not in ARRAY_KEYS}
 
 
-def _summary(config: EvaluateConfig, loaded: LoadedModel, precision: str, heldout: HeldOut, heldout_digest: str,
+def _summary(config: EvaluateConfig, paths: EvaluatePaths, loaded: LoadedModel, precision: str, heldout: HeldOut, heldout_digest: str,
              records: dict[str, dict]) -> dict[str, Any]:
     not_computed: dict[str, str] = {}
     for name, record in records.items():
@@ -251,20 +244,20 @@ def _summary(config: EvaluateConfig, loaded: LoadedModel, precision: str, heldou
     not_computed.update(_reference_gaps(records["denovo"]["result"].get("heldout") or {}))
     if config.push_apart_factor is None:
         not_computed["denovo-pushed"] = "not computed: push_apart_factor is None (--no-push-apart)"
-    if config.train_data is None:
+    if paths.train_data is None:
         not_computed["reconstruct-train-tT"] = "not computed: no --train-data given"
     recon = {name: _strip_arrays(rec["result"]) for name, rec in records.items() if name.startswith("reconstruct-")}
     denovo = _strip_arrays(records["denovo"]["result"])
     summary = {
-        "checkpoint": {"path": str(config.checkpoint), "sha256": loaded.sha256, "step": loaded.step,
+        "checkpoint": {"path": str(paths.checkpoint), "sha256": loaded.sha256, "step": loaded.step,
                        "preset": loaded.config.preset, "network": type(getattr(loaded.model, "net", loaded.model)).__name__,
                        "precision": precision,
                        "parameters": int(sum(p.numel() for p in loaded.model.parameters())),
                        "number_of_sites": SITE_COUNTS_DRAWN if loaded.config.model.site_condition else SITE_COUNTS_FREE,
                        "config": loaded.config.to_dict()},
-        "settings": config.to_dict(),
-        "data": {"heldout": {"path": str(config.data), "sha256": heldout_digest, "n_records": len(heldout.structures)},
-                 "train": None if config.train_data is None else {"path": str(config.train_data)}},
+        "settings": {**paths.to_dict(), **config.to_dict()},
+        "data": {"heldout": {"path": str(paths.data), "sha256": heldout_digest, "n_records": len(heldout.structures)},
+                 "train": None if paths.train_data is None else {"path": str(paths.train_data)}},
         "machine": machine_info(),
         "denovo": {k: v for k, v in denovo.items() if k != "heldout"},
         "heldout_reference": denovo.get("heldout"),

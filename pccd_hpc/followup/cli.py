@@ -11,7 +11,7 @@ Job scripts run single steps against a prepared FDIR::
 
 from __future__ import annotations
 
-from pccd_hpc.cluster.slurm import TIME_HELP, time_limit_arg
+from pccd_hpc.cluster.slurm import TIME_HELP, SlurmResources, time_limit_arg
 
 import argparse
 import json
@@ -86,10 +86,10 @@ def main(args: argparse.Namespace) -> int:
     log.info("followup: %d candidates with %s: %s", len(chosen), config.backend, ", ".join(c.record_id for c in chosen))
     folders = prepare(args.out.resolve(), chosen, config)
     if args.cluster == "slurm":
-        from pccd_hpc.followup.submit import SlurmOptions, submit_followup
+        from pccd_hpc.followup.submit import submit_followup
 
-        ids = submit_followup(args.out.resolve(), folders, config,
-                              SlurmOptions(partition=args.partition, time=str(args.time), max_array_size=args.max_array_size))
+        slurm = SlurmResources(partition=args.partition, time_min=args.time, signal_delay_s=0)
+        ids = submit_followup(args.out.resolve(), folders, config, slurm, max_array_size=args.max_array_size)
         print(" ".join(f"{name}={job_id}" for name, job_id in ids.items()))  # machine-readable for scripts
         return 0
     summaries = run_local(args.out.resolve(), folders)
@@ -97,8 +97,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run_job_step(args: argparse.Namespace) -> int:
-    from pccd_hpc.followup.base import StepFailure
-    from pccd_hpc.followup.registry import get_backend
+    from pccd_hpc.materials.errors import StepFailure
+    from pccd_hpc.materials.backends.registry import get_dft_backend
     from pccd_hpc.followup.stage import candidate_dir, collect_summaries, load_config
     from pccd_hpc.followup.steps import run_step
     from pccd_hpc.followup.summary import finalize_candidate, write_campaign_summary
@@ -117,7 +117,7 @@ def _run_job_step(args: argparse.Namespace) -> int:
         log.info("%s: summary %s", args.candidate, json.dumps({k: summary[k] for k in ("band_gap_ev", "imaginary_modes")}))
         return 0
     try:
-        run_step(folder, args.step, get_backend(load_config(out_dir)), args.task_index, args.num_tasks)
+        run_step(folder, args.step, get_dft_backend(load_config(out_dir)), args.task_index, args.num_tasks)
     except StepFailure as err:
         log.error("%s", err)
         return 1

@@ -6,7 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-BACKENDS = ("gpaw", "vasp")
+from pccd_hpc.materials.backends.registry import DFT_BACKENDS
+
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,8 @@ class FollowupConfig:
     """Wall-clock limit of one ``VASP_CMD`` run."""
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"FollowupConfig.backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.backend not in DFT_BACKENDS:
+            raise ValueError(f"FollowupConfig.backend must be one of {DFT_BACKENDS}, got {self.backend!r}")
         if self.kpath_type not in ("setyawan_curtarolo", "hinuma"):
             raise ValueError(f"FollowupConfig.kpath_type must be setyawan_curtarolo or hinuma, got {self.kpath_type!r}")
         for name in ("ecut_ev", "kpoint_density_per_ang", "dos_kpoint_density_per_ang", "smearing_ev", "dos_sigma_ev",

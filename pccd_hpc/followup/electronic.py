@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from pymatgen.core import Structure
 
-from pccd_hpc.followup.kpath import BandPath
+from pccd_hpc.materials.kpath import BandPath
 
 
 def band_edges(path_eigs: np.ndarray, mesh_eigs: np.ndarray, n_electrons: float, spin_polarized: bool) -> tuple[float, float] | None:

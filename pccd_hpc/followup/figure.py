@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from pymatgen.core import Structure
 
-from pccd_hpc.followup.kpath import segments
+from pccd_hpc.materials.kpath import segments
 from pccd_hpc.plotting import pyplot, save_figure
 
 

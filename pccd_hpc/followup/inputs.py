@@ -45,7 +45,7 @@ def read_validation_candidates(val_dir: str | Path) -> tuple[list[Candidate], li
     ``skipped`` holds one line per row left out (no relaxed structure, an error, flagged
     unphysical, atoms closer than 0.7 x the sum of covalent radii), naming the row and the reason.
     """
-    from pccd_hpc.validate.store import read_results_csv
+    from pccd_hpc.records import read_results_csv
 
     val_dir = Path(val_dir)
     results = val_dir / "results.csv"

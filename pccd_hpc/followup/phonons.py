@@ -1,4 +1,5 @@
-"""Finite-displacement phonons with phonopy from any backend's forces (set-up and post-processing)."""
+"""Finite-displacement phonons of a followup candidate from any backend's forces: set-up with the campaign's
+settings, displaced supercells, post-processing."""
 
 from __future__ import annotations
 
@@ -9,29 +10,21 @@ import numpy as np
 from pymatgen.core import Lattice, Structure
 
 from pccd_hpc.followup.config import FollowupConfig
+from pccd_hpc.materials.phonons import displaced_phonopy, supercell_diagonal
 
 
-def make_phonopy(structure: Structure, config: FollowupConfig):
-    """A Phonopy object for ``structure`` (a primitive cell) with its displacements generated.
+def candidate_phonopy(structure: Structure, config: FollowupConfig):
+    """The phonopy set-up (:func:`~pccd_hpc.materials.phonons.displaced_phonopy`) of ``structure``, a standard
+    primitive cell, with the followup's settings.
 
-    Deterministic for a given structure and config, so every array task regenerates the same set.
     Raises ``ValueError`` when the supercell exceeds ``config.phonon_max_supercell_atoms``.
     """
-    from phonopy import Phonopy
-    from phonopy.structure.atoms import PhonopyAtoms
-
-    from pccd_hpc.validate.phonons import supercell_diagonal
-
     diagonal = supercell_diagonal(structure, config.phonon_min_length_ang)
     n_super = len(structure) * int(np.prod(diagonal))
     if n_super > config.phonon_max_supercell_atoms:
         raise ValueError(f"phonon supercell {diagonal} has {n_super} atoms > phonon_max_supercell_atoms "
                          f"{config.phonon_max_supercell_atoms}")
-    unitcell = PhonopyAtoms(symbols=[site.specie.symbol for site in structure], cell=structure.lattice.matrix,
-                            scaled_positions=structure.frac_coords)
-    phonon = Phonopy(unitcell, supercell_matrix=np.diag(diagonal), symprec=config.symprec)
-    phonon.generate_displacements(distance=config.phonon_displacement_ang)
-    return phonon
+    return displaced_phonopy(structure, diagonal, config.phonon_displacement_ang, config.symprec, primitive_matrix="auto")
 
 
 def displaced_supercells(phonon) -> list[Structure]:

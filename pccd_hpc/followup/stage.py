@@ -12,14 +12,14 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from pccd_hpc.followup.base import StepFailure
-from pccd_hpc.followup.registry import get_backend
+from pccd_hpc.materials.errors import StepFailure
+from pccd_hpc.materials.backends.registry import get_dft_backend
 from pccd_hpc.followup.config import FollowupConfig
 from pccd_hpc.followup.inputs import Candidate
 from pccd_hpc.followup.steps import run_step
 from pccd_hpc.followup.summary import finalize_candidate, write_campaign_summary
 from pccd_hpc.io_utils import atomic_write_json, read_json
-from pccd_hpc.validate.store import record_stem
+from pccd_hpc.records import record_stem
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def load_config(out_dir: Path) -> FollowupConfig:
 def run_local(out_dir: Path, folders: Sequence[Path]) -> list[dict[str, Any]]:
     """Run every step of every candidate here, one after another; a failing step skips its
     dependants for that candidate only. Returns the candidates' summaries."""
-    backend = get_backend(load_config(out_dir))
+    backend = get_dft_backend(load_config(out_dir))
     summaries = []
     for folder in folders:
         start = time.perf_counter()

@@ -26,8 +26,9 @@ import numpy as np
 from pymatgen.core import Structure
 
 from pccd_hpc.followup import electronic, phonons as ph
-from pccd_hpc.followup.base import DftBackend, StepFailure
-from pccd_hpc.followup.kpath import BandPath, band_path, path_distances, standard_primitive
+from pccd_hpc.materials.backends.base import DftBackend
+from pccd_hpc.materials.errors import StepFailure
+from pccd_hpc.materials.kpath import BandPath, band_path, path_distances, standard_primitive
 from pccd_hpc.io_utils import atomic_write_json, read_json, sha256_file
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def _structure(data: dict[str, Any]) -> Structure:
 
 
 def _relax(cand_dir: Path, candidate: str, upstream: dict[str, Any], backend: DftBackend):
-    out = backend.relax(_structure(upstream), cand_dir / "relax", candidate)
+    out = backend.relax_in(_structure(upstream), cand_dir / "relax", candidate)
     return {"structure": out.structure.as_dict(), "energy_ev_per_atom": out.energy_ev_per_atom, "converged": out.converged,
             "n_steps": out.n_steps, "max_force_ev_per_ang": out.max_force_ev_per_ang}, []
 
@@ -155,7 +156,7 @@ def _phonon_forces(cand_dir: Path, candidate: str, backend: DftBackend, task_ind
         raise StepFailure(candidate, "phonon-forces", f"no verified {static_path}: run the static step first")
     structure = _structure(read_json(static_path, "static step result"))
     try:
-        phonon = ph.make_phonopy(structure, backend.config)
+        phonon = ph.candidate_phonopy(structure, backend.config)
     except ValueError as err:
         raise StepFailure(candidate, "phonon-forces", str(err)) from err
     cells = ph.displaced_supercells(phonon)
@@ -195,7 +196,7 @@ def _phonons(cand_dir: Path, candidate: str, upstream: dict[str, Any], backend: 
     cfg = backend.config
     structure = _structure(upstream)
     try:
-        phonon = ph.make_phonopy(structure, cfg)
+        phonon = ph.candidate_phonopy(structure, cfg)
     except ValueError as err:
         raise StepFailure(candidate, "phonons", str(err)) from err
     cells = ph.displaced_supercells(phonon)

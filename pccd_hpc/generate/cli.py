@@ -7,22 +7,21 @@ import json
 import logging
 from pathlib import Path
 
-from pccd_hpc.cluster.slurm import TIME_HELP, time_limit_arg
-from pccd_hpc.data.codec import DECODE_METHODS, CodecConfig
+from pccd_hpc.cluster.slurm import TIME_HELP, SlurmResources, time_limit_arg
+from pccd_hpc.data.codec import DECODE_METHODS
+from pccd_hpc.data.separation import PUSH_APART_FACTOR
 from pccd_hpc.folder_lock import folder_lock
 from pccd_hpc.generate.plan import GeneratePlan, generate_bounds_problem, read_plan, tasks_needed
-from pccd_hpc.generate.sampling import check_site_request, default_checkpoint, load_model, pick_device
-from pccd_hpc.generate.stage import ClusterOptions, run_generate
+from pccd_hpc.generate.stage import GENERATE_ARRAY_PARALLELISM, run_generate
 from pccd_hpc.generate.systems import read_systems
 from pccd_hpc.generate.tasks import run_task
 from pccd_hpc.io_utils import checked_input_path
+from pccd_hpc.model.samplers import DDIM_STEPS, GUIDANCE_SCALE
+from pccd_hpc.sampling.checkpoint_sampler import check_site_request, default_checkpoint, load_model, pick_device
+from pccd_hpc.sampling.decoding import DECODE_METHOD, DECODE_MIN_POINTS, decode_codec
 from pccd_hpc.stage_config import flags_in_errors
 
 log = logging.getLogger(__name__)
-
-GENERATE_MIN_POINTS = 4
-GENERATE_DECODE_METHOD = "blocks"
-PUSH_APART_FACTOR = 0.8
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,15 +49,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "newest complete checkpoint); default: the bundled model")
     gen.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim",
                      help="ddim (deterministic, --steps steps; default) or ddpm (ancestral, every one of the model's steps)")
-    gen.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
-    gen.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
+    gen.add_argument("--steps", type=int, default=DDIM_STEPS, help=f"DDIM steps (default {DDIM_STEPS})")
+    gen.add_argument("--guidance", type=float, default=GUIDANCE_SCALE,
+                     help=f"classifier-free guidance scale (default {GUIDANCE_SCALE:g})")
     gen.add_argument("--cluster-eps", type=float, default=None,
                      help="decode: DBSCAN radius in Angstrom (default: the checkpoint's codec, 0.5)")
-    gen.add_argument("--decode", choices=list(DECODE_METHODS), default=GENERATE_DECODE_METHOD,
+    gen.add_argument("--decode", choices=list(DECODE_METHODS), default=DECODE_METHOD,
                      help="how atoms are read from a sampled tensor: blocks (the codec's row layout, default; "
                      "DBSCAN where no atom count fits) or dbscan (PCCD's clustering)")
-    gen.add_argument("--cluster-min-points", type=int, default=GENERATE_MIN_POINTS,
-                     help=f"decode: points an atom needs (default {GENERATE_MIN_POINTS}: half of the 8 points "
+    gen.add_argument("--cluster-min-points", type=int, default=DECODE_MIN_POINTS,
+                     help=f"decode: points an atom needs (default {DECODE_MIN_POINTS}: half of the 8 points "
                      "each atom of a 16-site crystal owns; sparser clusters are noise)")
     gen.add_argument("--push-apart-factor", type=float, default=PUSH_APART_FACTOR,
                      help=f"after decoding, push atoms apart until every distance is >= this x the sum of covalent "
@@ -111,8 +111,10 @@ def _run_generate(args: argparse.Namespace) -> int:
     systems = read_systems(args.elements or (None if args.systems else ["paper"]), args.systems)
     with flags_in_errors(PLAN_FLAGS):
         plan = _plan(args, loaded, checkpoint, systems, n_tasks)
-        cluster = ClusterOptions(cluster=args.cluster, partition=args.partition, gpus_per_task=args.gpus_per_task,
-                                 cpus_per_task=args.cpus_per_task, time_min=args.time, wait=not args.no_wait)
+        submits = args.cluster == "slurm" and not args.plan_only  # the pre-timeout signal only matters then
+        slurm = SlurmResources(partition=args.partition, gpus_per_node=args.gpus_per_task, cpus_per_task=args.cpus_per_task,
+                               time_min=args.time, array_parallelism=GENERATE_ARRAY_PARALLELISM,
+                               signal_delay_s=SlurmResources.signal_delay_s if submits else 0)
     if args.plan_only:
         from pccd_hpc.generate.plan import write_plan
         from pccd_hpc.generate.plan_report import describe_plan, measure_seconds_per_sample
@@ -122,9 +124,10 @@ def _run_generate(args: argparse.Namespace) -> int:
         with folder_lock(out, f"generate --plan-only --out {out}"):
             plan = write_plan(out, plan, replace=args.force_redo)
         seconds, where = measure_seconds_per_sample(loaded, plan)
-        print(describe_plan(out, plan, cluster, seconds, where))
+        print(describe_plan(out, plan, slurm, seconds, where))
         return 0
-    summary = run_generate(plan, args.out, cluster, loaded=loaded, force_redo=args.force_redo)
+    summary = run_generate(plan, args.out, slurm if args.cluster == "slurm" else None, loaded=loaded,
+                           force_redo=args.force_redo, wait=not args.no_wait)
     if summary is not None:
         print(json.dumps(summary, indent=2))
     return 0
@@ -132,9 +135,9 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 PLAN_FLAGS = {"n": "--n", "steps": "--steps", "batch_size": "--batch-size", "n_tasks": "--array-size",
               "guidance": "--guidance", "n_sites": "--n-sites", "push_apart_factor": "--push-apart-factor",
-              "gpus_per_task": "--gpus-per-task", "cpus_per_task": "--cpus-per-task", "time_min": "--time",
+              "gpus_per_node": "--gpus-per-task", "cpus_per_task": "--cpus-per-task", "time_min": "--time",
               "cluster_eps_ang": "--cluster-eps", "cluster_min_points": "--cluster-min-points"}
-"""Config fields of the plan and cluster options, and the generate flag that sets each (for error messages)."""
+"""Config fields of the plan and its SLURM resources, and the generate flag that sets each (for error messages)."""
 
 
 def _plan(args: argparse.Namespace, loaded, checkpoint: Path, systems, n_tasks: int) -> GeneratePlan:
@@ -158,17 +161,6 @@ def _checkpoint_path(given: str | None) -> Path:
     return checked_input_path(given, "--checkpoint") if given else default_checkpoint()
 
 
-def decode_codec(codec: CodecConfig, eps_ang: float | None, min_points: int | None,
-                 method: str | None = None) -> CodecConfig:
-    """The checkpoint's codec with the decode-time settings (clustering, decode method) overridden where given."""
-    overrides: dict = {} if method is None else {"decode_method": method}
-    if eps_ang is not None:
-        overrides["cluster_eps_ang"] = eps_ang
-    if min_points is not None:
-        overrides["cluster_min_points"] = min_points
-    return CodecConfig.from_dict({**codec.to_dict(), **overrides})
-
-
 def _run_task(args: argparse.Namespace) -> int:
     run_task(args.out, args.task, plan=read_plan(args.out))  # read_plan: a clear error when the plan is missing
     return 0
@@ -186,16 +178,17 @@ def register_reconstruct(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--data", required=True, help="encoded shard folder")
     rec.add_argument("--n", type=int, default=1280, help="records to reconstruct (default 1280)")
     rec.add_argument("--t", type=int, default=300, help="noise step (1..T; T = pure noise)")
-    rec.add_argument("--steps", type=int, default=50, help="DDIM steps from t to 0")
-    rec.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
+    rec.add_argument("--steps", type=int, default=DDIM_STEPS, help=f"DDIM steps from t to 0 (default {DDIM_STEPS})")
+    rec.add_argument("--guidance", type=float, default=GUIDANCE_SCALE,
+                     help=f"classifier-free guidance scale (default {GUIDANCE_SCALE:g})")
     rec.add_argument("--batch-size", type=int, default=128, help="records denoised together (default 128)")
     rec.add_argument("--seed", type=int, default=0, help="seed of the record choice and the noise (default 0)")
     rec.add_argument("--label", default="", help="e.g. held-out or training (written into the results)")
     rec.add_argument("--checkpoint", default=None, help="checkpoint file, step-N/ folder or run folder "
                      "(default: the bundled model)")
     rec.add_argument("--cluster-eps", type=float, default=None, help="decode: DBSCAN radius in Angstrom")
-    rec.add_argument("--cluster-min-points", type=int, default=GENERATE_MIN_POINTS, help="decode: points an atom needs")
-    rec.add_argument("--decode", choices=list(DECODE_METHODS), default=GENERATE_DECODE_METHOD,
+    rec.add_argument("--cluster-min-points", type=int, default=DECODE_MIN_POINTS, help="decode: points an atom needs")
+    rec.add_argument("--decode", choices=list(DECODE_METHODS), default=DECODE_METHOD,
                      help="decode: blocks (the codec's row layout, default) or dbscan")
     rec.add_argument("--push-apart-factor", type=float, default=PUSH_APART_FACTOR,
                      help=f"decode as generate does, with its push-apart (default {PUSH_APART_FACTOR}); the figures "
@@ -206,7 +199,7 @@ def register_reconstruct(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_reconstruct(args: argparse.Namespace) -> int:
-    from pccd_hpc.generate.reconstruct import ReconstructConfig, run_reconstruct
+    from pccd_hpc.sampling.reconstruction import ReconstructConfig, run_reconstruct
 
     checkpoint = _checkpoint_path(args.checkpoint)
     loaded = load_model(checkpoint, pick_device())

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pccd_hpc.io_utils import atomic_write_json, read_json, settings_sha256
+from pccd_hpc.model.samplers import DDIM_STEPS, GUIDANCE_SCALE
 from pccd_hpc.stage_config import require
 
 PLAN_NAME = "plan.json"
@@ -77,9 +78,9 @@ class GeneratePlan:
     """Its hash, recorded as provenance and checked by every task."""
     sampler: str = "ddim"
     """``ddim`` (few steps) or ``ddpm`` (ancestral, all T steps)."""
-    steps: int = 50
+    steps: int = DDIM_STEPS
     """DDIM steps (ignored by ddpm)."""
-    guidance: float = 3.0
+    guidance: float = GUIDANCE_SCALE
     """Classifier-free guidance scale (1 = conditional only)."""
     band_gap_class: int | None = None
     """Band-gap condition (0 metal, 1 < 1.5 eV, 2 >= 1.5 eV) or None for unconditioned."""

@@ -40,6 +40,7 @@ from pccd_hpc.generate.systems import system_label
 from pccd_hpc.folder_lock import task_lock
 from pccd_hpc.generate.table import write_structure_cifs
 from pccd_hpc.progress import Progress
+from pccd_hpc.sampling.checkpoint_sampler import CheckpointSampler, LoadedModel, load_model, pick_device
 from pccd_hpc.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, remove_stale_temps, sha256_file
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,15 @@ class TensorSampler(Protocol):
 
 
 SamplerFactory = Callable[[GeneratePlan], TensorSampler]
+
+
+def load_sampler(plan: GeneratePlan, loaded: LoadedModel | None = None) -> CheckpointSampler:
+    """Build the sampler a generation plan asks for (loading its checkpoint unless given), checking the hash."""
+    device = pick_device()
+    loaded = loaded or load_model(plan.checkpoint, device)
+    if loaded.sha256 != plan.checkpoint_sha256:
+        raise ValueError(f"{plan.checkpoint} changed since the plan was made (sha256 differs); use a new --out folder")
+    return CheckpointSampler(loaded, plan.sampler, plan.steps, plan.guidance, n_sites=plan.n_sites)
 
 
 def _part_path(out_dir: Path, task: int, batch: int) -> Path:
@@ -192,7 +202,7 @@ def _run_task_locked(out_dir: Path, task: int, plan: GeneratePlan, sampler_facto
     if not (part_dir / PARTS_PLAN_NAME).exists():
         atomic_write_text(part_dir / PARTS_PLAN_NAME, plan.settings_sha256() + "\n")
     if sampler_factory is None:
-        from pccd_hpc.generate.sampling import load_sampler as sampler_factory
+        sampler_factory = load_sampler
     sampler = None
     started = time.time()
     own_progress = progress is None

@@ -12,9 +12,9 @@ from typing import Any, Callable, Sequence
 from pymatgen.core import Structure
 
 # The one place this module names the relaxation code (the validation backends and their settings).
-from pccd_hpc.validate.backends.registry import get_backend
-from pccd_hpc.validate.config import RelaxConfig
-from pccd_hpc.validate.errors import ValidationFailure
+from pccd_hpc.materials.backends.registry import get_backend
+from pccd_hpc.materials.relax import RelaxConfig
+from pccd_hpc.materials.errors import ValidationFailure
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,14 @@ the length rows, which are clipped to [-1, 3] (normalised length <= 2) so long c
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from pccd_hpc.config import DiffusionConfig
 from pccd_hpc.model.conditioning import Conditions
+from pccd_hpc.model.distance_loss import pair_distance_loss
 
 LENGTH_ROWS = slice(64, 128)
 """Rows of channel 2 holding normalised lattice lengths (rows 0-63 hold angles / pi)."""
@@ -102,6 +104,12 @@ class NoiseSchedule:
         s = self.gather((1 - self.alphas_bar).sqrt(), t, x_t)
         return (x_t - s * eps) / a
 
+    def x0_from_v(self, x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The clean tensor implied by a v prediction: x0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v."""
+        a = self.gather(self.alphas_bar.sqrt(), t, x_t)
+        s = self.gather((1 - self.alphas_bar).sqrt(), t, x_t)
+        return a * x_t - s * v
+
 
 def sample_training_noise(batch_size: int, timesteps: int, cond_drop_prob: float, generator: torch.Generator,
                           shape: tuple[int, ...] = (3, 128, 3)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -116,35 +124,49 @@ def sample_training_noise(batch_size: int, timesteps: int, cond_drop_prob: float
     return t, noise, drop
 
 
-def diffusion_loss(model: torch.nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, cond: Conditions,
-                   t: torch.Tensor, noise: torch.Tensor, drop: torch.Tensor, loss_type: str = "l2",
-                   magnetic_null: int = 0, prediction: str = "eps", weighting: str = "none",
-                   min_snr_gamma: float = 5.0, lattice: torch.Tensor | None = None,
-                   distance_weight: float = 0.0) -> torch.Tensor:
-    """Denoising loss for clean model-space tensors x0 (B, 3, 128, 3) with conditions dropped where ``drop``.
+@dataclass
+class LossInputs:
+    """One training batch, noised: clean model-space tensors and the draws that noise them."""
 
-    ``prediction`` ``eps`` regresses the noise (the paper), ``v`` the velocity. ``weighting`` ``min_snr``
-    weights each sample by min(SNR_t, gamma) / SNR_t (eps) or min(SNR_t, gamma) / (SNR_t + 1) (v), which is
-    the same weight on the implied x0 error (Hang et al. 2023): low-noise steps stop dominating.
-    With ``distance_weight`` > 0 and the true ``lattice`` (B, 3, 3), the pair-distance error of the implied
-    clean crystal (:mod:`pccd_hpc.model.distance_loss`, in Angstrom, weighted by alpha_bar_t) is added.
+    x0: torch.Tensor
+    """Clean model-space tensors (B, 3, 128, 3)."""
+    cond: Conditions
+    """Their conditions (batch B)."""
+    t: torch.Tensor
+    """Timesteps (B,)."""
+    noise: torch.Tensor
+    """Gaussian noise (B, 3, 128, 3)."""
+    drop: torch.Tensor
+    """(B,) bool: samples whose conditions are all replaced by the null condition."""
+    lattice: torch.Tensor | None = None
+    """True lattice vectors (B, 3, 3) in Angstrom, for the pair-distance loss (None: that loss is off)."""
+
+
+def diffusion_loss(model: torch.nn.Module, schedule: NoiseSchedule, inputs: LossInputs,
+                   config: DiffusionConfig | None = None, magnetic_null: int = 0) -> torch.Tensor:
+    """Denoising loss of ``inputs`` (x_t made from x0, t and the noise; conditions dropped where ``drop``).
+
+    ``config`` (default: the paper's) sets the loss: ``prediction`` ``eps`` regresses the noise (the paper),
+    ``v`` the velocity; ``loss_weighting`` ``min_snr`` puts the same weight on the implied x0 error (Hang et al.
+    2023), so low-noise steps stop dominating; with ``distance_loss_weight`` > 0 and the true ``lattice``, the
+    pair-distance error of the network's clean-crystal estimate (Angstrom, weighted by alpha_bar_t) is added.
+    ``magnetic_null`` is the null class of the magnetic condition (the model's ``num_magnetic_classes``).
     """
+    config = config or DiffusionConfig()
+    x0, t, noise = inputs.x0, inputs.t, inputs.noise
     x_t = schedule.q_sample(x0, t, noise)
-    out = model(x_t, t, cond.dropped(drop, magnetic_null)).float()
-    target = noise if prediction == "eps" else schedule.v_target(x0, t, noise)
-    per_element = F.l1_loss(out, target, reduction="none") if loss_type == "l1" else F.mse_loss(out, target, reduction="none")
+    out = model(x_t, t, inputs.cond.dropped(inputs.drop, magnetic_null)).float()
+    target = noise if config.prediction == "eps" else schedule.v_target(x0, t, noise)
+    per_element = (F.l1_loss(out, target, reduction="none") if config.loss == "l1"
+                   else F.mse_loss(out, target, reduction="none"))
     per_sample = per_element.flatten(1).mean(dim=1)
-    if weighting == "min_snr":
+    if config.loss_weighting == "min_snr":
         snr = schedule.snr(t)
-        clipped = snr.clamp(max=min_snr_gamma)
-        weight = clipped / snr if prediction == "eps" else clipped / (snr + 1)
+        clipped = snr.clamp(max=config.min_snr_gamma)
+        weight = clipped / snr if config.prediction == "eps" else clipped / (snr + 1)
         per_sample = per_sample * weight
-    if distance_weight > 0 and lattice is not None:
-        from pccd_hpc.model.distance_loss import pair_distance_loss
-
-        a = schedule.gather(schedule.alphas_bar.sqrt(), t, x_t)
-        s = schedule.gather((1 - schedule.alphas_bar).sqrt(), t, x_t)
-        x0_hat = (x_t - s * out) / a if prediction == "eps" else a * x_t - s * out
+    if config.distance_loss_weight > 0 and inputs.lattice is not None:
+        x0_hat = schedule.predict_x0(x_t, t, out) if config.prediction == "eps" else schedule.x0_from_v(x_t, t, out)
         ab = schedule.alphas_bar.to(t.device)[t].float()
-        per_sample = per_sample + distance_weight * ab * pair_distance_loss(x0_hat, x0, lattice)
+        per_sample = per_sample + config.distance_loss_weight * ab * pair_distance_loss(x0_hat, x0, inputs.lattice)
     return per_sample.mean()

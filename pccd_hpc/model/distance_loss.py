@@ -20,14 +20,13 @@ ROW_STRIDE = 4
 
 
 def lattice_matrices(x_codec: torch.Tensor, codec: CodecConfig) -> torch.Tensor:
-    """(B, 3, 3) lattice vectors (rows, Angstrom) from codec-unit tensors (B, 3, n_points, 3), channel 2."""
+    """(B, 3, 3) lattice vectors (rows, Angstrom) from codec-unit tensors (B, 3, n_points, 3), channel 2.
+
+    The codec (the data layer, below the model) says how its lattice rows hold lengths; this only builds the
+    vectors, on the tensors' device and differentiably."""
     half = x_codec.shape[2] // 2
     angles = x_codec[:, 2, :half].double().mean(dim=1) * math.pi
-    norm = x_codec[:, 2, half:].double().mean(dim=1)
-    if codec.length_norm == "linear":
-        lengths = norm * codec.length_scale_ang
-    else:
-        lengths = torch.exp(norm * math.log(codec.length_scale_ang))
+    lengths = codec.denormalise_lengths(x_codec[:, 2, half:].double().mean(dim=1))
     a, b, c = lengths.unbind(1)
     cos_al, cos_be, cos_ga = torch.cos(angles).unbind(1)
     sin_ga = torch.sin(angles[:, 2])

@@ -10,9 +10,13 @@ from typing import Callable
 
 import torch
 
-from pccd_hpc.config import DiffusionConfig
 from pccd_hpc.model.conditioning import Conditions
 from pccd_hpc.model.diffusion import NoiseSchedule, x0_clip_bounds
+
+DDIM_STEPS = 50
+"""DDIM steps of every sampler unless told otherwise (the paper's setting): generate, reconstruct, evaluate."""
+GUIDANCE_SCALE = 3.0
+"""Classifier-free guidance scale w of every sampler unless told otherwise (the paper's setting)."""
 
 
 @torch.no_grad()
@@ -27,7 +31,7 @@ def guided_eps(model: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond:
 
 
 class _Sampler:
-    def __init__(self, schedule: NoiseSchedule, guidance_scale: float = 3.0, clip_x0: bool = True,
+    def __init__(self, schedule: NoiseSchedule, guidance_scale: float = GUIDANCE_SCALE, clip_x0: bool = True,
                  magnetic_null: int = 0) -> None:
         self.schedule = schedule
         self.guidance_scale = guidance_scale
@@ -84,7 +88,7 @@ class _Sampler:
 class DDPMSampler(_Sampler):
     """Ancestral sampling over all T steps (paper eq. 6), variance beta_t (``beta``) or beta tilde (``posterior``)."""
 
-    def __init__(self, schedule: NoiseSchedule, guidance_scale: float = 3.0, clip_x0: bool = True,
+    def __init__(self, schedule: NoiseSchedule, guidance_scale: float = GUIDANCE_SCALE, clip_x0: bool = True,
                  variance: str = "beta", magnetic_null: int = 0) -> None:
         super().__init__(schedule, guidance_scale, clip_x0, magnetic_null)
         self.variance = variance
@@ -116,7 +120,7 @@ class DDPMSampler(_Sampler):
 class DDIMSampler(_Sampler):
     """DDIM (Song et al. 2021) over ``n_steps`` evenly spaced timesteps; ``eta`` = 0 is deterministic."""
 
-    def __init__(self, schedule: NoiseSchedule, n_steps: int = 50, eta: float = 0.0, guidance_scale: float = 3.0,
+    def __init__(self, schedule: NoiseSchedule, n_steps: int = DDIM_STEPS, eta: float = 0.0, guidance_scale: float = GUIDANCE_SCALE,
                  clip_x0: bool = True, magnetic_null: int = 0) -> None:
         super().__init__(schedule, guidance_scale, clip_x0, magnetic_null)
         self.eta = eta
@@ -150,9 +154,3 @@ class DDIMSampler(_Sampler):
                 generator: torch.Generator | None) -> torch.Tensor:
         return self.step(x_t, step, prev, eps, generator)
 
-
-def make_sampler(config: DiffusionConfig, schedule: NoiseSchedule, magnetic_null: int = 0) -> DDPMSampler | DDIMSampler:
-    """The sampler named by ``config.sampler`` with the config's guidance, clipping and step settings."""
-    if config.sampler == "ddpm":
-        return DDPMSampler(schedule, config.guidance_scale, config.clip_x0, config.ddpm_variance, magnetic_null)
-    return DDIMSampler(schedule, config.ddim_steps, config.ddim_eta, config.guidance_scale, config.clip_x0, magnetic_null)

@@ -10,11 +10,10 @@ from pccd_hpc.cluster.slurm import TIME_HELP, SlurmResources, time_limit_arg
 from pccd_hpc.io_utils import checked_input_path
 from pccd_hpc.predict.config import MAX_CANDIDATES, PREDICT_FLAGS, PredictConfig
 from pccd_hpc.stage_config import flags_in_errors
+from pccd_hpc.data.separation import PUSH_APART_FACTOR
+from pccd_hpc.model.samplers import DDIM_STEPS, GUIDANCE_SCALE
 
 log = logging.getLogger(__name__)
-
-DEFAULT_GUIDANCE = 3.0
-"""Guidance scale of predict (measured on MP-20 validation compositions outside the held-out split)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,11 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--relax-steps", type=int, default=500, help="most optimizer steps per relaxation (default 500)")
     p.add_argument("--checkpoint", default=None, help="checkpoint file, step-N/ folder or run folder (default: "
                    "the bundled model)")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
-    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
-                   help=f"classifier-free guidance scale (default {DEFAULT_GUIDANCE:g})")
-    p.add_argument("--push-apart-factor", type=float, default=0.8,
-                   help="push atoms apart to this x the sum of covalent radii after decoding (default 0.8)")
+    p.add_argument("--steps", type=int, default=DDIM_STEPS, help=f"DDIM steps (default {DDIM_STEPS})")
+    p.add_argument("--guidance", type=float, default=GUIDANCE_SCALE,
+                   help=f"classifier-free guidance scale (default {GUIDANCE_SCALE:g})")
+    p.add_argument("--push-apart-factor", type=float, default=PUSH_APART_FACTOR,
+                   help=f"push atoms apart to this x the sum of covalent radii after decoding (default {PUSH_APART_FACTOR:g})")
     p.add_argument("--no-push-apart", action="store_true", help="keep the candidates exactly as sampled")
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     p.add_argument("--cluster", choices=["local", "slurm"], default="local",
@@ -83,7 +82,7 @@ def read_formulas(given: list[str] | None, path: str | None) -> list[str]:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from pccd_hpc.generate.sampling import default_checkpoint, load_model, pick_device
+    from pccd_hpc.sampling.checkpoint_sampler import default_checkpoint, load_model, pick_device
     from pccd_hpc.predict.stage import run_predict
 
     out = Path(args.out).expanduser()

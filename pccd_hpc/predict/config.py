@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pccd_hpc.stage_config import require
+from pccd_hpc.data.separation import PUSH_APART_FACTOR
+from pccd_hpc.model.samplers import DDIM_STEPS, GUIDANCE_SCALE
 
 MAX_CANDIDATES = 1000
 """Most candidates per composition (--k)."""
@@ -21,11 +23,11 @@ class PredictConfig:
     """Candidates per composition (spread over the allowed numbers of formula units)."""
     formula_units: int | None = None
     """Z for every composition (None: as written when the formula has a common factor, else every Z that fits)."""
-    steps: int = 50
+    steps: int = DDIM_STEPS
     """DDIM steps."""
-    guidance: float = 3.0
+    guidance: float = GUIDANCE_SCALE
     """Classifier-free guidance scale."""
-    push_apart_factor: float | None = 0.8
+    push_apart_factor: float | None = PUSH_APART_FACTOR
     """After decoding, push atoms apart to this x the sum of covalent radii (None: as sampled)."""
     seed: int = 0
     """Base seed; each composition's candidates are seeded by (seed, its formula), whatever else is in the run."""

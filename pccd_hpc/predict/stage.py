@@ -28,7 +28,7 @@ from pccd_hpc.predict.config import PredictConfig
 from pccd_hpc.stage_config import config_from_dict
 
 if TYPE_CHECKING:
-    from pccd_hpc.generate.sampling import LoadedModel
+    from pccd_hpc.sampling.checkpoint_sampler import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def run_predict_task(out_dir: str | Path, task: int) -> list[str]:
 
 def _run_formulas(out: Path, config: PredictConfig, formulas: Sequence[str],
                   loaded: LoadedModel | None = None) -> list[str]:
-    from pccd_hpc.generate.sampling import CheckpointSampler, load_model, pick_device
+    from pccd_hpc.sampling.checkpoint_sampler import CheckpointSampler, load_model, pick_device
 
     state: dict[str, Any] = {}
 

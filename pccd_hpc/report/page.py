@@ -14,9 +14,9 @@ from pymatgen.core import Structure
 from pccd_hpc.io_utils import atomic_write_json, atomic_write_text, read_json
 from pccd_hpc.report.funnel import funnel_lines, funnel_picture, funnel_steps
 from pccd_hpc.report.figures import PAPER_SPLIT_EV_PER_ATOM, PAPER_STABLE_EV_PER_ATOM, distribution_plot, e_hull_histogram
-from pccd_hpc.validate import metrics as M
-from pccd_hpc.validate.inputs import iter_input_structures
-from pccd_hpc.validate.store import read_results_csv
+from pccd_hpc.materials import metrics as M
+from pccd_hpc.materials.structure_inputs import iter_input_structures
+from pccd_hpc.records import read_results_csv
 
 log = logging.getLogger(__name__)
 

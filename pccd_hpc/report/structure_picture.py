@@ -9,9 +9,7 @@ from pathlib import Path
 
 from pymatgen.core import Structure
 
-from pccd_hpc.pictures import draw_structure, structure_png
-
-__all__ = ["draw_structure", "followup_figures", "structure_png", "top_n_pictures"]
+from pccd_hpc.pictures import structure_png
 
 
 def top_n_pictures(rows: list[dict], out_dir: Path, n: int = 15) -> dict[str, str]:
@@ -19,7 +17,7 @@ def top_n_pictures(rows: list[dict], out_dir: Path, n: int = 15) -> dict[str, st
     ``out_dir/structures``; returns id -> path relative to ``out_dir``. Unreadable CIFs are skipped."""
     import logging
 
-    from pccd_hpc.validate.store import record_filename
+    from pccd_hpc.records import record_filename
 
     ranked = sorted((r for r in rows if r.get("e_above_hull_ev_per_atom") is not None and r.get("relaxed_cif")),
                     key=lambda r: r["e_above_hull_ev_per_atom"])

@@ -11,7 +11,7 @@ Re-running the same command on the same ``--out`` resumes from its last checkpoi
 
 from __future__ import annotations
 
-from pccd_hpc.cluster.slurm import TIME_HELP, time_limit_arg
+from pccd_hpc.cluster.slurm import TIME_HELP, SlurmResources, time_limit_arg
 
 import argparse
 import logging
@@ -74,9 +74,10 @@ def run(args: argparse.Namespace) -> int:
     if args.cluster == "slurm":
         from pccd_hpc.train.job import submit_training  # submitit is only needed here
 
-        job = submit_training(config, data_dir, run_dir, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
-                              tasks_per_node=args.tasks_per_node, cpus_per_task=args.cpus_per_task,
-                              partition=args.partition, time_min=args.time, signal_delay_s=args.signal_delay_s)
+        slurm = SlurmResources(partition=args.partition, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
+                               tasks_per_node=args.tasks_per_node or max(args.gpus_per_node, 1),
+                               cpus_per_task=args.cpus_per_task, time_min=args.time, signal_delay_s=args.signal_delay_s)
+        job = submit_training(config, data_dir, run_dir, slurm)
         print(job.job_id)
         if args.wait:
             result = job.result()

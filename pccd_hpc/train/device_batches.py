@@ -15,28 +15,19 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from pccd_hpc.data.augmentation import Augmentation
 from pccd_hpc.data.codec import CodecConfig, point_counts
-from pccd_hpc.data.dataset import ShardDataset, check_probability
+from pccd_hpc.data.dataset import ShardDataset
 from pccd_hpc.data.supercell import doubled_cell_sites
 
 
 class DeviceBatches:
     """All records of a :class:`ShardDataset` as device tensors; :meth:`batch` returns augmented codec tensors."""
 
-    def __init__(self, dataset: ShardDataset, device: torch.device | str, augment: bool = True,
-                 site_order: str = "random", origin: str = "random", invert_prob: float = 0.0,
-                 supercell_prob: float = 0.0) -> None:
-        if site_order not in ("random", "canonical"):
-            raise ValueError(f"site_order must be random or canonical, got {site_order!r}")
+    def __init__(self, dataset: ShardDataset, device: torch.device | str, augmentation: Augmentation) -> None:
         self.codec: CodecConfig = dataset.codec
         self.device = torch.device(device)
-        if origin not in ("random", "anchor"):
-            raise ValueError(f"origin must be random or anchor, got {origin!r}")
-        check_probability("invert_prob", invert_prob)
-        check_probability("supercell_prob", supercell_prob)
-        self.augment, self.site_order, self.origin = augment, site_order, origin
-        self.invert_prob = float(invert_prob)
-        self.supercell_prob = float(supercell_prob)
+        self.augmentation = augmentation
         parts = [dataset.shard_arrays(k) for k in range(len(dataset.shards))]
         cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
         n_sites = cat("n_sites")
@@ -57,7 +48,7 @@ class DeviceBatches:
         for n in range(1, max_sites + 1):
             rows[n] = np.repeat(np.arange(n), point_counts(n, self.codec.n_points))
         self.row_site = to(rows, torch.long)
-        if self.supercell_prob > 0:
+        if augmentation.supercell_prob > 0:
             fits, big_frac, big_slots, big_lattice = _doubled_cells(frac, slots, n_sites, lattice,
                                                                     self.codec.niggli_reduce)
             self.doubled_fits = to(fits, torch.bool)
@@ -82,14 +73,15 @@ class DeviceBatches:
         b, max_sites = idx.shape[0], self.frac.shape[1]
         frac, slots, n = self.frac[idx], self.slots[idx], self.n_sites[idx]
         angle_rows, length_rows = self.angle_rows[idx], self.length_rows[idx]
-        if self.augment:
+        aug = self.augmentation
+        if aug.augment:
             shift = torch.rand((b, 1, 3), generator=generator).to(self.device)
             pick = (torch.rand((b, max_sites), generator=generator).to(self.device)
-                    if self.origin == "anchor" else None)
-            flip = (torch.rand((b, 1, 1), generator=generator).to(self.device) < self.invert_prob
-                    if self.invert_prob > 0 else None)  # drawn last: other streams unchanged
-            if self.supercell_prob > 0:  # drawn after the inversion: earlier streams unchanged
-                use = torch.rand(b, generator=generator).to(self.device) < self.supercell_prob
+                    if aug.origin == "anchor" else None)
+            flip = (torch.rand((b, 1, 1), generator=generator).to(self.device) < aug.invert_prob
+                    if aug.invert_prob > 0 else None)  # drawn last: other streams unchanged
+            if aug.supercell_prob > 0:  # drawn after the inversion: earlier streams unchanged
+                use = torch.rand(b, generator=generator).to(self.device) < aug.supercell_prob
                 axis = torch.randint(3, (b,), generator=generator).to(self.device)
                 use = use & self.doubled_fits[idx]
                 frac = torch.where(use[:, None, None], self.doubled_frac[idx, axis], frac)
@@ -106,7 +98,7 @@ class DeviceBatches:
                 shift = 0.5 - frac[torch.arange(b, device=self.device), anchor][:, None, :]
             frac = torch.remainder(frac + shift, 1.0)
             frac = torch.where(frac >= 1.0, torch.zeros_like(frac), frac)
-            if self.site_order == "canonical":
+            if aug.site_order == "canonical":
                 order = torch.arange(max_sites, device=self.device).expand(b, -1)
                 for col in (2, 1, 0):  # stable sorts from the least to the most significant key
                     key = torch.gather(frac[:, :, col], 1, order)

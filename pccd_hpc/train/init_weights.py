@@ -20,7 +20,7 @@ from torch import nn
 from pccd_hpc.config import RunConfig
 from pccd_hpc.data.codec import CodecConfig
 from pccd_hpc.model.factory import SITE_WEIGHTS_PREFIX
-from pccd_hpc.train.checkpoint import Checkpoint
+from pccd_hpc.model.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 

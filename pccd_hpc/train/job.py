@@ -10,6 +10,7 @@ time limit or on preemption; the requeued job resumes from the newest complete c
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +33,15 @@ def train_task(config: dict[str, Any], data_dir: str, run_dir: str) -> dict[str,
     return {"step": result.step, "loss": result.loss, "skipped_nonfinite": result.skipped_nonfinite}
 
 
-def submit_training(config: RunConfig, data_dir: str | Path, run_dir: str | Path, *, nodes: int = 1,
-                    gpus_per_node: int = 0, tasks_per_node: int | None = None, cpus_per_task: int = 1,
-                    partition: str | None = None, time_min: int = 60, signal_delay_s: int = 90) -> Any:
-    """Submit a (multi-node) training job; its logs go to ``RUN/submitit/``; returns the submitit job.
+def submit_training(config: RunConfig, data_dir: str | Path, run_dir: str | Path, slurm: SlurmResources) -> Any:
+    """Submit a (multi-node) training job asking for ``slurm``; its logs go to ``RUN/submitit/``; returns the submitit job.
 
-    One task per GPU (or ``tasks_per_node`` CPU processes); submitit requeues it up to 3 times on
-    timeout (unlimited on preemption); re-running the command continues a run that ran out of requeues.
+    One task per GPU (``slurm.tasks_per_node``); submitit requeues it up to 3 times on timeout (unlimited on
+    preemption); re-running the command continues a run that ran out of requeues.
     """
     from pccd_hpc.cluster.jobs import submit_requeueable  # submitit is only needed here
 
     run_dir = Path(run_dir)
-    resources = SlurmResources(partition=partition, nodes=nodes, tasks_per_node=tasks_per_node or max(gpus_per_node, 1),
-                               gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task, time_min=time_min,
-                               signal_delay_s=signal_delay_s, extra={"name": f"pccd-train-{run_dir.name}"})
+    resources = replace(slurm, extra={"name": f"pccd-train-{run_dir.name}", **slurm.extra})
     return submit_requeueable(train_task, (config.to_dict(), str(data_dir), str(run_dir)), run_dir / "submitit",
                               resources, torch_distributed=True)

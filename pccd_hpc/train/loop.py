@@ -27,12 +27,14 @@ from pccd_hpc.config import RunConfig, save_toml
 from pccd_hpc.data.dataset import ShardDataset
 from pccd_hpc.folder_lock import folder_lock
 from pccd_hpc.io_utils import atomic_write_text, disk_full_named, remove_stale_temps
+from pccd_hpc.model import checkpoint as ckpt
 from pccd_hpc.model.conditioning import conditions_from_batch, site_count_histogram
-from pccd_hpc.model.diffusion import NoiseSchedule, diffusion_loss, sample_training_noise, to_model_space
+from pccd_hpc.model.diffusion import (
+    LossInputs, NoiseSchedule, diffusion_loss, sample_training_noise, to_model_space,
+)
 from pccd_hpc.model.distance_loss import lattice_matrices
 from pccd_hpc.model.factory import SITE_WEIGHTS_PREFIX, build_denoiser, site_encoder
 from pccd_hpc.model.unet import count_parameters
-from pccd_hpc.train import checkpoint as ckpt
 from pccd_hpc.train import distributed as dist_utils
 from pccd_hpc.train.data import RankBatchSampler, epoch_loader, steps_per_epoch
 from pccd_hpc.train.device_batches import DeviceBatches
@@ -89,8 +91,7 @@ def _train(config: RunConfig, data_dir: str | Path, run_dir: Path, env: DistEnv)
         record_run_settings(run_dir, config)
         save_toml(config, run_dir / "config.toml")
 
-    dataset = ShardDataset(data_dir, augment=tc.augment, seed=tc.seed, site_order=tc.site_order, origin=tc.origin,
-                           invert_prob=tc.invert_prob, supercell_prob=tc.supercell_prob)
+    dataset = ShardDataset(data_dir, tc.augmentation(), seed=tc.seed)
     torch.manual_seed(tc.seed)
     model = build_denoiser(config).to(device)
     if state is None and tc.init_from:  # fine-tuning: weights from another model, everything else fresh
@@ -119,9 +120,7 @@ def _train(config: RunConfig, data_dir: str | Path, run_dir: Path, env: DistEnv)
     schedule = NoiseSchedule(config.diffusion)
     magnetic_null = config.model.num_magnetic_classes
     n_batches = steps_per_epoch(len(dataset), tc.batch_size)
-    on_device = (DeviceBatches(dataset, device, tc.augment, tc.site_order, tc.origin, tc.invert_prob,
-                                 tc.supercell_prob)
-                 if tc.device_batches else None)
+    on_device = DeviceBatches(dataset, device, tc.augmentation()) if tc.device_batches else None
     metrics = _MetricsLog(run_dir / "metrics.jsonl", step) if env.is_main else None
     if env.is_main:
         log.info("model %s: %d parameters; %d records, %d steps/epoch, %d processes, device %s",
@@ -149,12 +148,10 @@ def _train(config: RunConfig, data_dir: str | Path, run_dir: Path, env: DistEnv)
                 withhold = (torch.rand(tc.batch_size, generator=gen) < tc.site_drop_prob)[env.rank::env.world_size]
                 cond = cond.without_sites(withhold.to(device))
             with _autocast(tc.precision, device):
-                dc = config.diffusion
                 lattice = (lattice_matrices(batch["x"].to(device), dataset.codec)
-                           if dc.distance_loss_weight > 0 else None)
-                loss = diffusion_loss(net, schedule, x0, cond, t.to(device), noise.to(device), drop.to(device),
-                                      dc.loss, magnetic_null, dc.prediction, dc.loss_weighting, dc.min_snr_gamma,
-                                      lattice, dc.distance_loss_weight)
+                           if config.diffusion.distance_loss_weight > 0 else None)
+                inputs = LossInputs(x0, cond, t.to(device), noise.to(device), drop.to(device), lattice)
+                loss = diffusion_loss(net, schedule, inputs, config.diffusion, magnetic_null)
             mean_loss = dist_utils.mean_over_processes(loss.detach().float()).item()
             ok = math.isfinite(mean_loss)
             if ok:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pccd_hpc.config import RunConfig
+from pccd_hpc.config import RunConfig, without_retired_fields
 from pccd_hpc.io_utils import atomic_write_json, read_json, settings_sha256
 
 SETTINGS_NAME = "settings.json"
@@ -44,6 +44,16 @@ def _differences(made: dict[str, Any], asked: dict[str, Any], prefix: str = "") 
     return out
 
 
+def _recorded_settings_match(saved: dict[str, Any], settings: dict[str, Any]) -> bool:
+    """Whether ``settings.json`` content ``saved`` records ``settings``; a record written before fields were retired
+    (:data:`pccd_hpc.config.RETIRED_FIELDS`) matches when it does without them (and is intact)."""
+    if saved.get("settings_sha256") == settings_sha256(settings):
+        return True
+    recorded = saved.get("settings")
+    return (isinstance(recorded, dict) and settings_sha256(recorded) == saved.get("settings_sha256")
+            and settings_sha256(without_retired_fields(recorded)[0]) == settings_sha256(settings))
+
+
 def check_resume(run_dir: Path, checkpoint_path: Path | None, made: RunConfig, requested: RunConfig) -> None:
     """``ValueError`` naming the checkpoint when it belongs to another run or the command asks for other training settings.
 
@@ -53,7 +63,7 @@ def check_resume(run_dir: Path, checkpoint_path: Path | None, made: RunConfig, r
     name = checkpoint_path or run_dir
     if recorded.exists():
         saved = read_json(recorded, "run settings")
-        if saved.get("settings_sha256") != settings_sha256(run_settings(made)):
+        if not _recorded_settings_match(saved, run_settings(made)):
             diff = _differences(saved.get("settings", {}), run_settings(made))
             raise ValueError(f"{name} was not made by this run ({recorded} records other settings: "
                              f"{'; '.join(d.replace('(this command:', '(that checkpoint:') for d in diff[:3]) or 'hash differs'}); "

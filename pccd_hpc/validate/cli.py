@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pccd_hpc.cluster.slurm import TIME_HELP, time_limit_arg
+from pccd_hpc.cluster.slurm import TIME_HELP, SlurmResources, time_limit_arg
 from pccd_hpc.io_utils import checked_input_path
 from pccd_hpc.stage_config import load_config_toml
 from pccd_hpc.folder_lock import folder_lock
@@ -126,11 +126,10 @@ def main(args: argparse.Namespace) -> int:
     checked_input_path(paths.input, "--input")  # before anything is created under --out
     check_paths(paths)
     if args.cluster == "slurm":
-        from pccd_hpc.validate.submit import SubmitOptions, submit_validate_array
+        from pccd_hpc.validate.submit import submit_validate_array
 
-        options = SubmitOptions(array_size=args.array_size, time=str(args.time), partition=args.partition,
-                                force_redo=args.force_redo)
-        job_ids = submit_validate_array(config, paths, options)
+        slurm = SlurmResources(partition=args.partition, time_min=args.time, signal_delay_s=0)
+        job_ids = submit_validate_array(config, paths, slurm, args.array_size, force_redo=args.force_redo)
         log.info("submitted validate array %s and finalize job %s", job_ids["array"], job_ids["finalize"])
         print(f"array={job_ids['array']} finalize={job_ids['finalize']}")  # machine-readable for scripts
         return 0

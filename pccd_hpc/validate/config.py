@@ -6,49 +6,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from pccd_hpc.materials.relax import RelaxConfig
 from pccd_hpc.stage_config import require
-
-OPTIMIZERS = ("BFGS", "FIRE", "LBFGS")
 
 DEFAULT_MAX_SITES = 200
 """Default site limit of validate (``--max-sites``): MP-20 cells have at most 20 sites, generated ones 16."""
 DEFAULT_MAX_MEMORY_GB = 8.0
 """Default memory limit per worker (``--max-memory-gb``) for one relaxation's estimated peak."""
-
-
-@dataclass(frozen=True)
-class RelaxConfig:
-    """How an ASE-driven backend relaxes one structure."""
-
-    optimizer: str = "BFGS"
-    """ASE optimizer; BFGS relaxed our cells about 2x faster than FIRE with CHGNet."""
-    fmax_ev_per_ang: float = 0.05
-    """Force convergence threshold (eV/Å) on atoms and the FrechetCellFilter cell DOFs."""
-    max_steps: int = 500
-    """Step cap; a run that hits it is recorded as not converged."""
-    relax_cell: bool = True
-    """Relax the cell as well as positions (FrechetCellFilter)."""
-    cell_filter_math: str = "closed-form"
-    """How the cell filter's 3x3 matrix logarithm and exponential derivatives are computed: ``closed-form``
-    (one eigendecomposition, :mod:`pccd_hpc.validate.cell_filter`) or ``scipy`` (ASE's own, slower)."""
-    fix_symmetry: bool = False
-    """Constrain to the symmetry found at ``symprec`` (ASE FixSymmetry)."""
-    symprec: float = 0.01
-    """Symmetry tolerance (Å) for ``fix_symmetry``."""
-    timeout_s: float = 600.0
-    """Wall-clock limit of one relaxation; past it the record fails as a timeout."""
-    max_force_abort_ev_per_ang: float = 1.0e3
-    """A force above this (or non-finite) means the potential exploded: the record fails."""
-    max_volume_ratio: float = 5.0
-    """The relaxation fails if the volume grows or shrinks by more than this factor."""
-
-    def __post_init__(self) -> None:
-        require(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        require(self.cell_filter_math in ("closed-form", "scipy"), "cell_filter_math",
-                f"must be 'closed-form' or 'scipy', got {self.cell_filter_math!r}")
-        _positive(self, "fmax_ev_per_ang", "timeout_s", "max_force_abort_ev_per_ang", "symprec")
-        require(self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
-        require(self.max_volume_ratio > 1.0, "max_volume_ratio", f"must be > 1, got {self.max_volume_ratio}")
 
 
 @dataclass(frozen=True)
@@ -83,7 +47,7 @@ class ValidateConfig:
     """Everything one validate task needs besides its input and output paths."""
 
     backend: str = "chgnet"
-    """Energy/force backend name (see ``pccd_hpc.validate.backends.registry.BACKENDS``)."""
+    """Energy/force backend name (``pccd_hpc.materials.backends.registry.RELAX_BACKENDS``)."""
     backend_options: dict[str, Any] = field(default_factory=dict)
     """Backend-specific options merged over its defaults (e.g. ``{"device": "cpu"}``)."""
     relax: RelaxConfig = field(default_factory=RelaxConfig)

@@ -14,15 +14,16 @@ from typing import Any
 from pymatgen.core import Composition, Structure
 
 from pccd_hpc.io_utils import atomic_write_csv, atomic_write_json
-from pccd_hpc.validate import metrics as M
+from pccd_hpc.materials import metrics as M
 from pccd_hpc.validate.config import ValidateConfig
 from pccd_hpc.validate.dft_hull import dft_hull, dft_hull_elements, known_reduced_formulas
 from pccd_hpc.validate.formation import CalibrationSample, ElementReferences, fit_element_references, installed_backend_version
 from pccd_hpc.validate.hull import ELEMENT_FALLBACK_PREFIX, HullCalculator, ReferenceEnergy
-from pccd_hpc.validate.inputs import iter_input_structures
+from pccd_hpc.materials.structure_inputs import iter_input_structures
 from pccd_hpc.validate.plan import HULL_DFT, Plan, ValidatePaths
 from pccd_hpc.validate.record import ValidationRecord
-from pccd_hpc.validate.store import RecordStore, write_results_csv
+from pccd_hpc.validate.store import RecordStore
+from pccd_hpc.records import write_results_csv
 from pccd_hpc.validate.structure_files import symmetry_metrics, write_relaxed_cifs
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,6 @@ frequencies, imaginary-mode flag (``PhononConfig.imaginary_tol_thz``), optional 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +15,11 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Structure
 
-from pccd_hpc.validate.config import PhononConfig, RelaxConfig
-from pccd_hpc.validate.errors import PhononFailure
+from pccd_hpc.validate.config import PhononConfig
+from pccd_hpc.materials.relax import RelaxConfig, relax_structure
+from pccd_hpc.materials.errors import PhononFailure
+from pccd_hpc.materials.phonons import displaced_phonopy, supercell_diagonal
 from pccd_hpc.validate.limits import estimate_memory_bytes
-from pccd_hpc.validate.relax import relax_structure
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +35,6 @@ class PhononResult:
     wall_s: float
 
 
-def supercell_diagonal(structure: Structure, min_length_ang: float) -> tuple[int, int, int]:
-    """Repeats along a, b, c so that each perpendicular width of the supercell is >= ``min_length_ang``."""
-    matrix = structure.lattice.matrix
-    volume = abs(np.linalg.det(matrix))
-    reps = []
-    for i in range(3):
-        cross = np.cross(matrix[(i + 1) % 3], matrix[(i + 2) % 3])
-        width = volume / np.linalg.norm(cross)
-        reps.append(max(1, math.ceil(min_length_ang / width - 1e-6)))
-    return tuple(reps)  # type: ignore[return-value]
-
-
 def run_phonons(
     structure: Structure, calculator, config: PhononConfig, record_id: str, band_plot: Path | None = None,
     max_memory_gb: float | None = None,
@@ -56,8 +44,6 @@ def run_phonons(
     Raises ``PhononFailure`` naming ``record_id`` when the supercell is too large (``max_supercell_atoms``,
     or its estimated memory above ``max_memory_gb``) or forces fail.
     """
-    from phonopy import Phonopy
-    from phonopy.structure.atoms import PhonopyAtoms
     from ase import Atoms
 
     start = time.perf_counter()
@@ -71,13 +57,7 @@ def run_phonons(
     if max_memory_gb is not None and need_gb > max_memory_gb:
         raise PhononFailure(record_id, f"supercell {diagonal} of {n_super} atoms would need about {need_gb:.1f} GB for its "
                             f"force calls, above the limit of {max_memory_gb:g} GB per worker (--max-memory-gb)")
-    unitcell = PhonopyAtoms(
-        symbols=[site.specie.symbol for site in structure],
-        cell=structure.lattice.matrix,
-        scaled_positions=structure.frac_coords,
-    )
-    phonon = Phonopy(unitcell, supercell_matrix=np.diag(diagonal), primitive_matrix="P", symprec=config.symprec)
-    phonon.generate_displacements(distance=config.displacement_ang)
+    phonon = displaced_phonopy(structure, diagonal, config.displacement_ang, config.symprec, primitive_matrix="P")
     forces = []
     for cell in phonon.supercells_with_displacements:
         atoms = Atoms(cell.symbols, cell=cell.cell, scaled_positions=cell.scaled_positions, pbc=True)

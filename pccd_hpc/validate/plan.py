@@ -16,7 +16,7 @@ from pymatgen.entries.computed_entries import ComputedStructureEntry
 from pccd_hpc.validate.config import ValidateConfig
 from pccd_hpc.validate.formation import ElementReferences
 from pccd_hpc.validate.hull import ELEMENT_FALLBACK_PREFIX, ReferenceEnergy, chemsys, elemental_fallback_structures, select_references
-from pccd_hpc.validate.inputs import InputRejection, load_reference, read_input_structures
+from pccd_hpc.materials.structure_inputs import InputRejection, load_reference, read_input_structures
 from pccd_hpc.validate.record import Job
 from pccd_hpc.validate.store import RecordStore
 

@@ -19,13 +19,14 @@ from pymatgen.core import Structure
 
 from pccd_hpc.progress import Progress
 from pccd_hpc.data.symmetry import space_group, symmetrized_cif
-from pccd_hpc.validate.backends.base import Backend
-from pccd_hpc.validate.backends.registry import get_backend
+from pccd_hpc.materials.backends.base import Backend
+from pccd_hpc.materials.backends.registry import get_backend
 from pccd_hpc.validate.config import ValidateConfig
-from pccd_hpc.validate.errors import PhononFailure, RelaxationTimeout, ValidationFailure
+from pccd_hpc.materials.errors import PhononFailure, RelaxationTimeout, ValidationFailure
 from pccd_hpc.validate.limits import site_limit_problem, size_problem
 from pccd_hpc.validate.record import Job, ValidationRecord, structure_fingerprint
-from pccd_hpc.validate.store import RecordStore, record_stem
+from pccd_hpc.validate.store import RecordStore
+from pccd_hpc.records import record_stem
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pccd_hpc.folder_lock import folder_lock, task_lock
 from pccd_hpc.io_utils import atomic_write_json, checked_output_dir, read_json, remove_stale_temps
-from pccd_hpc.validate.backends.registry import get_backend, get_backend_class
+from pccd_hpc.materials.backends.registry import get_backend, get_backend_class
 from pccd_hpc.validate.config import ValidateConfig
 from pccd_hpc.validate.finalize import finalize_validation
 from pccd_hpc.validate.plan import Plan, ValidatePaths, plan, stores_for
@@ -80,7 +80,7 @@ def _run_locked(config: ValidateConfig, paths: ValidatePaths, the_plan: Plan, ta
     if get_backend_class(config.backend).runs_in_process:
         summary["computed"] = compute_jobs(todo, stores, config, out_dir)
     else:
-        from pccd_hpc.validate.backends.vasp import sync_vasp_jobs
+        from pccd_hpc.validate.vasp_jobs import sync_vasp_jobs
 
         backend = get_backend(config.backend, **config.backend_options)
         summary.update(sync_vasp_jobs(todo, stores, backend, out_dir / "vasp"))

@@ -9,7 +9,7 @@ from typing import Sequence
 from pccd_hpc.data.symmetry import SYMPREC_ANG, non_p1_fraction, SpaceGroup
 from pccd_hpc.io_utils import atomic_write_text
 from pccd_hpc.validate.record import ValidationRecord
-from pccd_hpc.validate.store import record_stem
+from pccd_hpc.records import record_stem
 
 RELAXED_DIR = "relaxed"
 

@@ -9,10 +9,10 @@ dependent job parses the finished runs and finalizes.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
-from pccd_hpc.cluster.slurm import SlurmResources, parse_time_min, submit_script
+from pccd_hpc.cluster.slurm import SlurmResources, submit_script
 from pccd_hpc.stage_config import require, save_config_toml
 from pccd_hpc.validate.config import ValidateConfig
 from pccd_hpc.validate.plan import ValidatePaths
@@ -22,29 +22,6 @@ log = logging.getLogger(__name__)
 
 JOBS_DIR = Path(__file__).resolve().parents[1] / "jobs"
 """The job scripts ship inside the package (package data), so a non-editable install can submit them."""
-
-
-@dataclass(frozen=True)
-class SubmitOptions:
-    """How validate is split and scheduled on SLURM."""
-
-    array_size: int = 1
-    """Number of array tasks (chunks of the candidates and references)."""
-    time: str = "02:00:00"
-    """Time limit per array task: minutes or ``[D-]HH:MM:SS``."""
-    partition: str | None = None
-    """SLURM partition (None: the default one)."""
-    force_redo: bool = False
-    """Every job computes again the records an earlier run made with other settings (``--force-redo``)."""
-
-    def __post_init__(self) -> None:
-        require(self.array_size >= 1, "array_size", f"must be >= 1, got {self.array_size}")
-        parse_time_min(self.time)  # ValueError naming the value
-
-    def resources(self, cpus_per_task: int) -> SlurmResources:
-        """What one job asks SLURM for (no pre-timeout signal: a task that is cut off resumes from its records)."""
-        return SlurmResources(partition=self.partition, cpus_per_task=cpus_per_task,
-                              time_min=parse_time_min(self.time), signal_delay_s=0)
 
 
 def job_arguments(config_file: Path, paths: ValidatePaths) -> list[str]:
@@ -57,34 +34,40 @@ def job_arguments(config_file: Path, paths: ValidatePaths) -> list[str]:
     return out
 
 
-def submit_validate_array(config: ValidateConfig, paths: ValidatePaths, options: SubmitOptions) -> dict[str, int]:
-    """Submit the compute array (``options.array_size`` tasks) and the finalize job; return both job ids."""
+def submit_validate_array(config: ValidateConfig, paths: ValidatePaths, slurm: SlurmResources, array_size: int = 1,
+                          force_redo: bool = False) -> dict[str, int]:
+    """Submit the compute array (``array_size`` chunks of the candidates and references) and the finalize job;
+    return both job ids. Each array task asks for ``slurm`` with one CPU per worker, every other job for one CPU
+    (no pre-timeout signal needed: a task that is cut off resumes from its records). ``force_redo``: every job
+    computes again the records an earlier run made with other settings (``--force-redo``)."""
+    require(array_size >= 1, "array_size", f"must be >= 1, got {array_size}")
+    one_cpu = replace(slurm, cpus_per_task=1)
     log_dir = paths.out_dir.resolve() / "slurm-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     config_file = log_dir / "validate.toml"
     save_config_toml(config, config_file)
-    common = job_arguments(config_file, paths) + (["--force-redo"] if options.force_redo else [])
+    common = job_arguments(config_file, paths) + (["--force-redo"] if force_redo else [])
     if config.backend == "vasp":
-        return _submit_vasp(config, paths, options, common, log_dir)
+        return _submit_vasp(config, paths, one_cpu, array_size, common, log_dir)
     script = JOBS_DIR / "validate_array.sh"
-    array_id = submit_script(script, [*common, "--array-size", str(options.array_size), "--no-finalize"],
-                             options.resources(config.workers), name="pccd-validate",
-                             log_file=log_dir / "validate-%A_%a.out", array_size=options.array_size)
-    finalize_id = submit_script(script, [*common, "--finalize-only"], options.resources(1),
+    array_id = submit_script(script, [*common, "--array-size", str(array_size), "--no-finalize"],
+                             replace(slurm, cpus_per_task=config.workers), name="pccd-validate",
+                             log_file=log_dir / "validate-%A_%a.out", array_size=array_size)
+    finalize_id = submit_script(script, [*common, "--finalize-only"], one_cpu,
                                 name="pccd-validate-finalize", log_file=log_dir / "validate-finalize-%j.out",
                                 after=array_id)
     return {"array": array_id, "finalize": finalize_id}
 
 
-def _submit_vasp(config: ValidateConfig, paths: ValidatePaths, options: SubmitOptions, common: list[str],
-                 log_dir: Path) -> dict[str, int]:
+def _submit_vasp(config: ValidateConfig, paths: ValidatePaths, one_cpu: SlurmResources, array_size: int,
+                 common: list[str], log_dir: Path) -> dict[str, int]:
     summary = run_validate(config, paths, finalize=False)  # writes inputs, parses what is already done
     n_pending = int(summary.get("pending_external", 0))
     if n_pending == 0:
         raise ValueError(f"no pending VASP runs under {paths.out_dir}/vasp: run validate --backend vasp without --cluster to finalize")
-    tasks = min(options.array_size, n_pending)
-    array_id = submit_script(JOBS_DIR / "vasp_array.sh", [summary["pending_list"]], options.resources(1),
+    tasks = min(array_size, n_pending)
+    array_id = submit_script(JOBS_DIR / "vasp_array.sh", [summary["pending_list"]], one_cpu,
                              name="pccd-vasp", log_file=log_dir / "vasp-%A_%a.out", array_size=tasks, script_shape=True)
-    finalize_id = submit_script(JOBS_DIR / "validate_array.sh", common, options.resources(1),
+    finalize_id = submit_script(JOBS_DIR / "validate_array.sh", common, one_cpu,
                                 name="pccd-vasp-collect", log_file=log_dir / "vasp-collect-%j.out", after=array_id)
     return {"array": array_id, "finalize": finalize_id}

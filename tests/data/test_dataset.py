@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from pccd_hpc.data.augmentation import Augmentation
 from pccd_hpc.data.codec import decode_tensor
 from pccd_hpc.data.dataset import ShardDataset
 from pccd_hpc.data.encode import EncodeConfig, run_encode
@@ -41,7 +42,7 @@ def test_items_follow_the_shards(shard_dir: Path) -> None:
 
 
 def test_augmentation_changes_the_tensor_but_not_the_crystal(shard_dir: Path) -> None:
-    plain, aug = ShardDataset(shard_dir), ShardDataset(shard_dir, augment=True, seed=3)
+    plain, aug = ShardDataset(shard_dir), ShardDataset(shard_dir, Augmentation(augment=True), seed=3)
     matcher = structure_matcher()
     changed = 0
     for i in range(0, len(plain), 23):
@@ -52,7 +53,7 @@ def test_augmentation_changes_the_tensor_but_not_the_crystal(shard_dir: Path) ->
         sb = decode_tensor(b["x"].numpy(), b["element_z"].numpy(), plain.codec).structure
         assert matcher.fit(sa, sb), i
     assert changed >= 5
-    again = ShardDataset(shard_dir, augment=True, seed=3)
+    again = ShardDataset(shard_dir, Augmentation(augment=True), seed=3)
     assert torch.equal(again[5]["x"], aug[5]["x"])  # deterministic given seed and epoch
     again.set_epoch(1)
     assert not torch.equal(again[5]["x"], aug[5]["x"])
@@ -79,7 +80,7 @@ def test_missing_folder_says_what_to_do(tmp_path: Path) -> None:
 @pytest.mark.parametrize("origin", ["random", "anchor"])
 def test_origin_shift_gives_the_frame_the_model_sees(shard_dir: Path, origin: str) -> None:
     """Reconstruction compares the model's output with the record in this frame (an anchor model sees it shifted)."""
-    ds = ShardDataset(shard_dir, site_order="canonical", origin=origin)
+    ds = ShardDataset(shard_dir, Augmentation(site_order="canonical", origin=origin))
     structures = [s for _, s in iter_structures(shard_dir)]
     far = 0
     for i in range(0, len(ds), 7):
@@ -95,4 +96,4 @@ def test_origin_shift_gives_the_frame_the_model_sees(shard_dir: Path, origin: st
     else:
         assert far == 0 and not np.any(ds.origin_shift(0))
     with pytest.raises(ValueError, match="random origin shift"):
-        ShardDataset(shard_dir, augment=True, origin=origin).origin_shift(0)
+        ShardDataset(shard_dir, Augmentation(augment=True, origin=origin)).origin_shift(0)

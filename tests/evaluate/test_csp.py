@@ -62,7 +62,7 @@ def test_summary_counts_matches_at_k_and_ranks_by_energy() -> None:
 
 @pytest.mark.slow
 def test_csp_part_scores_held_out_structures_and_resumes(small_shards: Path, tmp_path: Path) -> None:
-    from pccd_hpc.generate.sampling import default_checkpoint, load_model
+    from pccd_hpc.sampling.checkpoint_sampler import default_checkpoint, load_model
 
     loaded = load_model(str(default_checkpoint()))
     heldout = load_heldout(small_shards)
@@ -86,7 +86,7 @@ def test_csp_part_scores_held_out_structures_and_resumes(small_shards: Path, tmp
 def test_evaluate_cli_adds_the_csp_part_only_when_asked(small_shards: Path, tmp_path: Path) -> None:
     import json
 
-    from pccd_hpc.generate.sampling import default_checkpoint
+    from pccd_hpc.sampling.checkpoint_sampler import default_checkpoint
     from pccd_hpc.launch import main as launch_main
 
     common = ["evaluate", "--checkpoint", str(default_checkpoint()), "--data", str(small_shards), "--out",

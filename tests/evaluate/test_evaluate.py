@@ -11,7 +11,7 @@ import pytest
 
 from pccd_hpc.data.codec import decode_tensor
 from pccd_hpc.evaluate.denovo import generate_decode_codec, load_heldout
-from pccd_hpc.generate.sampling import load_model
+from pccd_hpc.sampling.checkpoint_sampler import load_model
 from pccd_hpc.launch import main as launch_main
 
 PARTS = ("sample", "denovo", "denovo-pushed", "coverage", "coverage-pushed", "reconstruct-heldout-t300",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pymatgen.core import Lattice, Structure
 
-from pccd_hpc.validate.store import CSV_COLUMNS, write_results_csv
+from pccd_hpc.records import CSV_COLUMNS, write_results_csv
 
 
 def diamond_si(a: float = 5.43) -> Structure:

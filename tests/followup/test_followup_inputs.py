@@ -50,7 +50,7 @@ def test_adapter_skips_failed_unphysical_and_overlapping_rows(tmp_path):
 def test_band_path_is_pymatgens_and_distances_do_not_bridge_jumps():
     from pymatgen.symmetry.bandstructure import HighSymmKpath
 
-    from pccd_hpc.followup.kpath import band_path, segments, standard_primitive
+    from pccd_hpc.materials.kpath import band_path, segments, standard_primitive
 
     prim = standard_primitive(diamond_si())
     path = band_path(prim, line_density=10)
@@ -71,7 +71,7 @@ def test_gap_from_eigenvalues_matches_construction():
     from pymatgen.core import Structure
 
     from pccd_hpc.followup import electronic
-    from pccd_hpc.followup.kpath import band_path, standard_primitive
+    from pccd_hpc.materials.kpath import band_path, standard_primitive
 
     prim: Structure = standard_primitive(diamond_si())
     path = band_path(prim, line_density=5)
@@ -89,7 +89,7 @@ def test_gap_from_eigenvalues_matches_construction():
 
 
 def test_structure_picture_png(tmp_path):
-    from pccd_hpc.report.structure_picture import structure_png
+    from pccd_hpc.pictures import structure_png
 
     target = structure_png(rocksalt_mgo(), tmp_path / "mgo.png", title="MgO")
     data = target.read_bytes()
@@ -101,7 +101,7 @@ def test_gpaw_backend_without_gpaw_says_how_to_install_it(monkeypatch):
     import importlib.util
 
     from pccd_hpc.followup.config import FollowupConfig
-    from pccd_hpc.followup.registry import get_backend
+    from pccd_hpc.materials.backends.registry import get_dft_backend as get_backend
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gpaw" else real_find_spec(name, *a))

@@ -19,7 +19,7 @@ SHARED_VASP = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "
 @pytest.fixture()
 def no_potcars(monkeypatch):
     monkeypatch.delenv("PMG_VASP_PSP_DIR", raising=False)
-    monkeypatch.setattr("pccd_hpc.followup.vasp.pmg_setting", lambda name: False)
+    monkeypatch.setattr("pccd_hpc.materials.vasp.pmg_setting", lambda name: False)
 
 
 @pytest.fixture()
@@ -47,8 +47,8 @@ def _prepared(tmp_path: Path):
 
 
 def test_failing_vasp_cmd_names_step_and_keeps_inputs(tmp_path, monkeypatch, no_potcars):
-    from pccd_hpc.followup.base import StepFailure
-    from pccd_hpc.followup.registry import get_backend
+    from pccd_hpc.materials.errors import StepFailure
+    from pccd_hpc.materials.backends.registry import get_dft_backend as get_backend
     from pccd_hpc.followup.steps import run_step
 
     config, cand = _prepared(tmp_path)
@@ -66,9 +66,9 @@ def test_failing_vasp_cmd_names_step_and_keeps_inputs(tmp_path, monkeypatch, no_
 def test_vasp_steps_locally_with_real_vasprun(tmp_path, monkeypatch, no_potcars, shared_vasp):
     from pymatgen.io.vasp import Vasprun
 
-    from pccd_hpc.followup.base import StepFailure
-    from pccd_hpc.followup.registry import get_backend
-    from pccd_hpc.followup.kpath import band_path
+    from pccd_hpc.materials.errors import StepFailure
+    from pccd_hpc.materials.backends.registry import get_dft_backend as get_backend
+    from pccd_hpc.materials.kpath import band_path
     from pccd_hpc.followup.steps import run_step
 
     config, cand = _prepared(tmp_path)
@@ -109,8 +109,8 @@ def test_vasp_parsers_on_real_files(tmp_path, shared_vasp):
 
     from pymatgen.io.vasp import Vasprun
 
-    from pccd_hpc.followup.base import StepFailure
-    from pccd_hpc.followup.vasp import band_structure_from_vasp, eigenvalue_array, read_vasprun
+    from pccd_hpc.materials.errors import StepFailure
+    from pccd_hpc.materials.vasp import band_structure_from_vasp, eigenvalue_array, read_vasprun
 
     folder = tmp_path / "run"
     folder.mkdir()

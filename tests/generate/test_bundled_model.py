@@ -12,11 +12,12 @@ import torch
 from pccd_hpc.config import resolve_config
 from pccd_hpc.data.encode import EncodeConfig, run_encode
 from pccd_hpc.generate.plan import GeneratePlan
-from pccd_hpc.generate.reconstruct import ReconstructConfig, run_reconstruct
-from pccd_hpc.generate.sampling import BUNDLED_CHECKPOINT, default_checkpoint, load_model
+from pccd_hpc.sampling.reconstruction import ReconstructConfig, run_reconstruct
+from pccd_hpc.sampling.checkpoint_sampler import BUNDLED_CHECKPOINT, default_checkpoint, load_model
 from pccd_hpc.generate.stage import run_generate
 from pccd_hpc.generate.systems import read_systems
-from pccd_hpc.generate.cli import GENERATE_DECODE_METHOD, GENERATE_MIN_POINTS, PUSH_APART_FACTOR, decode_codec
+from pccd_hpc.data.separation import PUSH_APART_FACTOR
+from pccd_hpc.sampling.decoding import DECODE_METHOD, DECODE_MIN_POINTS, decode_codec
 from pccd_hpc.model.unet import count_parameters
 
 CARD = BUNDLED_CHECKPOINT.with_suffix(".json")
@@ -40,7 +41,7 @@ def test_bundled_model_generates_mostly_valid_crystals(tmp_path: Path) -> None:
     plan = GeneratePlan(n=48, systems=read_systems(["paper", "Si", "Mg,O", "Li,Fe,O"], None),
                         checkpoint=str(default_checkpoint()), checkpoint_sha256=loaded.sha256, steps=20,
                         batch_size=48, seed=0, n_tasks=1, push_apart_factor=PUSH_APART_FACTOR,
-                        codec=decode_codec(loaded.codec, None, GENERATE_MIN_POINTS, GENERATE_DECODE_METHOD).to_dict())
+                        codec=decode_codec(loaded.codec, None, DECODE_MIN_POINTS, DECODE_METHOD).to_dict())
     summary = run_generate(plan, tmp_path)  # generate's defaults: block decoding, then the push-apart
     assert summary["n_generated"] == 48
     assert summary["valid_fraction"] >= 0.75, summary  # the 1000-sample held-out figures are in the model card
@@ -54,7 +55,7 @@ def test_bundled_model_reconstructs_partially_noised_crystals(tmp_path: Path, sa
     run_encode(EncodeConfig([str(sample_csv)], str(shards)))
     loaded = load_model(str(default_checkpoint()))
     metrics = run_reconstruct(loaded, shards, tmp_path / "rec", ReconstructConfig(n=48, t=100, steps=10),
-                              codec=decode_codec(loaded.codec, None, GENERATE_MIN_POINTS, GENERATE_DECODE_METHOD))
+                              codec=decode_codec(loaded.codec, None, DECODE_MIN_POINTS, DECODE_METHOD))
     # a guard against a broken or untrained model (an untrained one gets ~0 %); measured for the bundled
     # model (G4): atom count 89.6 %, match 81.2 %, a/b/c in the boxes 73/71/69 % (the held-out figures are in the card)
     assert metrics["atom_count_accuracy_pct"] >= 60, metrics

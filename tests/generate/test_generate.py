@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from pccd_hpc.generate.plan import read_plan
-from pccd_hpc.generate.sampling import load_model, load_sampler
-from pccd_hpc.generate.stage import ClusterOptions, run_generate
+from pccd_hpc.generate.tasks import load_sampler
+from pccd_hpc.sampling.checkpoint_sampler import load_model
+from pccd_hpc.cluster.slurm import SlurmResources
+from pccd_hpc.generate.stage import run_generate
 from pccd_hpc.generate.tasks import run_task
 from pccd_hpc.generate.plan import GeneratePlan
 from pccd_hpc.launch import main as launch_main
@@ -102,7 +104,7 @@ def test_cli_generate_and_bad_checkpoint(tmp_path: Path, tiny_checkpoint: Path, 
 
 
 def test_cli_generate_from_a_run_folder_pins_its_newest_step(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
-    from pccd_hpc.train.checkpoint import load_checkpoint, save_checkpoint
+    from pccd_hpc.model.checkpoint import load_checkpoint, save_checkpoint
 
     checkpoint = load_checkpoint(tiny_checkpoint)
     for step in (5, 9):
@@ -137,7 +139,7 @@ def test_sbatch_array_script_then_merge(tmp_path: Path, tiny_checkpoint: Path, l
 @pytest.mark.slurm
 def test_cluster_slurm_runs_a_submitit_array(tmp_path: Path, tiny_checkpoint: Path, local_slurm) -> None:
     plan = _plan(tiny_checkpoint, n=8, n_tasks=2)
-    summary = run_generate(plan, tmp_path, ClusterOptions(cluster="slurm", time_min=5, cpus_per_task=1))
+    summary = run_generate(plan, tmp_path, SlurmResources(time_min=5, cpus_per_task=1))
     assert summary["n_generated"] == 8
     assert any((tmp_path / "slurm").glob("*_0_log.out"))
 
@@ -146,7 +148,7 @@ def test_summary_counts_plausible_structures_as_recomputed_from_the_shards(tmp_p
     """Every valid sample carries its min d/(r_i+r_j); `plausible` and n_plausible agree with a fresh computation."""
     from pccd_hpc.data.geometry import is_plausible, min_bond_ratio
     from pccd_hpc.data.shards import read_structures
-    from pccd_hpc.generate.sampling import default_checkpoint
+    from pccd_hpc.sampling.checkpoint_sampler import default_checkpoint
 
     summary = run_generate(_plan(default_checkpoint(), steps=10), tmp_path)  # the bundled model: valid samples
     n_plausible = 0
@@ -168,7 +170,7 @@ def test_push_apart_makes_every_valid_sample_plausible_and_keeps_the_sampled_rat
     """With the push-apart the written structures are plausible; the ratio as sampled is the run without it."""
     from pccd_hpc.data.geometry import min_bond_ratio
     from pccd_hpc.data.shards import read_structures
-    from pccd_hpc.generate.sampling import default_checkpoint
+    from pccd_hpc.sampling.checkpoint_sampler import default_checkpoint
 
     raw = run_generate(_plan(default_checkpoint(), steps=10, n_tasks=1), tmp_path / "raw")
     pushed = run_generate(_plan(default_checkpoint(), steps=10, n_tasks=1, push_apart_factor=0.8), tmp_path / "pushed")

@@ -13,7 +13,7 @@ import pytest
 
 from pccd_hpc.folder_lock import FolderBusyError
 from pccd_hpc.generate.plan import MAX_SAMPLES_PER_RUN, generate_bounds_problem
-from pccd_hpc.generate.sampling import load_model
+from pccd_hpc.sampling.checkpoint_sampler import load_model
 from pccd_hpc.generate.stage import run_generate
 from pccd_hpc.generate.plan import GeneratePlan
 from pccd_hpc.launch import main as launch_main

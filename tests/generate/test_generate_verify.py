@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pccd_hpc.generate.plan import GeneratePlan, read_plan
-from pccd_hpc.generate.sampling import load_model
+from pccd_hpc.sampling.checkpoint_sampler import load_model
 from pccd_hpc.generate.stage import run_generate
 from pccd_hpc.generate.summary import summarise
 from pccd_hpc.generate.tasks import task_problem

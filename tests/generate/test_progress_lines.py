@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from pccd_hpc.generate.plan import GeneratePlan
-from pccd_hpc.generate.sampling import load_model
+from pccd_hpc.sampling.checkpoint_sampler import load_model
 from pccd_hpc.generate.tasks import run_task
 from pccd_hpc.progress import Progress
 

@@ -15,7 +15,7 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from pccd_hpc.data.shards import read_structures
 from pccd_hpc.generate.plan import GeneratePlan
-from pccd_hpc.generate.sampling import default_checkpoint, load_model
+from pccd_hpc.sampling.checkpoint_sampler import default_checkpoint, load_model
 from pccd_hpc.generate.stage import run_generate
 from pccd_hpc.generate.table import TABLE_COLUMNS, structure_cif_path
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from pccd_hpc.config import DiffusionConfig
 from pccd_hpc.model.conditioning import Conditions, band_gap_class
-from pccd_hpc.model.diffusion import (NoiseSchedule, diffusion_loss, from_model_space, sample_training_noise,
+from pccd_hpc.model.diffusion import (LossInputs, NoiseSchedule, diffusion_loss, from_model_space, sample_training_noise,
                                       to_model_space)
 from pccd_hpc.model.samplers import DDIMSampler, DDPMSampler, guided_eps
 
@@ -80,8 +81,8 @@ def test_loss_is_zero_for_perfect_noise_predictor() -> None:
             a, b = s.gather(s.alphas_bar.sqrt(), t_, x_t), s.gather((1 - s.alphas_bar).sqrt(), t_, x_t)
             return (x_t - a * x0) / b
 
-    assert diffusion_loss(Oracle(), s, x0, cond, t, noise, drop).item() < 1e-8
-    assert diffusion_loss(lambda *a: torch.zeros_like(x0), s, x0, cond, t, noise, drop).item() > 0.5
+    assert diffusion_loss(Oracle(), s, LossInputs(x0, cond, t, noise, drop)).item() < 1e-8
+    assert diffusion_loss(lambda *a: torch.zeros_like(x0), s, LossInputs(x0, cond, t, noise, drop)).item() > 0.5
 
 
 def test_guidance_batches_cond_and_uncond_in_one_forward() -> None:
@@ -135,14 +136,14 @@ def test_min_snr_weighting_matches_a_direct_computation() -> None:
     snr = (s.alphas_bar[t] / (1 - s.alphas_bar[t])).float()
     per_sample_eps = ((out - noise) ** 2).flatten(1).mean(1)
     expected_eps = (per_sample_eps * torch.clamp(snr, max=5.0) / snr).mean()
-    got_eps = diffusion_loss(model, s, x0, cond, t, noise, drop, prediction="eps", weighting="min_snr")
+    got_eps = diffusion_loss(model, s, LossInputs(x0, cond, t, noise, drop), DiffusionConfig(prediction="eps", loss_weighting="min_snr"))
     assert torch.allclose(got_eps, expected_eps, rtol=1e-5)
     v = s.v_target(x0, t, noise)
     per_sample_v = ((out - v) ** 2).flatten(1).mean(1)
     expected_v = (per_sample_v * torch.clamp(snr, max=5.0) / (snr + 1)).mean()
-    got_v = diffusion_loss(model, s, x0, cond, t, noise, drop, prediction="v", weighting="min_snr")
+    got_v = diffusion_loss(model, s, LossInputs(x0, cond, t, noise, drop), DiffusionConfig(prediction="v", loss_weighting="min_snr"))
     assert torch.allclose(got_v, expected_v, rtol=1e-5)
-    plain = diffusion_loss(model, s, x0, cond, t, noise, drop)
+    plain = diffusion_loss(model, s, LossInputs(x0, cond, t, noise, drop))
     assert torch.allclose(plain, per_sample_eps.mean(), rtol=1e-6)
 
 
@@ -163,3 +164,26 @@ def test_denoise_from_partial_noise_uses_the_same_loop() -> None:
     torch.testing.assert_close(sampler.denoise(oracle, x_t, cond, start=300), x0, rtol=1e-4, atol=1e-4)
     ddpm = DDPMSampler(s, guidance_scale=1.0, variance="posterior")
     assert ddpm.timesteps(5) == [5, 4, 3, 2, 1, 0] and len(ddpm.timesteps()) == s.timesteps
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_distance_term_uses_the_schedules_clean_estimate_bit_for_bit(prediction: str) -> None:
+    """The pair-distance term is computed on the schedule's own x0 estimate, exactly as the hand-written formula."""
+    from pccd_hpc.model.distance_loss import pair_distance_loss
+
+    s = NoiseSchedule(DiffusionConfig())
+    gen = torch.Generator().manual_seed(4)
+    x0, noise = torch.rand(3, 3, 128, 3, generator=gen) * 2 - 1, torch.randn(3, 3, 128, 3, generator=gen)
+    t, drop = torch.tensor([10, 400, 990]), torch.zeros(3, dtype=torch.bool)
+    cond = Conditions(torch.ones(3, 3, dtype=torch.long), torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long))
+    out = torch.randn(3, 3, 128, 3, generator=gen)
+    lattice = torch.eye(3).expand(3, 3, 3) * 5.0
+    got = diffusion_loss(lambda *a: out, s, LossInputs(x0, cond, t, noise, drop, lattice),
+                         DiffusionConfig(prediction=prediction, distance_loss_weight=0.5))
+    x_t = s.q_sample(x0, t, noise)
+    a, b = s.gather(s.alphas_bar.sqrt(), t, x_t), s.gather((1 - s.alphas_bar).sqrt(), t, x_t)
+    x0_hat = (x_t - b * out) / a if prediction == "eps" else a * x_t - b * out
+    target = noise if prediction == "eps" else s.v_target(x0, t, noise)
+    per_sample = ((out - target) ** 2).flatten(1).mean(1)
+    want = (per_sample + 0.5 * s.alphas_bar[t].float() * pair_distance_loss(x0_hat, x0, lattice)).mean()
+    assert torch.equal(got, want)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from pccd_hpc.data.composition import cell_compositions, decode_with_sites, element_channel
-from pccd_hpc.generate.sampling import CheckpointSampler, default_checkpoint, load_model
+from pccd_hpc.sampling.checkpoint_sampler import CheckpointSampler, default_checkpoint, load_model
 from pccd_hpc.model.diffusion import to_model_space
 from pccd_hpc.model.inpainting import sample_cell_candidates
 

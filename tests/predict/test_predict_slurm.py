@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pccd_hpc.cluster.slurm import SlurmResources
-from pccd_hpc.generate.sampling import default_checkpoint, load_model
+from pccd_hpc.sampling.checkpoint_sampler import default_checkpoint, load_model
 from pccd_hpc.predict.config import PredictConfig
 from pccd_hpc.predict.stage import run_predict
 

@@ -9,7 +9,7 @@ from pymatgen.core import Lattice, Structure
 
 from pccd_hpc.launch import main
 from pccd_hpc.validate.record import ValidationRecord
-from pccd_hpc.validate.store import write_results_csv
+from pccd_hpc.records import write_results_csv
 
 
 def _record_defaults(row: dict) -> dict:

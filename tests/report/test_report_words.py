@@ -12,7 +12,7 @@ from pymatgen.core import Lattice, Structure
 from pccd_hpc.launch import main
 from pccd_hpc.report.page import metric_label
 from pccd_hpc.validate.record import ValidationRecord
-from pccd_hpc.validate.store import write_results_csv
+from pccd_hpc.records import write_results_csv
 from test_report import _record_defaults, _vdir
 
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from pccd_hpc.config import RunConfig
 from pccd_hpc.model.factory import build_denoiser
-from pccd_hpc.train.checkpoint import Checkpoint, export_checkpoint, load_checkpoint
+from pccd_hpc.model.checkpoint import Checkpoint, export_checkpoint, load_checkpoint
 from pccd_hpc.train.init_weights import load_initial_weights
 from pccd_hpc.train.loop import train
 

@@ -10,9 +10,9 @@ import torch
 
 from pccd_hpc.config import tiny_preset
 from pccd_hpc.data.codec import CodecConfig
-from pccd_hpc.generate.sampling import load_model
+from pccd_hpc.sampling.checkpoint_sampler import load_model
 from pccd_hpc.model.unet import UNet
-from pccd_hpc.train.checkpoint import (
+from pccd_hpc.model.checkpoint import (
     MARKER_NAME,
     STATE_NAME,
     Checkpoint,

@@ -12,9 +12,9 @@ import torch
 
 from pccd_hpc.config import tiny_preset
 from pccd_hpc.data.codec import CodecConfig
-from pccd_hpc.generate.sampling import load_model
+from pccd_hpc.sampling.checkpoint_sampler import load_model
 from pccd_hpc.model.unet import UNet
-from pccd_hpc.train.checkpoint import check_storage_sizes, load_checkpoint
+from pccd_hpc.model.checkpoint import check_storage_sizes, load_checkpoint
 
 
 def _slim(path: Path, config=None) -> Path:
@@ -78,7 +78,7 @@ def test_bit_flip_and_wrong_architecture_name_the_file(tmp_path: Path) -> None:
 
 def test_disk_full_checkpoint_is_a_sentence_and_leaves_no_temp(small_tmpfs: Path) -> None:
     from pccd_hpc.io_utils import DiskFullError
-    from pccd_hpc.train.checkpoint import Checkpoint, save_checkpoint
+    from pccd_hpc.model.checkpoint import Checkpoint, save_checkpoint
 
     config = tiny_preset()
     torch.manual_seed(0)

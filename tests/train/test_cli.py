@@ -12,7 +12,7 @@ from typing import Callable
 import pytest
 
 from pccd_hpc.config import RunConfig, save_toml
-from pccd_hpc.train.checkpoint import complete_checkpoints, load_checkpoint
+from pccd_hpc.model.checkpoint import complete_checkpoints, load_checkpoint
 from pccd_hpc.train.loop import train
 
 

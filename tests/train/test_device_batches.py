@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pccd_hpc.config import TrainConfig
+from pccd_hpc.data.augmentation import Augmentation
 from pccd_hpc.data.codec import decode_tensor, encode_arrays
 from pccd_hpc.data.dataset import ShardDataset
 from pccd_hpc.data.roundtrip import structure_matcher
@@ -18,7 +19,7 @@ from pccd_hpc.train.loop import _LRSchedule
 
 def test_without_augmentation_batches_equal_the_stored_tensors(sample_shards: Path) -> None:
     dataset = ShardDataset(sample_shards)
-    device = DeviceBatches(dataset, "cpu", augment=False)
+    device = DeviceBatches(dataset, "cpu", Augmentation(augment=False))
     idx = [0, 3, 17, len(dataset) - 1]
     got = device.batch(idx)["x"]
     want = torch.stack([dataset[i]["x"] for i in idx])
@@ -27,7 +28,7 @@ def test_without_augmentation_batches_equal_the_stored_tensors(sample_shards: Pa
 
 def test_canonical_order_matches_numpy_encoding_of_the_shifted_sorted_sites(sample_shards: Path) -> None:
     dataset = ShardDataset(sample_shards)
-    device = DeviceBatches(dataset, "cpu", augment=True, site_order="canonical")
+    device = DeviceBatches(dataset, "cpu", Augmentation(augment=True, site_order="canonical"))
     idx = list(range(0, len(dataset), max(1, len(dataset) // 12)))
     gen = torch.Generator().manual_seed(5)
     got = device.batch(idx, gen)["x"].numpy()
@@ -45,9 +46,9 @@ def test_canonical_order_matches_numpy_encoding_of_the_shifted_sorted_sites(samp
 
 def test_random_order_keeps_each_species_sites(sample_shards: Path) -> None:
     dataset = ShardDataset(sample_shards)
-    device = DeviceBatches(dataset, "cpu", augment=True, site_order="random")
+    device = DeviceBatches(dataset, "cpu", Augmentation(augment=True, site_order="random"))
     x = device.batch([1, 2], torch.Generator().manual_seed(0))["x"]
-    plain = DeviceBatches(dataset, "cpu", augment=False).batch([1, 2])["x"]
+    plain = DeviceBatches(dataset, "cpu", Augmentation(augment=False)).batch([1, 2])["x"]
     assert torch.equal(x[:, 1], plain[:, 1])  # species blocks stay where they were
     assert torch.equal(x[:, 2], plain[:, 2])  # lattice rows untouched
 
@@ -60,7 +61,7 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor() -> None:
 
 
 def test_canonical_dataset_items_are_the_unshifted_canonical_encoding(sample_shards: Path) -> None:
-    plain, canonical = ShardDataset(sample_shards), ShardDataset(sample_shards, site_order="canonical")
+    plain, canonical = ShardDataset(sample_shards), ShardDataset(sample_shards, Augmentation(site_order="canonical"))
     for i in (0, 5, 40):
         item = canonical[i]["x"]
         assert torch.equal(item[1], plain[i]["x"][1]) and torch.equal(item[2], plain[i]["x"][2])
@@ -73,15 +74,15 @@ def test_canonical_dataset_items_are_the_unshifted_canonical_encoding(sample_sha
 
 
 def test_anchor_origin_puts_an_atom_of_the_first_species_at_the_centre(sample_shards: Path) -> None:
-    dataset = ShardDataset(sample_shards, augment=True, site_order="canonical", origin="anchor")
-    device = DeviceBatches(ShardDataset(sample_shards), "cpu", augment=True, site_order="canonical", origin="anchor")
+    dataset = ShardDataset(sample_shards, Augmentation(augment=True, site_order="canonical", origin="anchor"))
+    device = DeviceBatches(ShardDataset(sample_shards), "cpu", Augmentation(augment=True, site_order="canonical", origin="anchor"))
     batch = device.batch(list(range(20)), torch.Generator().manual_seed(3))["x"]
     for i in range(20):
         for x in (dataset[i]["x"], batch[i]):
             first_species = x[1].argmax(-1) == 0
             rows = x[0][first_species]
             assert (rows - 0.5).abs().max(dim=1).values.min() < 1e-5, f"record {i}"
-    centre_free = ShardDataset(sample_shards, augment=True, site_order="canonical", origin="random")
+    centre_free = ShardDataset(sample_shards, Augmentation(augment=True, site_order="canonical", origin="random"))
     assert not all(((centre_free[i]["x"][0] - 0.5).abs().max(dim=1).values.min() < 1e-5) for i in range(20))
 
 
@@ -103,9 +104,9 @@ def _off_and_on_both_paths(sample_shards: Path, option: str) -> tuple[ShardDatas
     (the plain dataset, per-item datasets by probability, on-device batches by probability, the batch's indices)."""
     plain = ShardDataset(sample_shards)
     common = {"augment": True, "site_order": "canonical", "origin": "anchor"}
-    per_item = {p: ShardDataset(sample_shards, **common, **{option: p}) for p in (0.0, 1.0)}
+    per_item = {p: ShardDataset(sample_shards, Augmentation(**common, **{option: p})) for p in (0.0, 1.0)}
     idx = list(range(0, len(plain), max(1, len(plain) // 30)))
-    batches = {p: DeviceBatches(plain, "cpu", **common, **{option: p}).batch(idx, torch.Generator().manual_seed(7))
+    batches = {p: DeviceBatches(plain, "cpu", Augmentation(**common, **{option: p})).batch(idx, torch.Generator().manual_seed(7))
                for p in (0.0, 1.0)}
     return plain, per_item, batches, idx
 
@@ -129,9 +130,9 @@ def test_inversion_negates_the_coordinates_about_the_anchor_on_both_paths(sample
 
 def test_invert_prob_out_of_range_is_refused(sample_shards: Path) -> None:
     with pytest.raises(ValueError, match="invert_prob"):
-        ShardDataset(sample_shards, augment=True, invert_prob=1.5)
+        ShardDataset(sample_shards, Augmentation(augment=True, invert_prob=1.5))
     with pytest.raises(ValueError, match="invert_prob"):
-        DeviceBatches(ShardDataset(sample_shards), "cpu", invert_prob=-0.1)
+        DeviceBatches(ShardDataset(sample_shards), "cpu", Augmentation(augment=True, invert_prob=-0.1))
 
 
 def test_supercell_augmentation_doubles_small_cells_on_both_paths(sample_shards: Path) -> None:
@@ -157,8 +158,8 @@ def test_supercell_augmentation_doubles_small_cells_on_both_paths(sample_shards:
 
 def test_supercell_prob_out_of_range_is_refused(sample_shards: Path) -> None:
     with pytest.raises(ValueError, match="supercell_prob"):
-        ShardDataset(sample_shards, augment=True, supercell_prob=1.5)
+        ShardDataset(sample_shards, Augmentation(augment=True, supercell_prob=1.5))
     with pytest.raises(ValueError, match="supercell_prob"):
-        DeviceBatches(ShardDataset(sample_shards), "cpu", supercell_prob=-0.1)
+        DeviceBatches(ShardDataset(sample_shards), "cpu", Augmentation(augment=True, supercell_prob=-0.1))
     with pytest.raises(ValueError, match="supercell_prob"):
         TrainConfig(supercell_prob=2.0)

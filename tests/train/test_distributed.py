@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pccd_hpc.config import RunConfig
-from pccd_hpc.train.checkpoint import load_checkpoint
+from pccd_hpc.model.checkpoint import load_checkpoint
 from pccd_hpc.train.data import RankBatchSampler
 from pccd_hpc.train.distributed import env_from_environment, slurm_master_addr
 from pccd_hpc.train.loop import train

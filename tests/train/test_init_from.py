@@ -15,7 +15,7 @@ from pccd_hpc.launch import main as launch_main
 from pccd_hpc.model.conditioning import Conditions
 from pccd_hpc.model.factory import build_denoiser
 from pccd_hpc.model.unet import periodic_position_features
-from pccd_hpc.train.checkpoint import load_checkpoint
+from pccd_hpc.model.checkpoint import load_checkpoint
 from pccd_hpc.train.init_weights import load_initial_weights
 from pccd_hpc.train.loop import train
 from _fine_tune import start_from_export

@@ -12,7 +12,7 @@ import torch
 
 from pccd_hpc.config import RunConfig, load_toml
 from pccd_hpc.train import loop
-from pccd_hpc.train.checkpoint import MARKER_NAME, complete_checkpoints, load_checkpoint
+from pccd_hpc.model.checkpoint import MARKER_NAME, complete_checkpoints, load_checkpoint
 from pccd_hpc.train.loop import TrainingDiverged, train
 
 
@@ -93,7 +93,7 @@ def _tiny_dit(fast_config: Callable[..., RunConfig], **train_values: object) -> 
 
 def test_dit_with_device_batches_is_deterministic_and_samples(fast_config: Callable[..., RunConfig],
                                                                   sample_shards: Path, tmp_path: Path) -> None:
-    from pccd_hpc.generate.sampling import CheckpointSampler, load_model
+    from pccd_hpc.sampling.checkpoint_sampler import CheckpointSampler, load_model
 
     train(_tiny_dit(fast_config, max_steps=6), sample_shards, tmp_path / "a")
     train(_tiny_dit(fast_config, max_steps=6), sample_shards, tmp_path / "b")
@@ -104,7 +104,7 @@ def test_dit_with_device_batches_is_deterministic_and_samples(fast_config: Calla
     sampler = CheckpointSampler(loaded, "ddim", steps=3, guidance=2.0)
     x = sampler.sample(torch.tensor([[8, 12, 12]]), None, torch.Generator().manual_seed(0))
     assert x.shape == (1, 3, 128, 3) and torch.isfinite(x).all()
-    from pccd_hpc.train.checkpoint import export_checkpoint
+    from pccd_hpc.model.checkpoint import export_checkpoint
 
     full = export_checkpoint(tmp_path / "a", tmp_path / "full.pt")
     half = export_checkpoint(tmp_path / "a", tmp_path / "half.pt", weights_dtype="float16")

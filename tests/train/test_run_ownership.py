@@ -14,7 +14,7 @@ import pytest
 from pccd_hpc.config import RunConfig, save_toml
 from pccd_hpc.folder_lock import LOCK_NAME, FolderBusyError
 from pccd_hpc.launch import main as launch_main
-from pccd_hpc.train.checkpoint import step_dir
+from pccd_hpc.model.checkpoint import step_dir
 from pccd_hpc.train.loop import train
 
 REPO = Path(__file__).resolve().parents[2]

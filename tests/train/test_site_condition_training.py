@@ -10,12 +10,13 @@ import numpy as np
 import torch
 
 from pccd_hpc.config import RunConfig
+from pccd_hpc.data.augmentation import Augmentation
 from pccd_hpc.data.dataset import ShardDataset
 from pccd_hpc.generate.plan import read_plan
-from pccd_hpc.generate.sampling import CheckpointSampler, load_model
+from pccd_hpc.sampling.checkpoint_sampler import CheckpointSampler, load_model
 from pccd_hpc.launch import main as launch_main
 from pccd_hpc.model.conditioning import Conditions, count_elements
-from pccd_hpc.train.checkpoint import export_checkpoint, load_checkpoint
+from pccd_hpc.model.checkpoint import export_checkpoint, load_checkpoint
 from pccd_hpc.train.device_batches import DeviceBatches
 from pccd_hpc.train.loop import train
 from _fine_tune import start_from_export
@@ -89,5 +90,5 @@ def test_fine_tuning_adds_the_site_condition_from_a_count_free_model(
 def test_device_batches_carry_each_record_s_number_of_sites(sample_shards: Path) -> None:
     dataset = ShardDataset(sample_shards)
     idx = [0, 5, len(dataset) - 1]
-    batch = DeviceBatches(dataset, "cpu", augment=True).batch(idx, torch.Generator().manual_seed(0))
+    batch = DeviceBatches(dataset, "cpu", Augmentation(augment=True)).batch(idx, torch.Generator().manual_seed(0))
     assert batch["n_sites"].tolist() == [int(dataset[i]["n_sites"]) for i in idx]

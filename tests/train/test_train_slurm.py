@@ -13,7 +13,8 @@ import pytest
 
 from pccd_hpc.cluster.slurm import sbatch, wait_for_job
 from pccd_hpc.config import RunConfig, save_toml
-from pccd_hpc.train.checkpoint import load_checkpoint
+from pccd_hpc.model.checkpoint import load_checkpoint
+from pccd_hpc.cluster.slurm import SlurmResources
 from pccd_hpc.train.job import submit_training
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +52,8 @@ def test_two_node_job_rendezvous_on_first_node(local_slurm_2nodes: object, sampl
 
 def test_submitit_two_tasks(local_slurm: object, sample_shards: Path, tmp_path: Path,
                             fast_config: Callable[..., RunConfig]) -> None:
-    job = submit_training(fast_config(max_steps=3), sample_shards, tmp_path / "run", tasks_per_node=2, time_min=5)
+    job = submit_training(fast_config(max_steps=3), sample_shards, tmp_path / "run",
+                          SlurmResources(tasks_per_node=2, time_min=5, signal_delay_s=90))
     results = job.results()
     assert [r["step"] for r in results] == [3, 3]
     assert load_checkpoint(tmp_path / "run").trainer.world_size == 2
@@ -76,7 +78,7 @@ def test_timeout_requeues_and_resumes(local_slurm: object, sample_shards: Path, 
     """A 2-minute job signalled ~50 s before its limit is requeued by submitit and continues from last.pt."""
     run = tmp_path / "run"
     config = fast_config(max_steps=10**7, checkpoint_every=2, augment=False)
-    job = submit_training(config, sample_shards, run, tasks_per_node=1, time_min=2, signal_delay_s=50)
+    job = submit_training(config, sample_shards, run, SlurmResources(tasks_per_node=1, time_min=2, signal_delay_s=50))
     first_max, deadline = 0, time.monotonic() + 420
     try:
         while time.monotonic() < deadline:

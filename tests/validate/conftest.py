@@ -9,6 +9,6 @@ import pytest
 def chgnet_backend():
     """The real CHGNet backend (bundled weights, offline), loaded once."""
     pytest.importorskip("chgnet")
-    from pccd_hpc.validate.backends.registry import get_backend
+    from pccd_hpc.materials.backends.registry import get_backend
 
     return get_backend("chgnet")

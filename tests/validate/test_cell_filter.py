@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.linalg import expm, expm_frechet, logm
 
-from pccd_hpc.validate.cell_filter import expm_frechet_3x3, frechet_cell_filter, logm_3x3
+from pccd_hpc.materials.cell_filter import expm_frechet_3x3, frechet_cell_filter, logm_3x3
 
 
 @pytest.mark.parametrize("scale", [0.0, 1e-4, 0.05, 0.3])

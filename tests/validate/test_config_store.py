@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-from pccd_hpc.validate.config import PhononConfig, RelaxConfig, ValidateConfig
+from pccd_hpc.validate.config import PhononConfig, ValidateConfig
+from pccd_hpc.materials.relax import RelaxConfig
 from pccd_hpc.validate.record import ValidationRecord
-from pccd_hpc.validate.store import RecordStore, read_results_csv, record_filename, write_results_csv
+from pccd_hpc.validate.store import RecordStore
+from pccd_hpc.records import read_results_csv, record_filename, write_results_csv
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from pymatgen.core import Composition, Lattice, Structure
 from pccd_hpc.launch import main
 from pccd_hpc.validate.dft_hull import DFT_HULL_FILE, dft_hull, dft_hull_elements, known_reduced_formulas, load_dft_hull_data
 from pccd_hpc.validate.formation import CalibrationSample, fit_element_references, shipped_element_references
-from pccd_hpc.validate.store import read_results_csv
+from pccd_hpc.records import read_results_csv
 from _structures import rocksalt_mgo, zincblende_mgo
 
 csv.field_size_limit(sys.maxsize)
@@ -152,7 +152,8 @@ def test_backend_without_shipped_values_fits_its_own_once_and_caches_it(generati
     """Another backend version: the calibration structures are relaxed once into the per-user cache, the
     element energies fitted from them (written beside the results), and a second run relaxes none."""
     from pccd_hpc.validate import formation
-    from pccd_hpc.validate.config import RelaxConfig, ValidateConfig
+    from pccd_hpc.materials.relax import RelaxConfig
+    from pccd_hpc.validate.config import ValidateConfig
     from pccd_hpc.validate.stage import ValidatePaths, run_validate
 
     monkeypatch.setenv("PCCD_HPC_CACHE", str(tmp_path / "user-cache"))

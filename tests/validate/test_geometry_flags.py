@@ -9,7 +9,8 @@ import time
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from pccd_hpc.validate.config import RelaxConfig, ValidateConfig
+from pccd_hpc.materials.relax import RelaxConfig
+from pccd_hpc.validate.config import ValidateConfig
 from pccd_hpc.validate.finalize import HULL_OK, HULL_UNPHYSICAL, compute_metrics, hull_for_record
 from pccd_hpc.validate.hull import HullCalculator, ReferenceEnergy
 from pccd_hpc.validate.record import Job, ValidationRecord

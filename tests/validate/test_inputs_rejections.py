@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from pccd_hpc.validate.inputs import read_input_structures
+from pccd_hpc.materials.structure_inputs import read_input_structures
 from _structures import rocksalt_mgo
 
 

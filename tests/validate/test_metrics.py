@@ -9,7 +9,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 from scipy.stats import wasserstein_distance
 
-from pccd_hpc.validate import metrics as M
+from pccd_hpc.materials import metrics as M
 from _structures import diamond_si, rocksalt_mgo, zincblende_mgo
 
 
@@ -69,7 +69,7 @@ def test_wasserstein_matches_scipy_on_densities():
 
 
 def test_sun_funnel_keeps_a_subset_at_every_step():
-    from pccd_hpc.validate.metrics import sun_funnel
+    from pccd_hpc.materials.metrics import sun_funnel
 
     plausible = [True, True, True, True, True, False]
     converged = [True, True, True, False, True, True]
@@ -92,7 +92,7 @@ def test_structural_validity_agrees_with_the_distance_matrix_and_stays_small() -
     import numpy as np
     from pymatgen.core import Lattice, Structure
 
-    from pccd_hpc.validate.metrics import structural_validity
+    from pccd_hpc.materials.metrics import structural_validity
 
     def by_matrix(s: Structure) -> bool:
         if len(s) < 2:

@@ -6,8 +6,9 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from pccd_hpc.validate.config import PhononConfig
-from pccd_hpc.validate.errors import PhononFailure
-from pccd_hpc.validate.phonons import run_phonons, supercell_diagonal
+from pccd_hpc.materials.errors import PhononFailure
+from pccd_hpc.materials.phonons import supercell_diagonal
+from pccd_hpc.validate.phonons import run_phonons
 from _structures import diamond_si
 
 

@@ -14,13 +14,15 @@ import pytest
 
 from pccd_hpc.folder_lock import FolderBusyError
 from pccd_hpc.launch import main as launch_main
-from pccd_hpc.validate.config import RelaxConfig, ValidateConfig
-from pccd_hpc.validate.inputs import read_input_structures
+from pccd_hpc.materials.relax import RelaxConfig
+from pccd_hpc.validate.config import ValidateConfig
+from pccd_hpc.materials.structure_inputs import read_input_structures
 from pccd_hpc.validate.limits import estimate_relax_memory_bytes
 from pccd_hpc.validate.record import Job, ValidationRecord
 from pccd_hpc.validate.runner import OtherSettingsError, compute_record, pending_jobs
 from pccd_hpc.validate.stage import ValidatePaths, run_validate
-from pccd_hpc.validate.store import RecordStore, read_results_csv, record_stem, write_results_csv
+from pccd_hpc.validate.store import RecordStore
+from pccd_hpc.records import read_results_csv, record_stem, write_results_csv
 from _structures import DATA, rocksalt_mgo
 
 REPO = Path(__file__).resolve().parents[2]
@@ -177,7 +179,7 @@ def test_whole_run_refused_while_an_array_task_runs_names_the_task(tmp_path: Pat
 
 
 def test_phonon_supercell_above_the_memory_bound_is_refused_by_name(chgnet_backend) -> None:
-    from pccd_hpc.validate.errors import PhononFailure
+    from pccd_hpc.materials.errors import PhononFailure
     from pccd_hpc.validate.phonons import run_phonons
     from pccd_hpc.validate.config import PhononConfig
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pccd_hpc.validate.config import RelaxConfig
-from pccd_hpc.validate.errors import RelaxationDiverged, RelaxationTimeout
+from pccd_hpc.materials.relax import RelaxConfig
+from pccd_hpc.materials.errors import RelaxationDiverged, RelaxationTimeout
 from _structures import diamond_si, rocksalt_mgo
 
 
@@ -54,8 +54,8 @@ def test_inference_calculator_matches_chgnets_own(chgnet_backend):
     from pymatgen.core import Lattice, Structure
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from pccd_hpc.validate.backends.chgnet import InferenceCHGNetCalculator
-    from pccd_hpc.validate.backends.registry import get_backend
+    from pccd_hpc.materials.backends.chgnet import InferenceCHGNetCalculator
+    from pccd_hpc.materials.backends.registry import get_backend
 
     assert isinstance(chgnet_backend.calculator, InferenceCHGNetCalculator)
     own = get_backend("chgnet", calculator="chgnet")

@@ -12,7 +12,7 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from pccd_hpc.launch import main
 from pccd_hpc.validate.cli import read_id_list
-from pccd_hpc.validate.store import read_results_csv
+from pccd_hpc.records import read_results_csv
 from _structures import diamond_si, rocksalt_mgo, zincblende_mgo
 
 

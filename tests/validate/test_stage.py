@@ -7,9 +7,10 @@ import json
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from pccd_hpc.validate.config import RelaxConfig, ValidateConfig
+from pccd_hpc.materials.relax import RelaxConfig
+from pccd_hpc.validate.config import ValidateConfig
 from pccd_hpc.validate.stage import ValidatePaths, run_validate
-from pccd_hpc.validate.store import read_results_csv
+from pccd_hpc.records import read_results_csv
 from _structures import DATA, diamond_si, rocksalt_mgo, zincblende_mgo
 
 

@@ -11,7 +11,7 @@ from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from pccd_hpc.cluster.slurm import wait_for_job
 from pccd_hpc.validate.cli import register  # noqa: F401  (the CLI must import without SLURM)
-from pccd_hpc.validate.store import read_results_csv
+from pccd_hpc.records import read_results_csv
 from _structures import DATA, diamond_si, rocksalt_mgo
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -56,7 +56,7 @@ def test_vasp_array_with_stand_in_vasp(local_slurm, tmp_path, capsys, monkeypatc
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("VASP_CMD", str(fake))
     monkeypatch.delenv("PMG_VASP_PSP_DIR", raising=False)
-    monkeypatch.setattr("pccd_hpc.validate.backends.vasp.pmg_setting", lambda name: False)
+    monkeypatch.setattr("pccd_hpc.materials.vasp.pmg_setting", lambda name: False)
     cands = tmp_path / "cands"
     cands.mkdir()
     diamond_si().to(filename=str(cands / "si-a.cif"))

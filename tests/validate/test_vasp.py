@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pccd_hpc.validate.backends.registry import get_backend
-from pccd_hpc.validate.errors import VaspOutputError
+from pccd_hpc.materials.backends.registry import get_backend
+from pccd_hpc.materials.errors import VaspOutputError
 from pccd_hpc.validate.record import Job
 from pccd_hpc.validate.store import RecordStore
 from _structures import DATA, SHARED_VASP, diamond_si
@@ -28,7 +28,7 @@ def _run_folder(root: Path, vasprun: Path, done: bool = True) -> Path:
 def test_inputs_are_written_without_potcars(tmp_path, monkeypatch):
     monkeypatch.delenv("PMG_VASP_PSP_DIR", raising=False)
     backend = get_backend("vasp")
-    monkeypatch.setattr("pccd_hpc.validate.backends.vasp.pmg_setting", lambda name: False)
+    monkeypatch.setattr("pccd_hpc.materials.vasp.pmg_setting", lambda name: False)
     have = backend.write_inputs(diamond_si(), tmp_path / "si")
     assert have is False
     for sub in ("relax", "static"):
@@ -68,10 +68,10 @@ def test_unconverged_run_is_flagged_with_corrected_energy(tmp_path):
 
 
 def test_sync_parses_done_folders_and_lists_pending(tmp_path, monkeypatch):
-    from pccd_hpc.validate.backends.vasp import sync_vasp_jobs
+    from pccd_hpc.validate.vasp_jobs import sync_vasp_jobs
 
     monkeypatch.delenv("PMG_VASP_PSP_DIR", raising=False)
-    monkeypatch.setattr("pccd_hpc.validate.backends.vasp.pmg_setting", lambda name: False)
+    monkeypatch.setattr("pccd_hpc.materials.vasp.pmg_setting", lambda name: False)
     backend = get_backend("vasp")
     vasp_dir = tmp_path / "vasp"
     jobs = [Job("si-done", "candidate", diamond_si()), Job("si-new", "candidate", diamond_si(5.5))]

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from pccd_hpc.validate.config import RelaxConfig, ValidateConfig
+from pccd_hpc.materials.relax import RelaxConfig
+from pccd_hpc.validate.config import ValidateConfig
 from pccd_hpc.validate.record import Job
 from pccd_hpc.validate.runner import iter_results
 from _structures import diamond_si, rocksalt_mgo, zincblende_mgo

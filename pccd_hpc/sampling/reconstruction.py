@@ -33,14 +33,16 @@ import torch
 from pymatgen.core import Structure
 
 from pccd_hpc.data.codec import CodecConfig, DecodeResult
-from pccd_hpc.data.separation import decode_separated
 from pccd_hpc.data.dataset import ShardDataset
 from pccd_hpc.data.roundtrip import coordinate_errors, shifted_structure, structure_matcher
+from pccd_hpc.data.separation import decode_separated
 from pccd_hpc.data.shards import read_structures
-from pccd_hpc.generate.sampling import CheckpointSampler, LoadedModel
 from pccd_hpc.io_utils import atomic_write_json
 from pccd_hpc.model.conditioning import band_gap_class
 from pccd_hpc.model.diffusion import NoiseSchedule, from_model_space, to_model_space
+from pccd_hpc.model.samplers import DDIM_STEPS, GUIDANCE_SCALE
+from pccd_hpc.sampling.checkpoint_sampler import CheckpointSampler, LoadedModel
+from pccd_hpc.sampling.reconstruction_figure import plot_reconstruction
 from pccd_hpc.stage_config import require
 
 log = logging.getLogger(__name__)
@@ -61,9 +63,9 @@ class ReconstructConfig:
     """Records to reconstruct (the first n of a seeded permutation)."""
     t: int = 300
     """Noise level: timestep index in [1, T-1]; T-1 means pure noise (the paper's protocol)."""
-    steps: int = 50
+    steps: int = DDIM_STEPS
     """Deterministic DDIM steps from t down to 0."""
-    guidance: float = 3.0
+    guidance: float = GUIDANCE_SCALE
     """Classifier-free guidance scale."""
     batch_size: int = 128
     """Records denoised together."""
@@ -91,9 +93,7 @@ def run_reconstruct(loaded: LoadedModel, data_dir: str | Path, out_dir: str | Pa
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # Items are encoded with the site order the model was trained on (a canonical-order model never saw the file order).
-    tc = loaded.config.train
-    dataset = ShardDataset(data_dir, site_order=tc.site_order if tc.augment else "random",
-                           origin=tc.origin if tc.augment else "random")
+    dataset = ShardDataset(data_dir, loaded.config.train.augmentation().frame_only())
     originals = [s for shard in dataset.shards for s in read_structures(shard)]
     order = np.random.default_rng(config.seed).permutation(len(dataset))[: config.n]
     sampler = CheckpointSampler(loaded, "ddim", config.steps, config.guidance)
@@ -135,8 +135,6 @@ def run_reconstruct(loaded: LoadedModel, data_dir: str | Path, out_dir: str | Pa
     metrics["noisy_input"] = {k: noisy_metrics[k] for k in ("valid_fraction", "atom_count_accuracy_pct", "match_rate_pct",
                                                             "atom_error_ang")}
     atomic_write_json(out / "reconstruct.json", metrics)
-    from pccd_hpc.generate.figures import plot_reconstruction
-
     plot_reconstruction(rows, out / "reconstruct.png", title=f"{label} t={t}")
     return metrics
 

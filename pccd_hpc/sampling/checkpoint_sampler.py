@@ -1,11 +1,16 @@
-"""Load a checkpoint's EMA network (any form :mod:`pccd_hpc.train.checkpoint` reads) and sample codec tensors from it."""
+"""Load a checkpoint's EMA network (any form :mod:`pccd_hpc.model.checkpoint` reads) and sample codec tensors from it.
+
+The sampling settings default to the paper's (:data:`~pccd_hpc.model.samplers.DDIM_STEPS` DDIM steps,
+guidance :data:`~pccd_hpc.model.samplers.GUIDANCE_SCALE`); ``generate``, ``reconstruct`` and ``evaluate``
+all sample through :class:`CheckpointSampler`.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 
@@ -13,12 +18,9 @@ from pccd_hpc.config import DiffusionConfig, RunConfig
 from pccd_hpc.data.codec import CodecConfig
 from pccd_hpc.model.conditioning import BAND_GAP_NULL, Conditions, draw_site_counts
 from pccd_hpc.model.diffusion import NoiseSchedule, from_model_space
-from pccd_hpc.model.samplers import DDIMSampler, DDPMSampler
+from pccd_hpc.model.samplers import DDIM_STEPS, GUIDANCE_SCALE, DDIMSampler, DDPMSampler
 from pccd_hpc.model.factory import EpsPredictor, build_denoiser, site_encoder
-from pccd_hpc.train.checkpoint import export_checkpoint, load_checkpoint
-
-if TYPE_CHECKING:
-    from pccd_hpc.generate.plan import GeneratePlan
+from pccd_hpc.model.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +77,6 @@ def load_model(checkpoint: str | Path, device: str = "cpu", precision: str = "au
     return LoadedModel(model, loaded.config, loaded.codec, loaded.sha256, loaded.step, loaded.path)
 
 
-export_slim_checkpoint = export_checkpoint
-"""Former name of :func:`pccd_hpc.train.checkpoint.export_checkpoint` (kept for scripts)."""
-
-
 def check_site_request(loaded: LoadedModel, n_sites: int | None) -> None:
     """``ValueError`` when ``n_sites`` is asked of a model without the site condition or outside its codec's range."""
     if n_sites is None:
@@ -103,7 +101,7 @@ class CheckpointSampler:
     reports_steps = True
     """``sample`` takes ``on_step`` (generation tasks then report progress within a batch)."""
 
-    def __init__(self, loaded: LoadedModel, sampler: str = "ddim", steps: int = 50, guidance: float = 3.0,
+    def __init__(self, loaded: LoadedModel, sampler: str = "ddim", steps: int = DDIM_STEPS, guidance: float = GUIDANCE_SCALE,
                  device: str | None = None, n_sites: int | None = None) -> None:
         self.loaded = loaded
         check_site_request(loaded, n_sites)
@@ -154,11 +152,3 @@ class CheckpointSampler:
         x = self.sampler.sample(self.loaded.model, cond, generator=generator, device=self.device, on_step=on_step)
         return from_model_space(x).float().cpu()
 
-
-def load_sampler(plan: GeneratePlan, loaded: LoadedModel | None = None) -> CheckpointSampler:
-    """Build the sampler a generation plan asks for (loading its checkpoint unless given), checking the hash."""
-    device = pick_device()
-    loaded = loaded or load_model(plan.checkpoint, device)
-    if loaded.sha256 != plan.checkpoint_sha256:
-        raise ValueError(f"{plan.checkpoint} changed since the plan was made (sha256 differs); use a new --out folder")
-    return CheckpointSampler(loaded, plan.sampler, plan.steps, plan.guidance, n_sites=plan.n_sites)

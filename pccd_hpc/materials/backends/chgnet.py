@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-from pccd_hpc.validate.backends.base import AseBackend
+from pccd_hpc.materials.backends.base import AseBackend
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,10 @@ class InferenceCHGNetCalculator(Calculator):
 
     def __init__(self, model, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.model = model
+        # Forces and stress are gradients with respect to positions and strain only: with the weights out
+        # of autograd, the forward pass keeps no activations for weight gradients (same numbers, less work).
+        self.model = model.requires_grad_(False)
+        self._composition_energy: tuple[tuple[int, ...], float] | None = None
 
     def calculate(self, atoms=None, properties=None, system_changes=all_changes) -> None:
         """Fill ``self.results`` (eV, eV/Å, eV/Å^3, as CHGNet's calculator with its default stress weight)."""
@@ -46,14 +49,26 @@ class InferenceCHGNetCalculator(Calculator):
         n_atoms = len(structure)
         energy = prediction["e"].sum() * (n_atoms if model.is_intensive else 1)
         d_positions, d_strain = torch.autograd.grad(energy, [batched.atom_positions[0], batched.strains[0]])
-        composition_energy = 0.0
-        if model.composition_model is not None:
-            composition_energy = float(model.composition_model([graph]).sum()) * (n_atoms if model.is_intensive else 1)
-        total = float(energy.detach()) + composition_energy
+        total = float(energy.detach()) + self._composition_energy_of(graph, n_atoms)
         volume = float(batched.volumes[0].detach())
         self.results = {"energy": total, "free_energy": total,
                         "forces": -d_positions.detach().cpu().numpy().astype(np.float64),
                         "stress": (d_strain.detach().cpu().numpy().astype(np.float64) / volume)}
+
+
+    def _composition_energy_of(self, graph, n_atoms: int) -> float:
+        """The composition model's energy (eV): it depends on the species only, so it is kept per species list."""
+        model = self.model
+        if model.composition_model is None:
+            return 0.0
+        species = tuple(int(z) for z in graph.atomic_number)
+        if self._composition_energy is None or self._composition_energy[0] != species:
+            import torch
+
+            with torch.no_grad():
+                value = float(model.composition_model([graph]).sum()) * (n_atoms if model.is_intensive else 1)
+            self._composition_energy = (species, value)
+        return self._composition_energy[1]
 
 
 class CHGNetBackend(AseBackend):

@@ -1,4 +1,4 @@
-"""Exceptions raised while validating one structure; each names the record it belongs to."""
+"""Failures of one structure's calculation, each naming the record (or candidate and step) it belongs to."""
 
 from __future__ import annotations
 
@@ -36,3 +36,13 @@ class VaspOutputError(ValidationFailure):
     """A VASP run folder holds no readable, finished output."""
 
     kind = "vasp_output"
+
+
+class StepFailure(Exception):
+    """One step of one followup candidate failed; the message names both. The batch records it and goes on."""
+
+    def __init__(self, candidate: str, step: str, message: str) -> None:
+        super().__init__(f"{candidate} [{step}]: {message}")
+        self.candidate = candidate
+        self.step = step
+        self.message = message

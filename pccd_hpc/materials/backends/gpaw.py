@@ -16,7 +16,9 @@ from typing import Any, ClassVar
 import numpy as np
 from pymatgen.core import Structure
 
-from pccd_hpc.followup.base import BandsOutcome, DftBackend, RelaxOutcome, StaticOutcome, StepFailure
+from pccd_hpc.materials.backends.base import BandsOutcome, DftBackend, StaticOutcome
+from pccd_hpc.materials.errors import StepFailure, ValidationFailure
+from pccd_hpc.materials.relax import RelaxConfig, RelaxResult, relax_structure
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,7 @@ ENERGY_RISE_TOL_EV_PER_ATOM = 0.01
 
 
 class GpawBackend(DftBackend):
-    """GPAW plane-wave PBE with the settings of a ``FollowupConfig``."""
+    """GPAW plane-wave PBE with the campaign's settings (``DftSettings``)."""
 
     name: ClassVar[str] = "gpaw"
 
@@ -52,12 +54,8 @@ class GpawBackend(DftBackend):
         params.update(overrides)
         return GPAW(**params)
 
-    def relax(self, structure: Structure, folder: Path, candidate: str) -> RelaxOutcome:
+    def relax_in(self, structure: Structure, folder: Path, candidate: str) -> RelaxResult:
         """BFGS on atoms and cell (FrechetCellFilter) with GPAW stresses; guarded like validate's relaxations."""
-        from pccd_hpc.validate.config import RelaxConfig
-        from pccd_hpc.validate.errors import ValidationFailure
-        from pccd_hpc.validate.relax import relax_structure
-
         folder.mkdir(parents=True, exist_ok=True)
         relax_cfg = RelaxConfig(fmax_ev_per_ang=self.config.relax_fmax_ev_per_ang, max_steps=self.config.relax_max_steps,
                                 relax_cell=self.config.relax_cell, timeout_s=self.config.relax_timeout_s)
@@ -73,8 +71,7 @@ class GpawBackend(DftBackend):
         if rise > ENERGY_RISE_TOL_EV_PER_ATOM:
             raise StepFailure(candidate, "relax", f"energy rose by {rise:.3f} eV/atom during the relaxation (stress and "
                               "energy inconsistent: raise ecut_ev, or set relax_cell = false)")
-        return RelaxOutcome(result.structure, result.energy_ev_per_atom, result.converged, result.n_steps,
-                            result.max_force_ev_per_ang)
+        return result
 
     def static(self, structure: Structure, folder: Path, candidate: str) -> StaticOutcome:
         """SCF on ``structure``; the converged state is saved to ``folder/scf.gpw`` (temp name, then rename)."""
