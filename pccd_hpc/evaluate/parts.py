@@ -103,21 +103,6 @@ def folder_digest(folder: Path, pattern: str = "shard-*.h5") -> str:
     return digest.hexdigest()
 
 
-def source_digest(modules: tuple[str, ...]) -> str:
-    """sha256 of the source files of ``modules`` (a package contributes every ``.py`` file under it)."""
-    digest = hashlib.sha256()
-    for name in sorted(modules):
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            raise ValueError(f"no source for module {name}")
-        origin = Path(spec.origin)
-        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
-        for path in files:
-            digest.update(f"{name}:{path.name}".encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def imported_modules(root: str, package: str = "pccd_hpc") -> tuple[str, ...]:
     """Every module of ``package`` that importing ``root`` can run: its imports, theirs, and so on, including
     imports inside functions, ``importlib`` strings naming a module, and the packages' ``__init__`` files.

@@ -134,22 +134,6 @@ def test_evaluate_rejects_bad_input_with_a_clear_error(trained_tiny_checkpoint: 
     assert "n_samples must be >= 1" in caplog.text
 
 
-def test_source_digest_follows_the_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pccd_hpc.evaluate.parts import source_digest
-
-    package = tmp_path / "evalprobe"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "metric.py").write_text("FACTOR = 0.7\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    before = source_digest(("evalprobe",))
-    assert source_digest(("evalprobe",)) == before
-    (package / "metric.py").write_text("FACTOR = 0.8\n")
-    assert source_digest(("evalprobe",)) != before
-    with pytest.raises(ValueError, match="no source"):
-        source_digest(("evalprobe_missing_module",))
-
-
 def test_reconstruction_gaps_explain_every_missing_figure_and_nothing_else() -> None:
     from pccd_hpc.evaluate.stage import _reconstruction_gaps
 
