@@ -66,6 +66,22 @@ def submit_array(fn: Callable[..., Any], arg_lists: Sequence[Sequence[Any]], fol
     return jobs
 
 
+def run_folder_tasks(fn: Callable[[str, int], Any], out: Path, tasks: Sequence[int], resources: SlurmResources,
+                     name: str, what: str, wait: bool = True) -> bool:
+    """Run ``fn(str(out), task)`` for each of ``tasks`` as one SLURM array named ``name`` (submitit's files in
+    ``out/slurm``); wait for all of them (:func:`wait_for_results`) and return True, or with ``wait`` False return
+    False at once (the caller merges on a later run)."""
+    from dataclasses import replace
+
+    resources = replace(resources, extra={"name": name, **resources.extra})
+    jobs = submit_array(fn, [(str(out), task) for task in tasks], out / "slurm", resources)
+    if not wait:
+        log.info("not waiting: re-run the same command to merge once the array has finished")
+        return False
+    wait_for_results(jobs, [f"task {task}" for task in tasks], what=what)
+    return True
+
+
 def wait_for_results(jobs: Sequence[submitit.Job], labels: Sequence[str], what: str = "tasks") -> list[Any]:
     """Wait for every job and return their results; ``RuntimeError`` listing every failed job (not just the first)."""
     results, failures = [], []

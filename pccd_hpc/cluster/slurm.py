@@ -210,6 +210,30 @@ TIME_HELP = "SLURM time limit per {what}: minutes (90) or [D-]HH:MM:SS (01:30:00
 """Help text of every ``--time`` option (format with ``what`` and ``default``)."""
 
 
+ARRAY_TASK_FLAGS = {"partition": "--partition", "gpus_per_node": "--gpus-per-task", "cpus_per_task": "--cpus-per-task",
+                    "time_min": "--time"}
+"""The :class:`SlurmResources` fields that :func:`add_array_task_flags` sets, and the flag of each (for error messages)."""
+
+
+def add_array_task_flags(parser: Any, default_time: str = "60") -> None:
+    """The flags of a stage that runs as a SLURM array: ``--partition``, ``--gpus-per-task``, ``--cpus-per-task``,
+    ``--time`` and ``--no-wait`` (argparse ``parser``)."""
+    parser.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's default)")
+    parser.add_argument("--gpus-per-task", type=int, default=0, help="GPUs per array task (default 0)")
+    parser.add_argument("--cpus-per-task", type=int, default=2, help="CPU cores per array task (default 2)")
+    parser.add_argument("--time", type=time_limit_arg, default=default_time,
+                        help=TIME_HELP.format(what="array task", default=f"{default_time} minutes"))
+    parser.add_argument("--no-wait", action="store_true", help="submit and return (re-run the command to merge)")
+
+
+def array_task_resources(args: Any, array_parallelism: int, signal: bool) -> SlurmResources:
+    """The resources that :func:`add_array_task_flags`' flags in ``args`` ask for; ``signal`` asks for SLURM's
+    warning signal before the time limit (only a submitted task needs it)."""
+    return SlurmResources(partition=args.partition, gpus_per_node=args.gpus_per_task, cpus_per_task=args.cpus_per_task,
+                          time_min=args.time, array_parallelism=array_parallelism,
+                          signal_delay_s=SlurmResources.signal_delay_s if signal else 0)
+
+
 def _parse_states(text: str) -> dict[str, str]:
     """``ID|STATE`` lines to a dict; "CANCELLED by 0" becomes "CANCELLED"."""
     states: dict[str, str] = {}

@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from pccd_hpc.cluster.slurm import TIME_HELP, SlurmResources, time_limit_arg
+from pccd_hpc.cluster.slurm import ARRAY_TASK_FLAGS, add_array_task_flags, array_task_resources
 from pccd_hpc.data.codec import DECODE_METHODS
 from pccd_hpc.data.separation import PUSH_APART_FACTOR
 from pccd_hpc.folder_lock import folder_lock
@@ -74,11 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--array-size", type=int, default=None,
                      help="number of tasks (default: the plan's in an existing --out, else 1 for --cluster local "
                      "and ceil(N/1000) for slurm or --plan-only)")
-    gen.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's default)")
-    gen.add_argument("--gpus-per-task", type=int, default=0, help="GPUs per array task (default 0)")
-    gen.add_argument("--cpus-per-task", type=int, default=2, help="CPU cores per array task (default 2)")
-    gen.add_argument("--time", type=time_limit_arg, default="60", help=TIME_HELP.format(what="array task", default="60 minutes"))
-    gen.add_argument("--no-wait", action="store_true", help="submit and return (re-run the command to merge)")
+    add_array_task_flags(gen)
     gen.add_argument("--plan-only", action="store_true",
                      help="write plan.json and print the tasks, the sbatch command for jobs/generate_array.sh and "
                      "an estimated time from the model's speed measured here; samples nothing")
@@ -112,9 +108,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     with flags_in_errors(PLAN_FLAGS):
         plan = _plan(args, loaded, checkpoint, systems, n_tasks)
         submits = args.cluster == "slurm" and not args.plan_only  # the pre-timeout signal only matters then
-        slurm = SlurmResources(partition=args.partition, gpus_per_node=args.gpus_per_task, cpus_per_task=args.cpus_per_task,
-                               time_min=args.time, array_parallelism=GENERATE_ARRAY_PARALLELISM,
-                               signal_delay_s=SlurmResources.signal_delay_s if submits else 0)
+        slurm = array_task_resources(args, GENERATE_ARRAY_PARALLELISM, signal=submits)
     if args.plan_only:
         from pccd_hpc.generate.plan import write_plan
         from pccd_hpc.generate.plan_report import describe_plan, measure_seconds_per_sample
@@ -135,8 +129,7 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 PLAN_FLAGS = {"n": "--n", "steps": "--steps", "batch_size": "--batch-size", "n_tasks": "--array-size",
               "guidance": "--guidance", "n_sites": "--n-sites", "push_apart_factor": "--push-apart-factor",
-              "gpus_per_node": "--gpus-per-task", "cpus_per_task": "--cpus-per-task", "time_min": "--time",
-              "cluster_eps_ang": "--cluster-eps", "cluster_min_points": "--cluster-min-points"}
+              "cluster_eps_ang": "--cluster-eps", "cluster_min_points": "--cluster-min-points", **ARRAY_TASK_FLAGS}
 """Config fields of the plan and its SLURM resources, and the generate flag that sets each (for error messages)."""
 
 

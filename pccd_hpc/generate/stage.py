@@ -11,7 +11,6 @@ import json
 import logging
 import re
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,7 +54,9 @@ def run_generate(plan: GeneratePlan, out_dir: str | Path, slurm: SlurmResources 
         if todo and slurm is None:
             _run_local(out, plan, todo, loaded)
     if todo and slurm is not None:  # the array tasks take the folder lock shared, each with its own task lock
-        if not _run_slurm(out, todo, slurm, wait):
+        from pccd_hpc.cluster.jobs import run_folder_tasks
+
+        if not run_folder_tasks(run_task, out, todo, slurm, "pccd-generate", "generation tasks", wait):
             return None
     n_sampled = sum(len(plan.task_range(k)) for k in todo)
     return summarise(out, plan, time.time() - started if todo else None, n_sampled=n_sampled)
@@ -94,14 +95,3 @@ def _run_local(out: Path, plan: GeneratePlan, todo: list[int], loaded: LoadedMod
         for task in todo:
             run_task(out, task, sampler_factory=shared_sampler, progress=progress, plan=plan)
 
-
-def _run_slurm(out: Path, todo: list[int], slurm: SlurmResources, wait: bool) -> bool:
-    from pccd_hpc.cluster.jobs import submit_array, wait_for_results
-
-    resources = replace(slurm, extra={"name": "pccd-generate", **slurm.extra})
-    jobs = submit_array(run_task, [(str(out), task) for task in todo], out / "slurm", resources)
-    if not wait:
-        log.info("not waiting: re-run the same command to merge once the array has finished")
-        return False
-    wait_for_results(jobs, [f"task {task}" for task in todo], what="generation tasks")
-    return True

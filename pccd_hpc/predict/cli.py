@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from pccd_hpc.cluster.slurm import TIME_HELP, SlurmResources, time_limit_arg
+from pccd_hpc.cluster.slurm import SlurmResources, add_array_task_flags, array_task_resources
 from pccd_hpc.io_utils import checked_input_path
 from pccd_hpc.predict.config import MAX_CANDIDATES, PREDICT_FLAGS, PredictConfig
 from pccd_hpc.stage_config import flags_in_errors
@@ -14,6 +14,9 @@ from pccd_hpc.data.separation import PUSH_APART_FACTOR
 from pccd_hpc.model.samplers import DDIM_STEPS, GUIDANCE_SCALE
 
 log = logging.getLogger(__name__)
+
+PREDICT_ARRAY_PARALLELISM = 64
+"""Most predict array tasks running at once."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,11 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="local: this process (default); slurm: a submitit array over the formulas")
     p.add_argument("--array-size", type=int, default=None,
                    help="array tasks the formulas are split over (default: 1 locally, one per 20 formulas on slurm)")
-    p.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's default)")
-    p.add_argument("--gpus-per-task", type=int, default=0, help="GPUs per array task (default 0)")
-    p.add_argument("--cpus-per-task", type=int, default=2, help="CPU cores per array task (default 2)")
-    p.add_argument("--time", type=time_limit_arg, default="60", help=TIME_HELP.format(what="array task", default="60 minutes"))
-    p.add_argument("--no-wait", action="store_true", help="submit and return (re-run the command to merge)")
+    add_array_task_flags(p)
     p.add_argument("--plan-only", action="store_true",
                    help="write predict.json and print the sbatch command for jobs/predict_array.sh; samples nothing")
     p.add_argument("--force-redo", action="store_true", help="replace a predict.json made with other settings")
@@ -93,9 +92,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     with flags_in_errors(PREDICT_FLAGS):
         PredictConfig(compositions=formulas, k=args.k, formula_units=args.formula_units, steps=args.steps,
                       guidance=args.guidance, seed=args.seed, relax_steps=args.relax_steps, n_tasks=n_tasks)
-        slurm = SlurmResources(partition=args.partition, gpus_per_node=args.gpus_per_task,
-                               cpus_per_task=args.cpus_per_task, time_min=args.time, array_parallelism=64,
-                               signal_delay_s=SlurmResources.signal_delay_s if args.time * 60 > 120 else 0)
+        slurm = array_task_resources(args, PREDICT_ARRAY_PARALLELISM, signal=args.time * 60 > SlurmResources.signal_delay_s)
     checkpoint = checked_input_path(args.checkpoint, "--checkpoint") if args.checkpoint else default_checkpoint()
     loaded = load_model(checkpoint, pick_device())
     with flags_in_errors(PREDICT_FLAGS):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pccd_hpc.cluster.slurm import ARRAY_TASK_FLAGS
 from pccd_hpc.stage_config import require
 from pccd_hpc.data.separation import PUSH_APART_FACTOR
 from pccd_hpc.model.samplers import DDIM_STEPS, GUIDANCE_SCALE
@@ -76,5 +77,5 @@ class PredictConfig:
 PREDICT_FLAGS = {"k": "--k", "formula_units": "--formula-units", "steps": "--steps", "guidance": "--guidance",
                  "push_apart_factor": "--push-apart-factor", "seed": "--seed", "relax_steps": "--relax-steps",
                  "n_tasks": "--array-size", "compositions": "--composition", "backend": "--backend",
-                 "gpus_per_node": "--gpus-per-task", "cpus_per_task": "--cpus-per-task", "time_min": "--time"}
+                 **ARRAY_TASK_FLAGS}
 """Config fields (and SLURM resources) and the predict flag that sets each (for error messages)."""

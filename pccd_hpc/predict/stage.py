@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -211,13 +210,9 @@ def run_predict(config: PredictConfig, out_dir: str | Path, slurm: SlurmResource
         if slurm is None:
             _run_formulas(out, config, config.compositions, loaded)
     if slurm is not None:  # the array tasks take the folder lock shared, each with its own task lock
-        from pccd_hpc.cluster.jobs import submit_array, wait_for_results
+        from pccd_hpc.cluster.jobs import run_folder_tasks
 
         tasks = list(range(min(config.n_tasks, len(config.compositions))))
-        resources = replace(slurm, extra={"name": "pccd-predict", **slurm.extra})
-        jobs = submit_array(run_predict_task, [(str(out), task) for task in tasks], out / "slurm", resources)
-        if not wait:
-            log.info("not waiting: re-run the same command to merge once the array has finished")
+        if not run_folder_tasks(run_predict_task, out, tasks, slurm, "pccd-predict", "predict tasks", wait):
             return None
-        wait_for_results(jobs, [f"task {task}" for task in tasks], what="predict tasks")
     return summarise(out, config, codec)
