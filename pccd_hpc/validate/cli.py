@@ -36,9 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="TOML file of ValidateConfig fields (tables [relax], [phonon]); "
                    "the options below override it")
     p.add_argument("--backend", default=None, help="energy backend: chgnet (default, offline) or vasp")
-    p.add_argument("--reference", type=Path, help="hull reference: shards/CIF folder/CSV, or ComputedStructureEntry JSON "
-                   "(default: the bundled MP-20 set for the paper's RE/AE/TM oxide systems, CHGNet energies)")
-    p.add_argument("--train", type=Path, help="training set (novelty; default hull reference)")
+    p.add_argument("--reference", type=Path, help="your own hull reference, for a same-backend hull: shards/CIF folder/CSV "
+                   "(relaxed with the backend) or ComputedStructureEntry JSON (default: the hull of all of MP-20 from "
+                   "its DFT formation energies, candidates put on that scale by fitted element energies)")
+    p.add_argument("--train", type=Path, help="training structures for structural novelty (default: none; novelty is "
+                   "then only by composition, against MP-20's known compositions)")
     p.add_argument("--reference-cache", type=Path, help="shared cache of reference energies (default VDIR/reference_cache; "
                    "~/.cache/pccd_hpc for the bundled set)")
     p.add_argument("--phonons", action="store_true", default=None, help="phonopy phonons for every relaxed candidate")
