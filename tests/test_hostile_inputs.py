@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from pymatgen.core import Lattice, Structure
 
+from pccd_hpc.data.sample import sample_structures
+
 REPO = Path(__file__).resolve().parents[1]
 MEMORY_LIMIT_BYTES = 6 * 2**30
 csv.field_size_limit(sys.maxsize)
@@ -36,25 +38,12 @@ def _run(args: list[str], timeout_s: float, cwd: Path) -> subprocess.CompletedPr
         pytest.fail(f"{' '.join(args[:1])} hung past {timeout_s} s:\n{(err.stderr or b'')[-3000:]}")
 
 
-def _good_structures(sample_csv: Path, n: int) -> list[Structure]:
-    with open(sample_csv, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    out = []
-    for row in rows:
-        s = Structure.from_str(row["cif"], fmt="cif")
-        if len(s) <= 8 and len(s.composition.elements) <= 3 and s.is_ordered:
-            out.append(s)
-        if len(out) == n:
-            break
-    return out
-
-
-def _build_hostile_folder(folder: Path, sample_csv: Path) -> tuple[dict[str, str], dict[str, str | None], dict[str, str | None]]:
+def _build_hostile_folder(folder: Path) -> tuple[dict[str, str], dict[str, str | None], dict[str, str | None]]:
     """Write good and bad inputs; return ``(good name -> kind, encode: name -> expected reason or None,
     validate: name -> expected reason or None)`` (None: accepted)."""
     rng = random.Random(0)
     folder.mkdir()
-    good = _good_structures(sample_csv, 12)
+    good = sample_structures(12, max_sites=8)
     template = good[0].to(fmt="cif")
     enc: dict[str, str | None] = {}
     val: dict[str, str | None] = {}
@@ -117,9 +106,9 @@ def _build_hostile_folder(folder: Path, sample_csv: Path) -> tuple[dict[str, str
 
 
 @pytest.mark.slow
-def test_hostile_folder_through_encode_and_validate(tmp_path: Path, sample_csv: Path) -> None:
+def test_hostile_folder_through_encode_and_validate(tmp_path: Path) -> None:
     folder = tmp_path / "hostile"
-    good, enc, val = _build_hostile_folder(folder, sample_csv)
+    good, enc, val = _build_hostile_folder(folder)
     assert len(enc) > 200
 
     proc = _run(["encode", "--input", str(folder), "--out", str(tmp_path / "shards"), "--shard-size", "64"], 300, tmp_path)

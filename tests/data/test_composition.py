@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
@@ -13,21 +11,9 @@ from pccd_hpc.data.composition import (
     cell_compositions, composition_of_structure, decode_candidate, decode_with_sites, element_channel, parse_formula,
 )
 from pccd_hpc.data.roundtrip import structure_matcher
-from pccd_hpc.data.sample import sample_csv_path
+from pccd_hpc.data.sample import sample_structures
 
 CODEC = CodecConfig()
-
-
-def _sample_structures(n: int) -> list[Structure]:
-    out = []
-    with open(sample_csv_path(), newline="") as fh:
-        for row in csv.DictReader(fh):
-            s = Structure.from_str(row["cif"], fmt="cif")
-            if len(s) <= 16 and len(s.composition.elements) <= 3 and s.is_ordered:
-                out.append(s)
-            if len(out) == n:
-                break
-    return out
 
 
 def test_reduced_formula_gives_every_multiple_that_fits_and_written_one_is_kept() -> None:
@@ -59,7 +45,7 @@ def test_text_that_is_not_a_whole_number_formula_is_refused(text: str) -> None:
 
 
 def test_element_channel_is_the_encoded_channel_of_real_structures() -> None:
-    for s in _sample_structures(12):
+    for s in sample_structures(12):
         encoded = encode_structure(s, CODEC)
         cell = composition_of_structure(s)
         assert cell.n_sites == len(s) and cell.element_z == tuple(encoded.element_z)
@@ -68,7 +54,7 @@ def test_element_channel_is_the_encoded_channel_of_real_structures() -> None:
 
 def test_decoding_with_known_sites_gives_back_the_encoded_structure() -> None:
     matcher = structure_matcher()
-    for s in _sample_structures(12):
+    for s in sample_structures(12):
         encoded = encode_structure(s, CODEC)
         result = decode_with_sites(encoded.tensor, composition_of_structure(s), CODEC)
         assert result.valid and result.structure.composition == s.composition

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-import pccd_hpc
+from pccd_hpc.data.sample import sample_csv_path
 from pccd_hpc.materials.structure_inputs import iter_input_structures
 
 pytest.importorskip("chgnet")
 
-SAMPLE = Path(pccd_hpc.__file__).parent / "data" / "sample" / "structures.csv"
 FIELDS = ("atomic_number", "atom_frac_coord", "atom_graph", "neighbor_image", "directed2undirected",
           "undirected2directed", "bond_graph", "lattice")
 
@@ -51,7 +49,7 @@ def _squeezed_and_rattled(structure: Structure, seed: int) -> Structure:
 
 
 def test_same_graphs_as_chgnets_converter_on_the_shipped_sample(converter):
-    structures = [s for _, s in itertools.islice(iter_input_structures(SAMPLE), 80)]
+    structures = [s for _, s in itertools.islice(iter_input_structures(sample_csv_path()), 80)]
     assert len(structures) == 80
     for seed, structure in enumerate(structures):
         _assert_same_graph(converter, structure)

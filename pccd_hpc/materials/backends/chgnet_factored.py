@@ -98,13 +98,16 @@ class FactoredAtomConv(nn.Module):
                  + torch.index_select(gated.project(2, atom_feas), 0, atom_graph[:, 1]))
         messages = gated.finish(first) * torch.index_select(bond_weights, 0, directed2undirected)
         new_atom_feas = aggregate(messages, atom_graph[:, 0], average=False, num_owner=len(atom_feas))
-        if self.mlp_out is not None:
-            new_atom_feas = self.mlp_out(new_atom_feas)
-        if self.resnet:
-            new_atom_feas = new_atom_feas + atom_feas
-        if self.atom_norm is not None:
-            new_atom_feas = self.atom_norm(new_atom_feas)
-        return new_atom_feas
+        return _output(new_atom_feas, atom_feas, self.mlp_out, self.resnet, self.atom_norm)
+
+
+def _output(update: Tensor, previous: Tensor, mlp_out: nn.Module | None, resnet: bool, norm: nn.Module | None) -> Tensor:
+    """A CHGNet layer's tail: the output MLP, the residual connection and the normalisation, each if present."""
+    if mlp_out is not None:
+        update = mlp_out(update)
+    if resnet:
+        update = update + previous
+    return update if norm is None else norm(update)
 
 
 def _angle_messages(gated: FactoredGatedMLP, atom_feas: Tensor, bond_feas: Tensor, angle_feas: Tensor,
@@ -135,13 +138,7 @@ class FactoredBondConv(nn.Module):
         update = (update * torch.index_select(bond_weights, 0, bond_graph[:, 1])
                   * torch.index_select(bond_weights, 0, bond_graph[:, 2]))
         new_bond_feas = aggregate(update, bond_graph[:, 1], average=False, num_owner=len(bond_feas))
-        if self.mlp_out is not None:
-            new_bond_feas = self.mlp_out(new_bond_feas)
-        if self.resnet:
-            new_bond_feas = new_bond_feas + bond_feas
-        if self.bond_norm is not None:
-            new_bond_feas = self.bond_norm(new_bond_feas)
-        return new_bond_feas
+        return _output(new_bond_feas, bond_feas, self.mlp_out, self.resnet, self.bond_norm)
 
 
 class FactoredAngleUpdate(nn.Module):
@@ -155,11 +152,7 @@ class FactoredAngleUpdate(nn.Module):
     def forward(self, atom_feas: Tensor, bond_feas: Tensor, angle_feas: Tensor, bond_graph: Tensor) -> Tensor:
         """Same inputs and output as ``chgnet.model.layers.AngleUpdate.forward``."""
         new_angle_feas = _angle_messages(self.gated, atom_feas, bond_feas, angle_feas, bond_graph)
-        if self.resnet:
-            new_angle_feas = new_angle_feas + angle_feas
-        if self.angle_norm is not None:
-            new_angle_feas = self.angle_norm(new_angle_feas)
-        return new_angle_feas
+        return _output(new_angle_feas, angle_feas, None, self.resnet, self.angle_norm)
 
 
 def factor_message_passing(model: nn.Module) -> nn.Module:
@@ -176,13 +169,8 @@ def factor_message_passing(model: nn.Module) -> nn.Module:
                    for layer in model.bond_conv_layers]
     angle_layers = [None if layer is None else FactoredAngleUpdate(layer, atom_width, bond_width, angle_width)
                     for layer in model.angle_layers]
+    # CHGNet keeps a plain list of None where a model has no bond or angle layers.
     model.atom_conv_layers = nn.ModuleList(atom_layers)
-    if all(layer is not None for layer in bond_layers):
-        model.bond_conv_layers = nn.ModuleList(bond_layers)
-    else:
-        model.bond_conv_layers = bond_layers
-    if all(layer is not None for layer in angle_layers):
-        model.angle_layers = nn.ModuleList(angle_layers)
-    else:
-        model.angle_layers = angle_layers
+    model.bond_conv_layers = nn.ModuleList(bond_layers) if None not in bond_layers else bond_layers
+    model.angle_layers = nn.ModuleList(angle_layers) if None not in angle_layers else angle_layers
     return model
